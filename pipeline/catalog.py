@@ -1,0 +1,155 @@
+"""Load and validate catalog.yaml.
+
+Every error names the offending key (``datasets.casme3.root_env``) so a typo in the
+catalog is found before any work starts.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipeline.params import ParamError, resolve
+
+ADAPTERS = ("casme3_part_a",)
+MODALITIES = ("rgb", "depth", "gray")
+
+# key -> (type, required)
+_TOP = {"store_root": (str, True), "runs_root": (str, True), "label_schemes": (dict, True),
+        "datasets": (dict, True)}
+_DS = {"description": (str, False), "adapter": (str, True), "root_env": (str, True),
+       "root_default": (str, False), "generate": (str, False), "fps": ((int, float), True),
+       "modalities": (list, True), "annotation": (str, True), "annotation_sheet": (str, False),
+       "frames_dir": (str, True), "known_bad": (str, False), "label_scheme": (str, True),
+       "emotion_synonyms": (dict, False), "params": (dict, False)}
+
+
+class CatalogError(ValueError):
+    pass
+
+
+@dataclass
+class Dataset:
+    name: str
+    adapter: str
+    root_env: str
+    fps: float
+    modalities: list
+    annotation: str
+    frames_dir: str
+    label_scheme: str
+    scheme: dict
+    params: dict
+    annotation_sheet: str | None = None
+    root_default: str | None = None
+    generate: str | None = None
+    known_bad: str | None = None
+    description: str = ""
+    emotion_synonyms: dict = field(default_factory=dict)
+    base_dir: Path = Path(".")
+
+    def root(self, must_exist: bool = True) -> Path:
+        """The dataset root: $root_env, else root_default (relative to the catalog)."""
+        val = os.environ.get(self.root_env)
+        key = f"datasets.{self.name}.root_env"
+        if not val:
+            if self.root_default is None:
+                raise CatalogError(f"dataset {self.name!r}: environment variable {self.root_env} is not set "
+                                   f"({key}); set it to the folder that holds the dataset")
+            p = (self.base_dir / self.root_default).resolve()
+        else:
+            p = Path(val).expanduser()
+        try:
+            p = p.resolve(strict=False)
+        except RuntimeError as e:  # symlink loop
+            raise CatalogError(f"dataset {self.name!r}: root {p} ({key}) cannot be resolved: {e}") from e
+        if must_exist and not p.is_dir():
+            raise CatalogError(f"dataset {self.name!r}: root {p} ({key}={self.root_env}) is not a directory")
+        return p
+
+    def file(self, key: str) -> Path:
+        """A file named by catalog key `key` (relative to the root); missing is an error."""
+        rel = getattr(self, key)
+        p = self.root() / rel
+        if not p.is_file():
+            raise CatalogError(f"datasets.{self.name}.{key}: file {p} not found")
+        return p
+
+    @property
+    def has_depth(self) -> bool:
+        return "depth" in self.modalities
+
+
+@dataclass
+class Catalog:
+    path: Path
+    store_root: Path
+    runs_root: Path
+    label_schemes: dict
+    datasets: dict[str, Dataset]
+
+    def dataset(self, name: str) -> Dataset:
+        if name not in self.datasets:
+            raise CatalogError(f"unknown dataset {name!r}; the catalog {self.path} has {sorted(self.datasets)}")
+        return self.datasets[name]
+
+
+def _check(d: dict, spec: dict, where: str) -> None:
+    if not isinstance(d, dict):
+        raise CatalogError(f"{where}: expected a mapping, got {type(d).__name__}")
+    for k in d:
+        if k not in spec:
+            raise CatalogError(f"{where}.{k}: unknown key; allowed: {sorted(spec)}")
+    for k, (typ, req) in spec.items():
+        if k not in d:
+            if req:
+                raise CatalogError(f"{where}.{k}: required key missing")
+            continue
+        if not isinstance(d[k], typ) or isinstance(d[k], bool):
+            tn = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+            raise CatalogError(f"{where}.{k}: expected {tn}, got {d[k]!r}")
+
+
+def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"catalog {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise CatalogError(f"catalog {path}: not valid YAML: {e}") from e
+    _check(raw, _TOP, "catalog")
+    base = path.resolve().parent
+    schemes = raw["label_schemes"]
+    for sname, scheme in schemes.items():
+        if not isinstance(scheme, dict) or not all(isinstance(v, list) for v in scheme.values()):
+            raise CatalogError(f"label_schemes.{sname}: expected class -> list of emotion words")
+    datasets = {}
+    for name, d in raw["datasets"].items():
+        where = f"datasets.{name}"
+        _check(d, _DS, where)
+        if d["adapter"] not in ADAPTERS:
+            raise CatalogError(f"{where}.adapter: unknown adapter {d['adapter']!r}; known: {ADAPTERS}")
+        bad = [m for m in d["modalities"] if m not in MODALITIES]
+        if bad:
+            raise CatalogError(f"{where}.modalities: unknown {bad}; known: {MODALITIES}")
+        if d["label_scheme"] not in schemes:
+            raise CatalogError(f"{where}.label_scheme: {d['label_scheme']!r} is not in label_schemes")
+        if d.get("generate") not in (None, "demo"):
+            raise CatalogError(f"{where}.generate: only 'demo' can be generated")
+        try:
+            params = resolve(d.get("params"), f"{where}.params")
+        except ParamError as e:
+            raise CatalogError(str(e)) from e
+        datasets[name] = Dataset(
+            name=name, adapter=d["adapter"], root_env=d["root_env"], fps=float(d["fps"]),
+            modalities=list(d["modalities"]), annotation=d["annotation"], frames_dir=d["frames_dir"],
+            label_scheme=d["label_scheme"], scheme=schemes[d["label_scheme"]], params=params,
+            annotation_sheet=d.get("annotation_sheet"), root_default=d.get("root_default"),
+            generate=d.get("generate"), known_bad=d.get("known_bad"),
+            description=d.get("description", ""), emotion_synonyms=d.get("emotion_synonyms") or {},
+            base_dir=base)
+    return Catalog(path=path, store_root=(base / raw["store_root"]), runs_root=(base / raw["runs_root"]),
+                   label_schemes=schemes, datasets=datasets)

@@ -1,0 +1,110 @@
+"""mepipe command line: preprocess, versions, info, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from pipeline.catalog import CatalogError, load_catalog
+
+
+def _ensure_demo(ds, log=print):
+    if ds.generate == "demo" and not os.environ.get(ds.root_env):
+        from pipeline.demo import generate, is_complete
+
+        root = ds.root(must_exist=False)
+        if not is_complete(root):
+            log(f"[{ds.name}] generating the demo dataset in {root} (first use)")
+            generate(root, log=log)
+
+
+def cmd_preprocess(args) -> int:
+    from pipeline.qc import write_report
+    from pipeline.runner import run
+    from pipeline.store import Store
+
+    cat = load_catalog(args.catalog)
+    ds = cat.dataset(args.dataset)
+    if args.methods:
+        known = {"dvscl"}
+        bad = set(args.methods.split(",")) - known
+        if bad:
+            print(f"error: --methods {sorted(bad)}: only the DVSCL pair feed exists so far "
+                  f"(known: {sorted(known)})", file=sys.stderr)
+            return 2
+    _ensure_demo(ds)
+    res = run(cat, ds, workers=args.workers, progress=not args.no_progress)
+    if res.committed:
+        summary = json.loads((res.run_dir / "summary.json").read_text())
+        rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, summary)
+        print(f"[{ds.name}] QC report: {rep}")
+    return 0
+
+
+def cmd_versions(args) -> int:
+    from pipeline.store import Store
+
+    cat = load_catalog(args.catalog)
+    ds = cat.dataset(args.dataset)
+    st = Store(cat.store_root / ds.name, create=False)
+    for v in st.versions():
+        m = v["metadata"] or {}
+        c = m.get("counts", {})
+        print(f"{v['snapshot']}  {v['written_at']:%Y-%m-%d %H:%M:%S}  {v['message']}"
+              + (f"  [code {m.get('code_version')}, ok {c.get('ok')}/{c.get('samples')}]" if c else ""))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from pipeline.store import Store
+
+    cat = load_catalog(args.catalog)
+    ds = cat.dataset(args.dataset)
+    st = Store(cat.store_root / ds.name, create=False)
+    info = st.info(args.snapshot)
+    print(f"store {st.path} @ {args.snapshot or st.head()}")
+    print(f"samples: {info['counts']}")
+    for name, a in info["arrays"].items():
+        print(f"  {name:24s} {str(a['shape']):22s} {a['dtype']:8s} chunk {a['chunks']} shard {a['shards']} "
+              f"{a['stored_bytes'] / 1e6:8.2f} MB stored")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    cat = load_catalog(args.catalog)
+    ds = cat.dataset("demo")
+    _ensure_demo(ds)
+    print(ds.root())
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="mepipe", description=__doc__)
+    p.add_argument("--catalog", default=os.environ.get("MEPIPE_CATALOG", "catalog.yaml"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("preprocess", help="run the pipeline on a dataset and commit a version")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--workers", type=int, default=2)
+    a.add_argument("--methods", default="", help="comma-separated method feeds (default: all)")
+    a.add_argument("--no-progress", action="store_true")
+    a.set_defaults(fn=cmd_preprocess)
+    a = sub.add_parser("versions", help="list the versions (commits) of a dataset's store")
+    a.add_argument("--dataset", default="demo")
+    a.set_defaults(fn=cmd_versions)
+    a = sub.add_parser("info", help="arrays (shape, dtype, bytes) and sample counts of a version")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--snapshot", default=None)
+    a.set_defaults(fn=cmd_info)
+    a = sub.add_parser("demo", help="generate the demo dataset (also done on first use)")
+    a.set_defaults(fn=cmd_demo)
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except CatalogError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

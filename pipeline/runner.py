@@ -1,0 +1,325 @@
+"""The engine: plan what to (re)compute, run one task per clip on dask, write shards, commit.
+
+Re-running is cheap: each sample's product groups carry fingerprints (pipeline.fingerprint);
+a group is recomputed only when its fingerprint changed. Samples that moved to another
+array row (the sample table changed) are copied from the previous snapshot, not
+recomputed. Excluded samples keep their row, are never written, and are listed in the
+exclusions table with a reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+import pipeline
+from pipeline.catalog import Catalog, Dataset
+from pipeline.fingerprint import sample_fingerprints
+from pipeline.ingest import ingest
+from pipeline.io import sha256_file
+from pipeline.store import BRANCH, Store, ensure_arrays, write_table_array
+from pipeline.tasks import GROUP_VERSIONS, process_clip
+from schemas.arrays import ARRAYS, SHARD_SAMPLES, arrays_of_group
+from schemas.tables import EXCLUSION_SCHEMA, MANIFEST_SCHEMA, conform
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(pipeline.__file__).parent, timeout=5).stdout.strip()
+    except Exception:
+        sha = ""
+    return f"{pipeline.__version__}" + (f"+g{sha}" if sha else "")
+
+
+@dataclass
+class Plan:
+    index: int
+    action: str                  # 'compute' | 'keep' | 'copy' | 'excluded'
+    need: tuple = ()
+    old_index: int | None = None
+    old: dict | None = None
+    fps: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    snapshot: str | None
+    run_dir: Path
+    recomputed: int
+    copied: int
+    kept: int
+    excluded: pd.DataFrame
+    manifest: pd.DataFrame
+    timings: dict
+    committed: bool
+    seconds: float
+
+
+def _ingest_keys(excl: pd.DataFrame) -> set:
+    e = excl[excl["stage"] == "ingest"]
+    return set(zip(e["ann_file"], e["ann_row"], e["reason"]))
+
+
+def _groups(ds: Dataset) -> tuple:
+    return ("crop", "depth") if ds.has_depth else ("crop",)
+
+
+def _array_names(ds: Dataset, groups) -> list[str]:
+    return [s.name for g in groups for s in arrays_of_group(g)]
+
+
+def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds: Dataset) -> list[Plan]:
+    old_by_id = {} if old is None else {r["sample_id"]: r for r in old.to_dict("records")}
+    groups = _groups(ds)
+    plans = []
+    for i, row in enumerate(samples.to_dict("records")):
+        fps = sample_fingerprints(row, root, ds.params, ds.has_depth)
+        o = old_by_id.get(row["sample_id"])
+        if o is None:
+            plans.append(Plan(i, "compute", groups, fps=fps))
+            continue
+        same = {g: o.get(f"fp_{g}") == fps[g] for g in groups}
+        if all(same.values()):
+            if o["status"] == "excluded":
+                plans.append(Plan(i, "excluded", old=o, fps=fps))
+            elif int(o["index"]) == i:
+                plans.append(Plan(i, "keep", old=o, fps=fps))
+            else:
+                plans.append(Plan(i, "copy", old_index=int(o["index"]), old=o, fps=fps))
+        elif same["crop"] and o["status"] == "ok" and int(o["index"]) == i:
+            changed = tuple(g for g in groups if not same[g])
+            plans.append(Plan(i, "compute", changed, old_index=int(o["index"]), old=o, fps=fps))
+        else:
+            plans.append(Plan(i, "compute", groups, fps=fps))
+    return plans
+
+
+def write_shard(fork, store_path: str, parent: str | None, slots: list, array_names: list[str]):
+    """Write the slots of one shard (this task owns the whole shard). Runs on a worker.
+
+    slots: (index, action, payload) with action 'compute' (payload = process_clip result
+    dict), 'copy' (payload = old index), 'clear' (payload None). Returns (fork, infos).
+    """
+    group = zarr.open_group(fork.store, mode="r+")
+    old_group = None
+    infos = []
+    for index, action, payload in slots:
+        if action == "compute":
+            res = payload
+            if res["status"] == "ok":
+                for name, arr in res["arrays"].items():
+                    group[name][index] = arr
+            else:
+                for name in array_names:
+                    group[name][index] = np.zeros(ARRAYS[name].shape, ARRAYS[name].dtype)
+            infos.append((index, {k: v for k, v in res.items() if k != "arrays"}))
+        elif action == "copy":
+            if old_group is None:
+                old_group = Store(store_path, create=False).group(parent)
+            for name in array_names:
+                group[name][index] = old_group[name][payload]
+            infos.append((index, None))
+    return fork, infos
+
+
+def _start_client(workers: int):
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", silence_logs=40)
+    return Client(cluster)
+
+
+def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool = True) -> RunResult:
+    t0 = time.perf_counter()
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    run_dir = cat.runs_root / ds.name / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    root = ds.root()
+    samples, excl_ingest = ingest(ds)
+    log(f"[{ds.name}] {len(samples)} samples from the annotation, {len(excl_ingest)} rows excluded at ingest")
+    store = Store(cat.store_root / ds.name)
+    with store.lock():
+        parent = store.head()
+        old = store.table("manifest", parent)
+        old_excl = store.table("exclusions", parent)
+        plans = plan_samples(samples, old, root, ds)
+        groups = _groups(ds)
+        names = _array_names(ds, groups)
+        n = len(samples)
+        todo = [p for p in plans if p.action == "compute"]
+        copies = [p for p in plans if p.action == "copy"]
+        kept = sum(p.action in ("keep", "excluded") for p in plans)
+        g_head = store.group(parent)
+        arrays_ok = all(name in g_head and g_head[name].shape[0] == n for name in names)
+        same_excl = old_excl is not None and _ingest_keys(old_excl) == _ingest_keys(excl_ingest)
+        if not todo and not copies and arrays_ok and old is not None and len(old) == n and same_excl:
+            log(f"[{ds.name}] up to date: 0 samples recomputed ({kept} unchanged) at snapshot {parent}")
+            return RunResult(parent, run_dir, 0, 0, kept, old_excl, old, {}, False, time.perf_counter() - t0)
+        log(f"[{ds.name}] {len(todo)} to compute, {len(copies)} to copy, {kept} unchanged; "
+            f"{workers} worker(s)")
+
+        # stale scratch branches of killed runs
+        for b in store.repo.list_branches():
+            if b.startswith("run-"):
+                store.repo.delete_branch(b)
+        branch = f"run-{run_id}"
+        store.repo.create_branch(branch, parent)
+        s = store.repo.writable_session(branch)
+        g = zarr.open_group(s.store, mode="a")
+        ensure_arrays(g, names, n, {"dataset": ds.name})
+        g.attrs.update({"dataset": ds.name, "layout": "one row per sample along axis 0; see tables/manifest"})
+        s.commit("layout", allow_empty=True)
+        session = store.repo.writable_session(branch)
+
+        rows = samples.to_dict("records")
+        timings: list[dict] = []
+        slot_info: dict[int, dict | None] = {}
+        forks = []
+        client = _start_client(workers)
+        try:
+            log(f"[{ds.name}] dask dashboard: {client.dashboard_link}")
+            params = ds.params
+            futs = {}
+            for p in todo:
+                box = None
+                if "crop" not in p.need:
+                    o = p.old
+                    box = (int(o["crop_x0"]), int(o["crop_y0"]), int(o["crop_x1"]), int(o["crop_y1"]))
+                f = client.submit(process_clip, rows[p.index], str(root), params, p.need, box, ds.has_depth,
+                                  retries=2, key=f"clip-{p.index}-{run_id}")
+                futs[f] = p
+            by_shard: dict[int, list] = {}
+            for p in plans:
+                by_shard.setdefault(p.index // SHARD_SAMPLES, []).append(p)
+            pending = {sh: {p.index for p in ps if p.action == "compute"} for sh, ps in by_shard.items()}
+            done: dict[int, object] = {}
+            writers = []
+
+            def submit_writer(sh):
+                slots = []
+                for p in by_shard[sh]:
+                    if p.action == "compute":
+                        slots.append((p.index, "compute", done[p.index]))
+                    elif p.action == "copy":
+                        slots.append((p.index, "copy", p.old_index))
+                if not slots:
+                    return
+                fork = session.fork()
+                writers.append(client.submit(write_shard, fork, str(store.path), parent, slots, names,
+                                             retries=2, key=f"shard-{sh}-{run_id}"))
+
+            from dask.distributed import as_completed
+            from tqdm import tqdm
+
+            for sh, pend in pending.items():
+                if not pend:
+                    submit_writer(sh)
+            bar = tqdm(total=len(futs), desc=f"{ds.name}: clips", unit="clip", disable=not progress)
+            for f in as_completed(list(futs)):
+                p = futs[f]
+                if f.status == "error":
+                    exc = f.exception()
+                    detail = f"sample {rows[p.index]['sample_id']}: task failed after retries: " \
+                             f"{type(exc).__name__}: {exc}"
+                    log(detail)
+                    done[p.index] = {"status": "excluded", "stage": "task", "reason": "task_failed",
+                                     "detail": detail, "arrays": {}, "timings": {}}
+                else:
+                    done[p.index] = f
+                bar.update(1)
+                sh = p.index // SHARD_SAMPLES
+                pending[sh].discard(p.index)
+                if not pending[sh]:
+                    submit_writer(sh)
+            bar.close()
+            for f in tqdm(as_completed(writers), total=len(writers), desc=f"{ds.name}: shards", unit="shard",
+                          disable=not progress):
+                fork, infos = f.result()
+                forks.append(fork)
+                for index, info in infos:
+                    slot_info[index] = info
+        finally:
+            client.close()
+            client.cluster.close()
+
+        # a partial (e.g. depth-only) recompute keeps the other arrays of its row, which the
+        # run branch inherits from the parent snapshot; a moved row is always recomputed whole.
+        if forks:
+            session.merge(*forks)
+
+        man_rows, excl_rows = [], []
+        for p in plans:
+            r = dict(rows[p.index])
+            r.update({"index": p.index, "fp_crop": p.fps["crop"], "fp_depth": p.fps["depth"]})
+            info = slot_info.get(p.index) if p.action == "compute" else None
+            src = p.old if p.action != "compute" else None
+            if info is not None:
+                timings.append(info.get("timings", {}))
+                if info["status"] == "ok":
+                    box = info["box"]
+                    backend = info["landmark_backend"] or (p.old or {}).get("landmark_backend")
+                    r.update({"status": "ok", "reason": None, "landmark_backend": backend,
+                              "crop_x0": box[0], "crop_y0": box[1], "crop_x1": box[2], "crop_y1": box[3]})
+                else:
+                    r.update({"status": "excluded", "reason": info["reason"]})
+                    excl_rows.append({"sample_id": r["sample_id"], "dataset": ds.name, "ann_file": r["ann_file"],
+                                      "ann_row": r["ann_row"], "stage": info["stage"], "reason": info["reason"],
+                                      "detail": info["detail"]})
+            elif src is not None:
+                for k in ("status", "reason", "landmark_backend", "crop_x0", "crop_y0", "crop_x1", "crop_y1"):
+                    r[k] = src.get(k)
+                if src["status"] == "excluded" and old_excl is not None:
+                    prev = old_excl[old_excl["sample_id"] == r["sample_id"]]
+                    excl_rows.extend(prev.to_dict("records"))
+            else:
+                raise RuntimeError(f"sample {r['sample_id']}: no result was written (engine bug)")
+            man_rows.append(r)
+        manifest = pd.DataFrame(man_rows)
+        for c in ("crop_x0", "crop_y0", "crop_x1", "crop_y1"):
+            manifest[c] = manifest[c].astype("Int32")
+        exclusions = pd.concat([excl_ingest, pd.DataFrame(excl_rows, columns=excl_ingest.columns)],
+                               ignore_index=True)
+        g = zarr.open_group(session.store, mode="a")
+        man_sha = write_table_array(g, "manifest", conform(manifest, MANIFEST_SCHEMA))
+        ex_sha = write_table_array(g, "exclusions", conform(exclusions, EXCLUSION_SCHEMA))
+        n_ok = int((manifest["status"] == "ok").sum())
+        meta = {
+            "run_id": run_id, "dataset": ds.name, "code_version": code_version(),
+            "group_versions": GROUP_VERSIONS, "params": ds.params, "adapter": ds.adapter,
+            "annotation_sha256": sha256_file(ds.file("annotation")),
+            "counts": {"samples": n, "ok": n_ok, "excluded_in_arrays": n - n_ok,
+                       "excluded_at_ingest": len(excl_ingest), "recomputed": len(todo),
+                       "copied": len(copies), "unchanged": kept},
+            "tables": {"manifest": man_sha, "exclusions": ex_sha},
+            "python": sys.version.split()[0], "platform": platform.platform(),
+        }
+        snap = session.amend(f"preprocess {ds.name}: {len(todo)} computed, {n_ok}/{n} ok", metadata=meta)
+        store.repo.reset_branch(BRANCH, snap, from_snapshot_id=parent)
+        store.repo.delete_branch(branch)
+    tm = pd.DataFrame(timings)
+    stage_ms = {c: float(tm[c].mean()) for c in tm.columns} if len(tm) else {}
+    secs = time.perf_counter() - t0
+    manifest.to_parquet(run_dir / "manifest.parquet")
+    exclusions.to_parquet(run_dir / "exclusions.parquet")
+    summary = {"snapshot": snap, **meta, "stage_ms_per_clip": stage_ms, "seconds": secs}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    log(f"[{ds.name}] committed snapshot {snap}: {n_ok}/{n} samples ok, {len(exclusions)} exclusions, "
+        f"{len(todo)} recomputed, {len(copies)} copied, {kept} unchanged ({secs:.1f} s)")
+    if stage_ms:
+        log("  stage ms/clip: " + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in stage_ms.items()))
+    for r in exclusions.itertuples():
+        log(f"  excluded [{r.stage}/{r.reason}] {r.detail}")
+    return RunResult(snap, run_dir, len(todo), len(copies), kept, exclusions, manifest, stage_ms, True, secs)

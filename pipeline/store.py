@@ -1,0 +1,155 @@
+"""The versioned store: one Icechunk repository per dataset.
+
+- Arrays: Zarr v3, sharding codec, chunk = 1 sample, shard = SHARD_SAMPLES samples, one
+  writer task per shard (see schemas.arrays).
+- Tables: Parquet bytes stored inside the same repository as 1-D uint8 arrays under
+  ``tables/<name>`` (attrs: format, sha256, rows), so a table is committed in the same
+  transaction as the arrays it describes and is pinned to that snapshot.
+- One run = one commit on ``main``: the run works on a scratch branch (layout commit,
+  parallel writes through forked sessions, then `amend` into one commit) and ``main``
+  is moved to it only at the end, so a killed run never leaves ``main`` half-written.
+- LocalFileSystem storage allows one committer at a time: `lock()` takes a file lock.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("ICECHUNK_LOG", "error")  # before import: silence the local-storage warnings
+import icechunk as ic  # noqa: E402
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+
+from schemas.arrays import ARRAYS
+
+BRANCH = "main"
+
+
+class StoreLockedError(RuntimeError):
+    pass
+
+
+class Store:
+    def __init__(self, path: str | Path, create: bool = True):
+        self.path = Path(path)
+        storage = ic.local_filesystem_storage(str(self.path))
+        if ic.Repository.exists(storage):
+            self.repo = ic.Repository.open(storage)
+        elif create:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.repo = ic.Repository.create(storage)
+            s = self.repo.writable_session(BRANCH)
+            zarr.open_group(s.store, mode="w", attributes={"mepipe_store": 1})
+            s.commit("create store")
+        else:
+            raise FileNotFoundError(f"no store at {self.path} (run `mepipe preprocess` first)")
+
+    # -- locking -------------------------------------------------------------------
+    @contextmanager
+    def lock(self):
+        lockfile = self.path.parent / f"{self.path.name}.lock"
+        fd = os.open(lockfile, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                raise StoreLockedError(f"store {self.path} is locked by another run ({holder}); "
+                                       "wait for it to finish") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- reading -------------------------------------------------------------------
+    def head(self) -> str:
+        return self.repo.lookup_branch(BRANCH)
+
+    def session(self, snapshot_id: str | None = None, tag: str | None = None):
+        if tag:
+            return self.repo.readonly_session(tag=tag)
+        if snapshot_id:
+            return self.repo.readonly_session(snapshot_id=snapshot_id)
+        return self.repo.readonly_session(branch=BRANCH)
+
+    def group(self, snapshot_id: str | None = None, tag: str | None = None) -> zarr.Group:
+        return zarr.open_group(self.session(snapshot_id, tag).store, mode="r")
+
+    def table(self, name: str, snapshot_id: str | None = None, tag: str | None = None) -> pd.DataFrame | None:
+        g = self.group(snapshot_id, tag)
+        try:
+            arr = g[f"tables/{name}"]
+        except KeyError:
+            return None
+        return read_table_array(arr).to_pandas()
+
+    def versions(self) -> list[dict]:
+        out = []
+        for s in self.repo.ancestry(branch=BRANCH):
+            out.append({"snapshot": s.id, "written_at": s.written_at, "message": s.message,
+                        "metadata": s.metadata})
+        return out
+
+    def info(self, snapshot_id: str | None = None) -> dict:
+        g = self.group(snapshot_id)
+        arrays = {}
+        for name in ARRAYS:
+            try:
+                a = g[name]
+            except KeyError:
+                continue
+            arrays[name] = {"shape": a.shape, "dtype": str(a.dtype), "chunks": a.chunks,
+                            "shards": a.shards, "stored_bytes": a.nbytes_stored()}
+        man = self.table("manifest", snapshot_id)
+        counts = man["status"].value_counts().to_dict() if man is not None else {}
+        return {"arrays": arrays, "counts": counts}
+
+
+def write_table_array(group: zarr.Group, name: str, table: pa.Table) -> str:
+    """Store `table` as Parquet bytes in ``tables/<name>``; returns the sha256."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    data = np.frombuffer(buf.getvalue(), dtype=np.uint8)
+    sha = hashlib.sha256(data.tobytes()).hexdigest()
+    path = f"tables/{name}"
+    if path in group:
+        del group[path]
+    arr = group.create_array(path, shape=data.shape, dtype="uint8", chunks=(max(len(data), 1),),
+                             fill_value=0)
+    arr[:] = data
+    arr.attrs.update({"format": "parquet", "sha256": sha, "rows": table.num_rows,
+                      "columns": table.schema.names})
+    return sha
+
+
+def read_table_array(arr) -> pa.Table:
+    data = arr[:].tobytes()
+    want = arr.attrs.get("sha256")
+    if want and hashlib.sha256(data).hexdigest() != want:
+        raise IOError(f"table {arr.path}: checksum mismatch (stored {want})")
+    return pq.read_table(io.BytesIO(data))
+
+
+def ensure_arrays(group: zarr.Group, names: list[str], n: int, attrs: dict) -> None:
+    """Create the arrays `names` with n samples, or resize existing ones to n."""
+    for name in names:
+        spec = ARRAYS[name]
+        if name in group:
+            a = group[name]
+            if a.shape[0] != n:
+                a.resize(spec.full_shape(n))
+        else:
+            a = group.create_array(name, shape=spec.full_shape(n), dtype=spec.dtype,
+                                   chunks=spec.chunk_shape(), shards=spec.shard_shape(),
+                                   fill_value=spec.fill_value,
+                                   compressors=zarr.codecs.ZstdCodec(level=3))
+        a.attrs.update({"units": spec.units, "description": spec.description,
+                        "per_sample_shape": list(spec.shape), **spec.attrs, **attrs})

@@ -1,0 +1,81 @@
+"""pyarrow schemas of every table the pipeline writes (Parquet, pinned to a store snapshot).
+
+Frame numbers are the dataset's own frame indices (for CAS(ME)^3 the JPG index).
+Paths are relative to the dataset root, with '/' separators.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+
+# One row per annotated sample, as an adapter produces it (before any image is read).
+SAMPLE_FIELDS = [
+    pa.field("sample_id", pa.string(), nullable=False),   # unique and stable: dataset/subject/clip/onset-apex
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("subject", pa.string(), nullable=False),
+    pa.field("clip", pa.string(), nullable=False),         # clip folder / video name
+    pa.field("source", pa.string(), nullable=False),       # 'labelled' (annotation) or 'selected' (AU screening)
+    pa.field("ann_file", pa.string()),                     # annotation file the row came from
+    pa.field("ann_row", pa.int32()),                       # 1-based spreadsheet row (header = row 1)
+    pa.field("onset", pa.int64()),
+    pa.field("apex", pa.int64()),
+    pa.field("offset", pa.int64()),
+    pa.field("apex_derived", pa.bool_()),                  # apex not annotated: midpoint used
+    pa.field("au_raw", pa.string()),
+    pa.field("au_list", pa.list_(pa.int32())),
+    pa.field("emotion_raw", pa.string()),
+    pa.field("emotion", pa.string()),                      # normalised spelling
+    pa.field("fps", pa.float64()),
+    pa.field("onset_path", pa.string()),
+    pa.field("apex_path", pa.string()),
+    pa.field("onset_depth_path", pa.string()),             # null when the dataset has no depth
+    pa.field("apex_depth_path", pa.string()),
+]
+SAMPLE_SCHEMA = pa.schema(SAMPLE_FIELDS)
+
+# Why a sample (or an annotation row) is not in the arrays.
+EXCLUSION_SCHEMA = pa.schema([
+    pa.field("sample_id", pa.string()),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("ann_file", pa.string()),
+    pa.field("ann_row", pa.int32()),
+    pa.field("stage", pa.string(), nullable=False),        # 'ingest', 'face', 'read', 'depth', ...
+    pa.field("reason", pa.string(), nullable=False),       # short code, e.g. 'apex_before_onset'
+    pa.field("detail", pa.string()),                       # readable message naming file / row
+])
+
+# The stored manifest: every sample row of the adapter, its array row and its state.
+MANIFEST_SCHEMA = pa.schema(SAMPLE_FIELDS + [
+    pa.field("index", pa.int64(), nullable=False),         # row along axis 0 of every array
+    pa.field("status", pa.string(), nullable=False),       # 'ok' or 'excluded'
+    pa.field("reason", pa.string()),                       # exclusion reason code when excluded
+    pa.field("crop_x0", pa.int32()),                       # crop box in source-frame pixels
+    pa.field("crop_y0", pa.int32()),
+    pa.field("crop_x1", pa.int32()),
+    pa.field("crop_y1", pa.int32()),
+    pa.field("landmark_backend", pa.string()),
+    pa.field("fp_crop", pa.string()),                      # fingerprints of the product groups:
+    pa.field("fp_depth", pa.string()),                     # hash of inputs, parameters, code version
+])
+
+TABLES = {"manifest": MANIFEST_SCHEMA, "exclusions": EXCLUSION_SCHEMA, "samples": SAMPLE_SCHEMA}
+
+
+def conform(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """Return `df` as a pyarrow Table with exactly `schema`'s columns and types.
+
+    Missing nullable columns are added as nulls; extra columns are an error (every stored
+    name must be declared here).
+    """
+    extra = set(df.columns) - set(schema.names)
+    if extra:
+        raise ValueError(f"columns not declared in schemas/tables.py: {sorted(extra)}")
+    cols = {}
+    for f in schema:
+        if f.name in df.columns:
+            cols[f.name] = pa.array(df[f.name].tolist(), type=f.type, from_pandas=True)
+        elif f.nullable:
+            cols[f.name] = pa.nulls(len(df), type=f.type)
+        else:
+            raise ValueError(f"required column {f.name!r} missing")
+    return pa.table(cols, schema=schema)

@@ -1,0 +1,54 @@
+"""What every adapter shares: frame-number parsing, safe path parts, row checks."""
+from __future__ import annotations
+
+import math
+import re
+
+_NUM = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
+
+
+def frame_number(filename: str) -> int | None:
+    """Frame number of a file name: the last run of digits (``img10.jpg`` -> 10)."""
+    m = _NUM.search(filename.rsplit(".", 1)[0])
+    return int(m.group(1)) if m else None
+
+
+def index_frames(names: list[str], exts: tuple[str, ...]) -> dict[int, str]:
+    """{frame number: file name} for the names with one of `exts`, sorted by number
+    (never by listing order: ``img9`` < ``img10``). Duplicated numbers raise."""
+    out: dict[int, str] = {}
+    for n in names:
+        if not n.lower().endswith(exts):
+            continue
+        k = frame_number(n)
+        if k is None:
+            continue
+        if k in out:
+            raise ValueError(f"two files carry frame number {k}: {out[k]!r} and {n!r}")
+        out[k] = n
+    return dict(sorted(out.items()))
+
+
+def safe_part(value) -> str | None:
+    """A path component from an annotation cell, or None if it could escape the root
+    (``..``, separators, absolute paths, empty)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    s = str(value).strip()
+    if isinstance(value, float) and value.is_integer():
+        s = str(int(value))
+    if not s or s in (".", "..") or "/" in s or "\\" in s or s.startswith("~") or "\x00" in s:
+        return None
+    return s
+
+
+def as_frame(value) -> int | None:
+    """An annotation frame cell as int, None if blank / not numeric (e.g. '/')."""
+    if value is None:
+        return None
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return None if math.isnan(value) or not value.is_integer() else int(value)
+    s = str(value).strip()
+    return int(s) if s.isdigit() else None
