@@ -30,6 +30,7 @@ SAMPLE_FIELDS = [
     pa.field("apex_path", pa.string()),
     pa.field("onset_depth_path", pa.string()),             # null when the dataset has no depth
     pa.field("apex_depth_path", pa.string()),
+    pa.field("note", pa.string()),                         # kept-but-odd annotation facts
 ]
 SAMPLE_SCHEMA = pa.schema(SAMPLE_FIELDS)
 

@@ -60,12 +60,17 @@ def casme3_part_a(ann: pd.DataFrame, *, ann_file: str, dataset: str, fps: float,
             excl.append(_excl(dataset, ann_file, row, "apex_before_onset",
                               f"{ann_file} row {row} ({subj}/{clip}): apex {apex} < onset {onset}", sid))
             continue
-        if apex == onset:
-            excl.append(_excl(dataset, ann_file, row, "apex_equals_onset",
-                              f"{ann_file} row {row} ({subj}/{clip}): apex == onset == {onset}, no motion", sid))
+        if onset == 0:
+            excl.append(_excl(dataset, ann_file, row, "onset_zero",
+                              f"{ann_file} row {row} ({subj}/{clip}): onset 0 (apex {apex}) is not a "
+                              "coded frame", sid))
             continue
+        notes = []
+        if apex == onset:  # 54 such rows in the real v2 sheet: kept, but the pair has no motion
+            notes.append("apex == onset: the onset-apex difference is zero")
         if offset is not None and offset == 0:
             offset = None  # 'offset 0' rows: offset unknown; the onset/apex pair is still usable
+            notes.append("offset 0 in the annotation: offset unknown")
         if offset is not None and offset < apex:
             excl.append(_excl(dataset, ann_file, row, "offset_before_apex",
                               f"{ann_file} row {row} ({subj}/{clip}): offset {offset} < apex {apex}", sid))
@@ -113,6 +118,7 @@ def casme3_part_a(ann: pd.DataFrame, *, ann_file: str, dataset: str, fps: float,
             "emotion": normalise_emotion(r["emotion"], emotion_synonyms), "fps": float(fps),
             "onset_path": frames[onset], "apex_path": frames[apex],
             "onset_depth_path": dpaths[0], "apex_depth_path": dpaths[1],
+            "note": "; ".join(notes) or None,
         })
     s = pd.DataFrame(samples)
     if len(s):

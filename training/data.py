@@ -1,0 +1,98 @@
+"""torch Datasets over a store version (never re-preprocessing).
+
+`PairDataset` serves seed 000's input: the apex - onset differences of a labelled pair,
+as (rgb_diff, second_view_diff, label, subject). Reads go through the array names of
+schemas/ and the manifest; the Zarr group is opened lazily in each process, so the
+Dataset pickles cheaply into DataLoader workers started with the `spawn` context
+(forked workers can hang on Icechunk).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from stages.labels import class_index
+
+VIEWS = {"depth": "pairs/depth_diff", "gray": "pairs/gray_diff"}
+RGB_DIFF = "pairs/rgb_diff"
+
+
+class PairDataset(Dataset):
+    """Labelled onset/apex pairs of one store version.
+
+    Items: dict with
+      rgb_diff  float32 (3, 310, 310), apex - onset in 8-bit intensity units / 255, in [-1, 1]
+      view_diff float32 (1, 310, 310), depth: apex - onset in sensor units (about mm);
+                gray: apex - onset luma / 255
+      label     int64 class index in `scheme` order
+      subject   str
+      sample_id str
+    Samples that are excluded or whose emotion is not in the scheme are left out; they
+    are listed in `self.skipped` with the reason.
+    """
+
+    def __init__(self, store_path: str | Path, scheme: dict[str, list[str]], view: str = "depth",
+                 snapshot: str | None = None, tag: str | None = None):
+        from pipeline.store import Store  # the store is the pipeline's; only read here
+
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
+        self.store_path = str(store_path)
+        store = Store(store_path, create=False)
+        self.snapshot = snapshot or (store.repo.lookup_tag(tag) if tag else store.head())
+        man = store.table("manifest", self.snapshot)
+        if man is None:
+            raise FileNotFoundError(f"{store_path}: snapshot {self.snapshot} has no manifest")
+        if view == "depth" and VIEWS["depth"] not in store.group(self.snapshot):
+            raise ValueError(f"{store_path}: this dataset has no depth; use view='gray'")
+        self.view = view
+        self.classes = list(scheme)
+        self.skipped = []
+        keep = []
+        for r in man.to_dict("records"):
+            if r["status"] != "ok":
+                self.skipped.append((r["sample_id"], f"excluded: {r['reason']}"))
+                continue
+            c = class_index(r["emotion"], scheme)
+            if c is None:
+                self.skipped.append((r["sample_id"], f"emotion {r['emotion']!r} not in the label scheme"))
+                continue
+            keep.append((int(r["index"]), c, r["subject"], r["sample_id"]))
+        self.items = keep
+        self._group = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getstate__(self):
+        st = dict(self.__dict__)
+        st["_group"] = None
+        return st
+
+    def _g(self):
+        if self._group is None:
+            from pipeline.store import Store
+
+            self._group = Store(self.store_path, create=False).group(self.snapshot)
+        return self._group
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([c for _, c, _, _ in self.items], dtype=np.int64)
+
+    @property
+    def subjects(self) -> list[str]:
+        return [s for _, _, s, _ in self.items]
+
+    def __getitem__(self, i: int) -> dict:
+        index, label, subject, sid = self.items[i]
+        g = self._g()
+        rgb = torch.from_numpy(g[RGB_DIFF][index].astype(np.float32) / 255.0).permute(2, 0, 1)
+        v = g[VIEWS[self.view]][index].astype(np.float32)
+        if self.view == "gray":
+            v = v / 255.0
+        return {"rgb_diff": rgb.contiguous(), "view_diff": torch.from_numpy(v)[None],
+                "label": torch.tensor(label, dtype=torch.int64), "subject": subject, "sample_id": sid}
