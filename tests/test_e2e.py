@@ -132,6 +132,17 @@ def test_bad_input_is_excluded_with_reasons_and_the_rest_commits(dataset_copy, n
     item = pd_[0]
     assert item["rgb_diff"].shape == (3, 310, 310) and item["view_diff"].shape == (1, 310, 310)
     assert item["rgb_diff"].dtype.is_floating_point and item["label"].dtype.is_signed
+    # gray view and a spawn-context DataLoader worker (forked workers can hang on Icechunk)
+    import torch
+
+    gray = PairDataset(cat.store_root / "t", ds.scheme, view="gray")
+    dl = torch.utils.data.DataLoader(gray, batch_size=4, num_workers=1, multiprocessing_context="spawn")
+    batch = next(iter(dl))
+    assert batch["view_diff"].shape == (4, 1, 310, 310)
+    np.testing.assert_allclose(batch["view_diff"][0, 0].numpy() * 255, g["pairs/gray_diff"][gray.items[0][0]])
+    assert [gray.classes[c] for c in batch["label"]] == [
+        {"happy": "happiness", "sad": "sadness"}.get(e, e)
+        for e in man.set_index("sample_id").loc[[it[3] for it in gray.items[:4]], "emotion"]]
 
 
 def test_mediapipe_backend_end_to_end(dataset_copy):
