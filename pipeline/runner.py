@@ -289,7 +289,7 @@ def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool =
             man_rows.append(r)
         manifest = pd.DataFrame(man_rows)
         for c in ("crop_x0", "crop_y0", "crop_x1", "crop_y1"):
-            manifest[c] = manifest[c].astype("Int32")
+            manifest[c] = (manifest[c] if c in manifest else pd.Series([None] * len(manifest))).astype("Int32")
         exclusions = pd.concat([excl_ingest, pd.DataFrame(excl_rows, columns=excl_ingest.columns)],
                                ignore_index=True)
         g = zarr.open_group(session.store, mode="a")
