@@ -8,6 +8,11 @@ Depth is a synthetic 16-bit map of the same face with zero-valued holes, warped 
 same movement. The annotation sheet has the real column names; one planted row has
 apex < onset (as five real rows do) and must come out as an exclusion.
 
+The unlabelled part (CAS(ME)^3 Part B stand-in) is under ``part_B/data``: one long
+recording per subject, as an mp4 video file (spNO.1) or a frame folder with depth
+(spNO.2), with clearer movements (8 px at apex) at known frames and quiet stretches
+between them; the ground truth is in ``.mepipe-demo.json`` (``unlabelled_events``).
+
 Subjects: spNO.1 (single_face.mp4), spNO.2 (WolfgangLanger_Pexels.mp4), spNO.3
 (face_noface.mov: the same man as spNO.1 in another recording, so demo LOSO folds are
 not identity-disjoint for spNO.1/spNO.3).
@@ -26,7 +31,7 @@ from pipeline.media import feat_test_data
 from pipeline.models import landmark_backend
 from stages.synth import MOVEMENTS, displacement_field, synthetic_depth, temporal_profile, warp
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 SEED = 20261123
 SIZE = (640, 360)          # W, H of the demo frames
 CLIP_FRAMES = 40           # frames per clip folder, numbered FIRST_FRAME..
@@ -42,6 +47,51 @@ SOURCES = {
 }
 KINDS = ["brow_raise", "lip_corner_pull", "brow_lower", "lip_corner_depress"]
 ANNOTATION = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
+# unlabelled part: subject -> (video, source frame, stored as 'video' (mp4) or 'frames')
+UNLABELLED = {"spNO.1": ("single_face.mp4", 10, "video"),
+              "spNO.2": ("WolfgangLanger_Pexels.mp4", 300, "frames")}
+UNLABELLED_FRAMES = 240      # 8 s at 30 fps, frames numbered 0..239
+UNLABELLED_AMPLITUDE = 8.0   # px at apex
+UNLABELLED_APEXES = [40, 95, 150, 205]   # onset = apex - 8, offset = apex + 8
+
+
+def _write_unlabelled(tmp: Path, rng: np.random.Generator, media: Path, detect) -> dict:
+    events = {}
+    for ui, (subj, (video, src, kind)) in enumerate(UNLABELLED.items()):
+        base = _read_frames(media / video, [src])[src]
+        lm = detect(base)
+        if lm is None:
+            raise RuntimeError(f"demo: no face in {video} frame {src}")
+        sigma = 0.12 * float(np.ptp(lm[:, 0]))
+        evs = []
+        for j, apex in enumerate(UNLABELLED_APEXES):
+            mk = KINDS[(j + ui) % len(KINDS)]
+            evs.append((apex - 8, apex, apex + 8, mk,
+                        displacement_field(base.shape[:2], lm, mk, UNLABELLED_AMPLITUDE, sigma)))
+        depth0 = synthetic_depth(base.shape[:2], lm, rng)
+        noise_rng = np.random.default_rng(rng.integers(2**32))
+        sdir = tmp / "part_B" / "data" / subj
+        sdir.mkdir(parents=True)
+        writer = None
+        if kind == "video":
+            writer = cv2.VideoWriter(str(sdir / "v1.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, SIZE)
+        else:
+            (sdir / "v1" / "color").mkdir(parents=True)
+            (sdir / "v1" / "depth").mkdir(parents=True)
+        for n in range(UNLABELLED_FRAMES):
+            field = sum(temporal_profile(n, o, a, f) * fld for o, a, f, _, fld in evs)
+            img = warp(base, field, 1.0)
+            img = np.clip(img + noise_rng.normal(0, 1.0, img.shape), 0, 255).astype(np.uint8)
+            bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+            if writer is not None:
+                writer.write(bgr)
+            else:
+                cv2.imwrite(str(sdir / "v1" / "color" / f"{n}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                cv2.imwrite(str(sdir / "v1" / "depth" / f"{n}.png"), warp(depth0, field, 1.0, nearest=True))
+        if writer is not None:
+            writer.release()
+        events[f"{subj}/v1"] = [(o, a, f, mk) for o, a, f, mk, _ in evs]
+    return events
 
 
 def _read_frames(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
@@ -106,6 +156,7 @@ def generate(root: Path, log=print) -> Path:
                 cv2.imwrite(str(color_dir / f"{n}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, 92])
                 cv2.imwrite(str(depth_dir / f"{n}.png"), dep)
+    events = _write_unlabelled(tmp, rng, media, detect)
     # one inconsistent row, as the real sheet has: apex before onset
     rows.append({"Subject": "spNO.2", "Filename": "b", "Onset": 30, "Apex": 22, "Offset": 36,
                  "AU": "R12", "Objective class": "I", "emotion": "Others"})
@@ -115,7 +166,8 @@ def generate(root: Path, log=print) -> Path:
         ann.to_excel(w, sheet_name="label", index=False)
     (tmp / ".mepipe-demo.json").write_text(json.dumps(
         {"version": GENERATOR_VERSION, "seed": SEED, "rows": len(rows), "events": EVENTS,
-         "amplitude_px": AMPLITUDE, "kinds": KINDS}, indent=1))
+         "amplitude_px": AMPLITUDE, "kinds": KINDS, "unlabelled_events": events,
+         "unlabelled_amplitude_px": UNLABELLED_AMPLITUDE}, indent=1))
     if root.exists():
         shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)

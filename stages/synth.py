@@ -73,7 +73,9 @@ def synthetic_depth(hw: tuple[int, int], landmarks: np.ndarray, rng: np.random.G
     depth[face] = 650.0 + 90.0 * r2[face]
     nose = lm[30]
     depth -= 25.0 * np.exp(-((xx - nose[0]) ** 2 + (yy - nose[1]) ** 2) / (2 * (ax * 0.15) ** 2))
-    depth += rng.normal(0.0, 1.5, size=(h, w))
+    # sensor noise in 4x4 blocks (structured-light depth is blocky; keeps the PNGs small)
+    coarse = rng.normal(0.0, 1.5, size=((h + 3) // 4, (w + 3) // 4))
+    depth += np.kron(coarse, np.ones((4, 4)))[:h, :w]
     out = np.clip(np.rint(depth), 1, 65535).astype(np.uint16)
     out[:, :6] = 0
     out[:, -6:] = 0

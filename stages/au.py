@@ -1,0 +1,205 @@
+"""Per-frame AU intensities (0-5) and seed 000's onset/apex pair selection (eq. 1-4).
+
+Three estimators share one output: a float32 array (T, len(AUS)) of intensities in
+[0, 5] for the AUs of `AUS`, NaN on frames without a (trusted) face.
+
+- ``openface``: OpenFace 2.x CSV (``AUxx_r`` intensities; rows with success == 0 or
+  confidence below a threshold become NaN). The tool seed 000 used.
+- ``pyfeat``: py-feat's AU occurrence probabilities p times 5 (eq. 1), see pipeline.
+- ``landmarks``: geometry of the 68 landmarks relative to a per-video neutral
+  reference (median of each feature over the video), times a per-AU gain calibrated
+  against OpenFace on the real OpenFace CSV shipped by py-feat (see
+  `calibrate_gains`, data/landmark_au_gains.json and docs/au_landmarks.md). It sees
+  only shape, not texture: AUs without a landmark signature (e.g. AU6 cheek raise vs AU7)
+  are approximations, and its numbers are not OpenFace's.
+"""
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+# OpenFace 2.x intensity AUs (the AUxx_r columns)
+AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+AU_COLUMNS = tuple(f"AU{a:02d}" for a in AUS)
+LANDMARK_ESTIMATOR_VERSION = "1"
+
+
+class AUInputError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- OpenFace CSV
+def openface_intensities(df: pd.DataFrame, min_confidence: float = 0.75,
+                         name: str = "OpenFace CSV") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame numbers (T,), timestamps s (T,), intensities (T, len(AUS))) from an OpenFace CSV.
+
+    OpenFace pads its column names with spaces; they are stripped. Rows with
+    success == 0 or confidence < `min_confidence` are NaN. AUs the CSV lacks are NaN.
+    """
+    df = df.rename(columns=lambda c: str(c).strip())
+    need = {"frame", "success", "confidence"}
+    if not need <= set(df.columns):
+        raise AUInputError(f"{name}: columns {sorted(need - set(df.columns))} missing (not an OpenFace CSV?)")
+    if not any(f"{c}_r" in df.columns for c in AU_COLUMNS):
+        raise AUInputError(f"{name}: no AUxx_r intensity columns (was OpenFace run with -aus?)")
+    out = np.full((len(df), len(AUS)), np.nan, np.float32)
+    for j, c in enumerate(AU_COLUMNS):
+        if f"{c}_r" in df.columns:
+            out[:, j] = pd.to_numeric(df[f"{c}_r"], errors="coerce").to_numpy(np.float32)
+    bad = (pd.to_numeric(df["success"], errors="coerce").fillna(0).to_numpy() == 0) | \
+          (pd.to_numeric(df["confidence"], errors="coerce").fillna(0).to_numpy() < min_confidence)
+    out[bad] = np.nan
+    ts = pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(np.float64) if "timestamp" in df else \
+        np.full(len(df), np.nan)
+    return df["frame"].to_numpy(np.int64), ts, np.clip(out, 0, 5)
+
+
+def openface_landmarks(df: pd.DataFrame) -> np.ndarray:
+    """(T, 68, 2) 2-D landmarks (x_0..x_67, y_0..y_67) of an OpenFace CSV, in pixels."""
+    df = df.rename(columns=lambda c: str(c).strip())
+    xs = df[[f"x_{i}" for i in range(68)]].to_numpy(np.float64)
+    ys = df[[f"y_{i}" for i in range(68)]].to_numpy(np.float64)
+    return np.stack([xs, ys], axis=2)
+
+
+def probability_to_intensity(p: np.ndarray) -> np.ndarray:
+    """Seed 000 eq. 1: intensity = p x T with T = 5 (p in [0, 1])."""
+    return np.clip(np.asarray(p, np.float32), 0, 1) * 5.0
+
+
+# ---------------------------------------------------------------- landmark geometry
+def normalise_shape(lm: np.ndarray) -> np.ndarray:
+    """Similarity-normalise (..., 68, 2) landmarks: eye centres to (-0.5, 0) and (0.5, 0),
+    so distances are in inter-ocular units and the eye line is horizontal (y down)."""
+    lm = np.asarray(lm, np.float64)
+    le = lm[..., 36:42, :].mean(axis=-2)
+    re = lm[..., 42:48, :].mean(axis=-2)
+    mid = (le + re) / 2
+    v = re - le
+    iod = np.linalg.norm(v, axis=-1, keepdims=True)
+    c, s = v[..., :1] / iod, v[..., 1:] / iod
+    p = lm - mid[..., None, :]
+    x = (p[..., 0] * c + p[..., 1] * s) / iod
+    y = (-p[..., 0] * s + p[..., 1] * c) / iod
+    return np.stack([x, y], axis=-1)
+
+
+def _d(a, b):
+    return np.linalg.norm(a - b, axis=-1)
+
+
+def landmark_features(lm: np.ndarray) -> np.ndarray:
+    """(T, len(AUS)) geometric signal per AU from (T, 68, 2) landmarks, in IOD units,
+    signed so that the AU's action makes it grow. Rows with NaN landmarks are NaN."""
+    n = normalise_shape(lm)
+    y, x = n[..., 1], n[..., 0]
+    eye_y = (n[:, 36:48, 1]).mean(axis=1)
+    inner_brow = -(y[:, [20, 21, 22, 23]].mean(1) - eye_y)          # height above the eyes
+    outer_brow = -(y[:, [17, 18, 25, 26]].mean(1) - eye_y)
+    brow_gap = _d(n[:, 21], n[:, 22])
+    aperture = (_d(n[:, 37], n[:, 41]) + _d(n[:, 38], n[:, 40]) + _d(n[:, 43], n[:, 47]) + _d(n[:, 44], n[:, 46])) / 4
+    lower_lid = -(y[:, [40, 41, 46, 47]].mean(1) - y[:, [36, 39, 42, 45]].mean(1))
+    mouth_c = (n[:, 51] + n[:, 57]) / 2
+    corner_up = -(y[:, [48, 54]].mean(1) - mouth_c[:, 1])
+    width = _d(n[:, 48], n[:, 54])
+    nose_lip = _d(n[:, 33], n[:, 51])
+    nose_brow = _d(n[:, 27], n[:, 33])
+    lip_chin = _d(n[:, 57], n[:, 8])
+    lip_thick = _d(n[:, 51], n[:, 62]) + _d(n[:, 57], n[:, 66])
+    lip_gap = _d(n[:, 62], n[:, 66])
+    jaw = _d(n[:, 33], n[:, 8])
+    f = {
+        1: inner_brow, 2: outer_brow, 4: -inner_brow - brow_gap, 5: aperture, 6: lower_lid,
+        7: -aperture, 9: -nose_brow, 10: -nose_lip, 12: corner_up + 0.5 * width, 14: width,
+        15: -corner_up, 17: -lip_chin, 20: width - corner_up, 23: -lip_thick, 25: lip_gap,
+        26: jaw, 45: -aperture,
+    }
+    return np.stack([f[a] for a in AUS], axis=1).astype(np.float64)
+
+
+def neutral_reference(features: np.ndarray) -> np.ndarray:
+    """Per-video neutral: the median of each feature over the frames with a face."""
+    with np.errstate(all="ignore"):
+        ref = np.nanmedian(features, axis=0)
+    return ref
+
+
+def landmark_gains() -> dict:
+    """The calibrated per-AU gains (intensity units per IOD) shipped as data."""
+    text = resources.files("stages").joinpath("data/landmark_au_gains.json").read_text()
+    return json.loads(text)
+
+
+def landmark_intensities(lm: np.ndarray, gains: dict | None = None,
+                         neutral: np.ndarray | None = None) -> np.ndarray:
+    """(T, len(AUS)) intensities in [0, 5] from (T, 68, 2) landmarks of one video.
+
+    I = clip(gain_au x max(0, f_au - neutral_au), 0, 5); NaN where landmarks are NaN.
+    """
+    g = gains or landmark_gains()
+    k = np.array([g["gains"][f"AU{a:02d}"] for a in AUS], np.float64)
+    f = landmark_features(lm)
+    ref = neutral_reference(f) if neutral is None else neutral
+    out = np.clip(k * np.maximum(f - ref, 0.0), 0, 5)
+    out[np.isnan(f).any(axis=1)] = np.nan
+    return out.astype(np.float32)
+
+
+def fit_gain(delta: np.ndarray, target: np.ndarray) -> float:
+    """Least-squares gain k of target ~ k x max(delta, 0) (no intercept), k >= 0."""
+    x = np.maximum(delta, 0.0)
+    ok = np.isfinite(x) & np.isfinite(target)
+    den = float((x[ok] ** 2).sum())
+    return max(float((x[ok] * target[ok]).sum()) / den, 0.0) if den > 0 else math.nan
+
+
+# ---------------------------------------------------------------- selection (eq. 2-4)
+def onset_offset_frames(fps: float, frames_at_30: int = 8) -> int:
+    """Onset lag in frames: 8 frames at 30 fps (about 267 ms); other frame rates keep the
+    time offset, round(8 / 30 x fps) frames (e.g. 53 at 200 fps, 16 at 60 fps)."""
+    return max(1, int(round(frames_at_30 / 30.0 * fps)))
+
+
+def select_pairs(frames: np.ndarray, intensities: np.ndarray, phi: float, lag: int,
+                 face: np.ndarray | None = None, bad: set | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seed 000 eq. 2-3 on one video.
+
+    frames (T,) frame numbers (consecutive), intensities (T, A). A frame is an apex if
+    ANY AU intensity > phi (NaN never exceeds); each apex, consecutive ones included,
+    makes its own pair with onset = apex - lag. Returns (pairs, excluded) DataFrames:
+    pairs: apex, onset, max_intensity, aus (AU numbers > phi);
+    excluded: apex, onset, reason in {onset_before_start, onset_no_face, known_bad_frame}.
+    """
+    frames = np.asarray(frames, np.int64)
+    inten = np.asarray(intensities, np.float64)
+    with np.errstate(invalid="ignore"):
+        above = np.nan_to_num(inten, nan=-1.0) > phi
+    cand = np.nonzero(above.any(axis=1))[0]
+    pos = {int(f): i for i, f in enumerate(frames)}
+    has_face = np.isfinite(inten).all(axis=1) if face is None else np.asarray(face, bool)
+    pairs, excl = [], []
+    for i in cand:
+        apex = int(frames[i])
+        onset = apex - lag
+        aus = [AUS[j] for j in np.nonzero(above[i])[0]]
+        rec = {"apex": apex, "onset": onset, "max_intensity": float(np.nanmax(inten[i])), "aus": aus}
+        if onset not in pos:
+            excl.append({**rec, "reason": "onset_before_start"})
+        elif not has_face[pos[onset]]:
+            excl.append({**rec, "reason": "onset_no_face"})
+        elif bad and (onset in bad or apex in bad):
+            excl.append({**rec, "reason": "known_bad_frame"})
+        else:
+            pairs.append(rec)
+    cols = ["apex", "onset", "max_intensity", "aus"]
+    return pd.DataFrame(pairs, columns=cols), pd.DataFrame(excl, columns=cols + ["reason"])
+
+
+def candidates_vs_phi(intensities: np.ndarray, phis: np.ndarray) -> np.ndarray:
+    """Number of apex candidates (eq. 2) for each threshold in `phis` (seed 000 Fig. 4)."""
+    m = np.nan_to_num(np.asarray(intensities, np.float64), nan=-1.0).max(axis=1)
+    return np.array([(m > p).sum() for p in phis], np.int64)
