@@ -23,7 +23,8 @@ _DS = {"description": (str, False), "adapter": (str, True), "root_env": (str, Tr
        "root_default": (str, False), "generate": (str, False), "fps": ((int, float), True),
        "modalities": (list, True), "annotation": (str, True), "annotation_sheet": (str, False),
        "frames_dir": (str, True), "known_bad": (str, False), "label_scheme": (str, True),
-       "emotion_synonyms": (dict, False), "params": (dict, False)}
+       "emotion_synonyms": (dict, False), "params": (dict, False), "unlabelled": (dict, False)}
+_UNL = {"frames_dir": (str, True), "openface_dir": (str, False), "pyfeat_models": (str, False)}
 
 
 class CatalogError(ValueError):
@@ -48,6 +49,7 @@ class Dataset:
     known_bad: str | None = None
     description: str = ""
     emotion_synonyms: dict = field(default_factory=dict)
+    unlabelled: dict | None = None     # frames_dir, openface_dir, pyfeat_models (relative to root)
     base_dir: Path = Path(".")
 
     def root(self, must_exist: bool = True) -> Path:
@@ -139,6 +141,8 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
             raise CatalogError(f"{where}.label_scheme: {d['label_scheme']!r} is not in label_schemes")
         if d.get("generate") not in (None, "demo"):
             raise CatalogError(f"{where}.generate: only 'demo' can be generated")
+        if "unlabelled" in d:
+            _check(d["unlabelled"], _UNL, f"{where}.unlabelled")
         try:
             params = resolve(d.get("params"), f"{where}.params")
         except ParamError as e:
@@ -150,6 +154,6 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
             annotation_sheet=d.get("annotation_sheet"), root_default=d.get("root_default"),
             generate=d.get("generate"), known_bad=d.get("known_bad"),
             description=d.get("description", ""), emotion_synonyms=d.get("emotion_synonyms") or {},
-            base_dir=base)
+            unlabelled=d.get("unlabelled"), base_dir=base)
     return Catalog(path=path, store_root=(base / raw["store_root"]), runs_root=(base / raw["runs_root"]),
                    label_schemes=schemes, datasets=datasets)

@@ -9,7 +9,7 @@ same movement. The annotation sheet has the real column names; one planted row h
 apex < onset (as five real rows do) and must come out as an exclusion.
 
 The unlabelled part (CAS(ME)^3 Part B stand-in) is under ``part_B/data``: one long
-recording per subject, as an mp4 video file (spNO.1) or a frame folder with depth
+recording per subject, as an AVI video file (spNO.1) or a frame folder with depth
 (spNO.2), with clearer movements (8 px at apex) at known frames and quiet stretches
 between them; the ground truth is in ``.mepipe-demo.json`` (``unlabelled_events``).
 
@@ -31,12 +31,13 @@ from pipeline.media import feat_test_data
 from pipeline.models import landmark_backend
 from stages.synth import MOVEMENTS, displacement_field, synthetic_depth, temporal_profile, warp
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 SEED = 20261123
 SIZE = (640, 360)          # W, H of the demo frames
 CLIP_FRAMES = 40           # frames per clip folder, numbered FIRST_FRAME..
 FIRST_FRAME = 1
 AMPLITUDE = 4.0            # pixels of displacement at apex
+SIGMA_FRAC = 0.07          # width of the local warps, as a fraction of the face width
 # (onset, apex, offset) of the two MEs in every clip folder, in frame numbers
 EVENTS = [(5, 13, 19), (23, 31, 37)]
 # subject -> (video, source frame indices, one per clip folder)
@@ -62,7 +63,7 @@ def _write_unlabelled(tmp: Path, rng: np.random.Generator, media: Path, detect) 
         lm = detect(base)
         if lm is None:
             raise RuntimeError(f"demo: no face in {video} frame {src}")
-        sigma = 0.12 * float(np.ptp(lm[:, 0]))
+        sigma = SIGMA_FRAC * float(np.ptp(lm[:, 0]))
         evs = []
         for j, apex in enumerate(UNLABELLED_APEXES):
             mk = KINDS[(j + ui) % len(KINDS)]
@@ -73,8 +74,9 @@ def _write_unlabelled(tmp: Path, rng: np.random.Generator, media: Path, detect) 
         sdir = tmp / "part_B" / "data" / subj
         sdir.mkdir(parents=True)
         writer = None
-        if kind == "video":
-            writer = cv2.VideoWriter(str(sdir / "v1.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, SIZE)
+        if kind == "video":   # Motion-JPEG AVI: decodable everywhere, quality under control
+            writer = cv2.VideoWriter(str(sdir / "v1.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, SIZE)
+            writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 92)
         else:
             (sdir / "v1" / "color").mkdir(parents=True)
             (sdir / "v1" / "depth").mkdir(parents=True)
@@ -142,7 +144,7 @@ def generate(root: Path, log=print) -> Path:
             for onset, apex, offset in EVENTS:
                 kind = KINDS[k % len(KINDS)]
                 k += 1
-                sigma = 0.12 * float(np.ptp(lm[:, 0]))
+                sigma = SIGMA_FRAC * float(np.ptp(lm[:, 0]))
                 fields.append((onset, apex, offset, displacement_field(base.shape[:2], lm, kind, AMPLITUDE, sigma)))
                 emotion, au, _ = MOVEMENTS[kind]
                 rows.append({"Subject": subj, "Filename": clip, "Onset": onset, "Apex": apex,

@@ -9,7 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from pipeline.io import sha256_file
+from pipeline.io import sha256_file, split_ref
 from pipeline.tasks import GROUP_VERSIONS
 
 
@@ -19,12 +19,16 @@ def _h(obj) -> str:
 
 def sample_fingerprints(row: dict, root: Path, params: dict, has_depth: bool,
                         file_hash=sha256_file) -> dict[str, str | None]:
+    def fh(ref):
+        if not isinstance(ref, str):   # None / NaN: no such modality for this sample
+            return None
+        p = root / ref
+        return file_hash(p) if split_ref(p)[0].is_file() else "missing"
+
     fp_crop = _h(["crop", GROUP_VERSIONS["crop"], params["face"], params["crop"],
-                  file_hash(root / row["onset_path"]) if (root / row["onset_path"]).is_file() else "missing",
-                  file_hash(root / row["apex_path"]) if (root / row["apex_path"]).is_file() else "missing"])
+                  fh(row["onset_path"]), fh(row["apex_path"])])
     fp_depth = None
-    if has_depth:
-        hs = [file_hash(root / row[k]) if (root / row[k]).is_file() else "missing"
-              for k in ("onset_depth_path", "apex_depth_path")]
+    if has_depth and isinstance(row.get("onset_depth_path"), str):
+        hs = [fh(row[k]) for k in ("onset_depth_path", "apex_depth_path")]
         fp_depth = _h(["depth", GROUP_VERSIONS["depth"], fp_crop, params["depth"], hs])
     return {"crop": fp_crop, "depth": fp_depth}

@@ -60,3 +60,11 @@ def landmark_backend(name: str, **params):
         else:
             raise ValueError(f"unknown landmark backend {name!r}; use 'dlib' or 'mediapipe'")
     return _CACHE[key]
+
+
+def landmark_backend_for(face_params: dict):
+    """The backend a dataset's `params.face` names, with that backend's own options."""
+    name = face_params["backend"]
+    opts = ({"upsample": face_params["upsample"]} if name == "dlib"
+            else {"min_detection_confidence": face_params["min_detection_confidence"]})
+    return landmark_backend(name, **opts)

@@ -11,8 +11,12 @@ DEFAULTS: dict[str, dict] = {
     "face": {"backend": "dlib", "upsample": 1, "min_detection_confidence": 0.5},
     "crop": {"max_brow_ext": 0.15, "margin": 0.0},  # output size is schemas.arrays.CROP
     "depth": {"fill": "nearest", "window": 5},
+    # AU screening of unlabelled video (seed 000 sec. 4.1.1)
+    "au": {"estimator": "landmarks", "phi": 2.1, "onset_lag_at_30fps": 8, "min_confidence": 0.75,
+           "segment_frames": 120, "aus": []},   # aus: AU numbers used for selection ([] = all)
 }
-CHOICES = {("face", "backend"): ("dlib", "mediapipe"), ("depth", "fill"): ("nearest", "min", "mean")}
+CHOICES = {("face", "backend"): ("dlib", "mediapipe"), ("depth", "fill"): ("nearest", "min", "mean"),
+           ("au", "estimator"): ("landmarks", "openface", "pyfeat")}
 
 
 class ParamError(ValueError):

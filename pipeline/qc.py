@@ -33,6 +33,59 @@ def _depth_img(d: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(g, cv2.COLORMAP_VIRIDIS)[..., ::-1]
 
 
+def _spread(df: pd.DataFrame, n: int) -> pd.DataFrame:
+    return df.iloc[np.linspace(0, len(df) - 1, min(n, len(df))).astype(int)] if len(df) else df
+
+
+def au_section(store: Store, ds: Dataset, snapshot: str, qc: Path) -> list[str]:
+    """AU intensity curves with the phi line and the selected apexes; candidates vs phi."""
+    frames = store.table("au_frames", snapshot)
+    if frames is None or not len(frames):
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stages.au import AU_COLUMNS, candidates_vs_phi
+
+    phi = ds.params["au"]["phi"]
+    man = store.table("manifest", snapshot)
+    sel = man[man["source"] == "selected"]
+    out = ["<h2>AU screening</h2>", f"<p>estimator <b>{html.escape(str(frames['estimator'].iloc[0]))}</b>, "
+           f"phi = {phi}; {len(sel)} pairs selected.</p>"]
+    for vid, t in frames.groupby("video"):
+        fig, ax = plt.subplots(figsize=(10, 3))
+        for c in AU_COLUMNS:
+            if np.nanmax(t[c].to_numpy(float), initial=0) > 0.5:
+                ax.plot(t["frame"], t[c], lw=1, label=c)
+        ax.axhline(phi, color="k", ls="--", lw=1, label=f"phi {phi}")
+        apex = sel[sel["sample_id"].str.contains(f"/sel/{vid}/", regex=False)]["apex"]
+        ax.plot(apex, np.full(len(apex), 5.05), "rv", ms=4, label="selected apex")
+        ax.set_ylim(0, 5.3)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("AU intensity")
+        ax.legend(fontsize=6, ncol=6, loc="upper left")
+        name = f"au_{vid.replace('/', '_')}.png"
+        fig.tight_layout()
+        fig.savefig(qc / name, dpi=90)
+        plt.close(fig)
+        out.append(f"<h3>{html.escape(vid)}</h3><img src='{name}'>")
+    phis = np.round(np.arange(0.5, 5.01, 0.1), 2)
+    counts = candidates_vs_phi(frames[list(AU_COLUMNS)].to_numpy(float), phis)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(phis, counts, "o-", ms=3)
+    ax.axvline(phi, color="k", ls="--", lw=1)
+    ax.set_xlabel("threshold phi")
+    ax.set_ylabel("apex candidates")
+    ax.set_title("candidates vs phi (seed 000 Fig. 4)")
+    fig.tight_layout()
+    fig.savefig(qc / "candidates_vs_phi.png", dpi=90)
+    plt.close(fig)
+    out.append("<img src='candidates_vs_phi.png'>")
+    return out
+
+
 def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summary: dict,
                  n_samples: int = 6) -> Path:
     qc = run_dir / "qc"
@@ -41,7 +94,9 @@ def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summar
     man = store.table("manifest", snapshot)
     excl = store.table("exclusions", snapshot)
     ok = man[man["status"] == "ok"]
-    pick = ok.iloc[np.linspace(0, len(ok) - 1, min(n_samples, len(ok))).astype(int)] if len(ok) else ok
+    # a few labelled samples and a few AU-selected ones
+    pick = pd.concat([_spread(ok[ok["source"] == s], n_samples // 2 if (ok["source"] != s).any() else n_samples)
+                      for s in ok["source"].unique()]) if len(ok) else ok
     parts = [f"<h1>QC report: {html.escape(ds.name)}</h1>",
              f"<p>snapshot <code>{snapshot}</code>; {len(ok)}/{len(man)} samples ok; "
              f"{len(excl)} exclusions.</p>"]
@@ -56,7 +111,7 @@ def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summar
         i = int(r["index"])
         tiles = [g["pairs/onset_rgb"][i], g["pairs/apex_rgb"][i], _diff_img(g["pairs/rgb_diff"][i]),
                  _diff_img(g["pairs/gray_diff"][i])]
-        if ds.has_depth:
+        if ds.has_depth and isinstance(r.get("onset_depth_path"), str):
             box = (r["crop_x0"], r["crop_y0"], r["crop_x1"], r["crop_y1"])
             raw, _, _ = depth_crops(r, root, tuple(int(v) for v in box), ds.params)
             tiles += [_depth_img(cv2.resize(raw, (CROP, CROP), interpolation=cv2.INTER_NEAREST)),
@@ -71,6 +126,7 @@ def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summar
         cv2.imwrite(str(qc / name), strip[..., ::-1])
         parts.append(f"<h3>{html.escape(r['sample_id'])} ({html.escape(str(r['emotion']))}, AU "
                      f"{html.escape(str(r['au_raw']))})</h3><img src='{name}'>")
+    parts += au_section(store, ds, snapshot, qc)
     parts.append("<h2>Exclusions</h2><table border=1><tr><th>stage</th><th>reason</th><th>detail</th></tr>" +
                  "".join(f"<tr><td>{html.escape(str(e.stage))}</td><td>{html.escape(str(e.reason))}</td>"
                          f"<td>{html.escape(str(e.detail))}</td></tr>" for e in excl.itertuples()) + "</table>")

@@ -31,7 +31,7 @@ from pipeline.io import sha256_file
 from pipeline.store import BRANCH, Store, ensure_arrays, write_table_array
 from pipeline.tasks import GROUP_VERSIONS, process_clip
 from schemas.arrays import ARRAYS, SHARD_SAMPLES, arrays_of_group
-from schemas.tables import EXCLUSION_SCHEMA, MANIFEST_SCHEMA, conform
+from schemas.tables import AU_FRAME_SCHEMA, EXCLUSION_SCHEMA, MANIFEST_SCHEMA, VIDEO_SCHEMA, conform
 
 
 def code_version() -> str:
@@ -67,9 +67,12 @@ class RunResult:
     seconds: float
 
 
+PRE_STAGES = ("ingest", "screen", "select")   # exclusions decided before any clip task runs
+
+
 def _ingest_keys(excl: pd.DataFrame) -> set:
-    e = excl[excl["stage"] == "ingest"]
-    return set(zip(e["ann_file"], e["ann_row"], e["reason"]))
+    e = excl[excl["stage"].isin(PRE_STAGES)]
+    return set(zip(e["sample_id"].fillna(""), e["ann_file"].fillna(""), e["ann_row"].fillna(-1), e["reason"]))
 
 
 def _groups(ds: Dataset) -> tuple:
@@ -78,6 +81,11 @@ def _groups(ds: Dataset) -> tuple:
 
 def _array_names(ds: Dataset, groups) -> list[str]:
     return [s.name for g in groups for s in arrays_of_group(g)]
+
+
+def _nz(v):
+    """Parquet nulls come back as None or NaN; a fingerprint is a str or None."""
+    return v if isinstance(v, str) else None
 
 
 def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds: Dataset) -> list[Plan]:
@@ -90,7 +98,7 @@ def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds
         if o is None:
             plans.append(Plan(i, "compute", groups, fps=fps))
             continue
-        same = {g: o.get(f"fp_{g}") == fps[g] for g in groups}
+        same = {g: _nz(o.get(f"fp_{g}")) == fps[g] for g in groups}
         if all(same.values()):
             if o["status"] == "excluded":
                 plans.append(Plan(i, "excluded", old=o, fps=fps))
@@ -134,15 +142,31 @@ def write_shard(fork, store_path: str, parent: str | None, slots: list, array_na
     return fork, infos
 
 
-def _start_client(workers: int):
-    from dask.distributed import Client, LocalCluster
+class LazyClient:
+    """A dask LocalCluster started on first use (a run with nothing to do starts none)."""
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=40)
-    return Client(cluster)
+    def __init__(self, workers: int, log=print):
+        self.workers, self.log, self.client = workers, log, None
+
+    def __call__(self):
+        if self.client is None:
+            from dask.distributed import Client, LocalCluster
+
+            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=40)
+            self.client = Client(cluster)
+            self.log(f"dask dashboard: {self.client.dashboard_link} ({self.workers} worker(s))")
+        return self.client
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+            self.client.cluster.close()
+            self.client = None
 
 
 def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool = True) -> RunResult:
+    """Preprocess dataset `ds` into its store and commit one version (or nothing, if up to date)."""
     t0 = time.perf_counter()
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     run_dir = cat.runs_root / ds.name / run_id
@@ -151,164 +175,186 @@ def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool =
     samples, excl_ingest = ingest(ds)
     log(f"[{ds.name}] {len(samples)} samples from the annotation, {len(excl_ingest)} rows excluded at ingest")
     store = Store(cat.store_root / ds.name)
-    with store.lock():
-        parent = store.head()
-        old = store.table("manifest", parent)
-        old_excl = store.table("exclusions", parent)
-        plans = plan_samples(samples, old, root, ds)
-        groups = _groups(ds)
-        names = _array_names(ds, groups)
-        n = len(samples)
-        todo = [p for p in plans if p.action == "compute"]
-        copies = [p for p in plans if p.action == "copy"]
-        kept = sum(p.action in ("keep", "excluded") for p in plans)
-        g_head = store.group(parent)
-        arrays_ok = all(name in g_head and g_head[name].shape[0] == n for name in names)
-        same_excl = old_excl is not None and _ingest_keys(old_excl) == _ingest_keys(excl_ingest)
-        if not todo and not copies and arrays_ok and old is not None and len(old) == n and same_excl:
-            log(f"[{ds.name}] up to date: 0 samples recomputed ({kept} unchanged) at snapshot {parent}")
-            return RunResult(parent, run_dir, 0, 0, kept, old_excl, old, {}, False, time.perf_counter() - t0)
-        log(f"[{ds.name}] {len(todo)} to compute, {len(copies)} to copy, {kept} unchanged; "
-            f"{workers} worker(s)")
+    get_client = LazyClient(workers, log)
+    try:
+        with store.lock():
+            return _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0,
+                               log, progress)
+    finally:
+        get_client.close()
 
-        # stale scratch branches of killed runs
-        for b in store.repo.list_branches():
-            if b.startswith("run-"):
-                store.repo.delete_branch(b)
-        branch = f"run-{run_id}"
-        store.repo.create_branch(branch, parent)
-        s = store.repo.writable_session(branch)
-        g = zarr.open_group(s.store, mode="a")
-        ensure_arrays(g, names, n, {"dataset": ds.name})
-        g.attrs.update({"dataset": ds.name, "layout": "one row per sample along axis 0; see tables/manifest"})
-        s.commit("layout", allow_empty=True)
-        session = store.repo.writable_session(branch)
 
-        rows = samples.to_dict("records")
-        timings: list[dict] = []
-        slot_info: dict[int, dict | None] = {}
-        forks = []
-        client = _start_client(workers)
-        try:
-            log(f"[{ds.name}] dask dashboard: {client.dashboard_link}")
-            params = ds.params
-            futs = {}
-            for p in todo:
-                box = None
-                if "crop" not in p.need:
-                    o = p.old
-                    box = (int(o["crop_x0"]), int(o["crop_y0"]), int(o["crop_x1"]), int(o["crop_y1"]))
-                f = client.submit(process_clip, rows[p.index], str(root), params, p.need, box, ds.has_depth,
-                                  retries=2, key=f"clip-{p.index}-{run_id}")
-                futs[f] = p
-            by_shard: dict[int, list] = {}
-            for p in plans:
-                by_shard.setdefault(p.index // SHARD_SAMPLES, []).append(p)
-            pending = {sh: {p.index for p in ps if p.action == "compute"} for sh, ps in by_shard.items()}
-            done: dict[int, object] = {}
-            writers = []
+def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0, log, progress):
+    parent = store.head()
+    old = store.table("manifest", parent)
+    old_excl = store.table("exclusions", parent)
+    scr = None
+    if ds.unlabelled:
+        from pipeline.screening import screen
 
-            def submit_writer(sh):
-                slots = []
-                for p in by_shard[sh]:
-                    if p.action == "compute":
-                        slots.append((p.index, "compute", done[p.index]))
-                    elif p.action == "copy":
-                        slots.append((p.index, "copy", p.old_index))
-                if not slots:
-                    return
-                fork = session.fork()
-                writers.append(client.submit(write_shard, fork, str(store.path), parent, slots, names,
-                                             retries=2, key=f"shard-{sh}-{run_id}"))
+        scr = screen(ds, store.table("au_frames", parent), store.table("videos", parent), get_client,
+                     log=log, progress=progress)
+        samples = pd.concat([samples, scr.samples], ignore_index=True) if len(scr.samples) else samples
+        excl_ingest = pd.concat([excl_ingest, scr.exclusions], ignore_index=True)
+    plans = plan_samples(samples, old, root, ds)
+    groups = _groups(ds)
+    names = _array_names(ds, groups)
+    n = len(samples)
+    todo = [p for p in plans if p.action == "compute"]
+    copies = [p for p in plans if p.action == "copy"]
+    kept = sum(p.action in ("keep", "excluded") for p in plans)
+    g_head = store.group(parent)
+    arrays_ok = all(name in g_head and g_head[name].shape[0] == n for name in names)
+    same_excl = old_excl is not None and _ingest_keys(old_excl) == _ingest_keys(excl_ingest)
+    screen_same = scr is None or (not scr.recomputed and store.table("videos", parent) is not None and
+                                  set(store.table("videos", parent)["video"]) == set(scr.videos["video"]))
+    if not todo and not copies and arrays_ok and old is not None and len(old) == n and same_excl and screen_same:
+        log(f"[{ds.name}] up to date: 0 samples recomputed ({kept} unchanged) at snapshot {parent}")
+        return RunResult(parent, run_dir, 0, 0, kept, old_excl, old, {}, False, time.perf_counter() - t0)
+    log(f"[{ds.name}] {len(todo)} to compute, {len(copies)} to copy, {kept} unchanged; "
+        f"{get_client.workers} worker(s)")
 
-            from dask.distributed import as_completed
-            from tqdm import tqdm
+    # stale scratch branches of killed runs
+    for b in store.repo.list_branches():
+        if b.startswith("run-"):
+            store.repo.delete_branch(b)
+    branch = f"run-{run_id}"
+    store.repo.create_branch(branch, parent)
+    s = store.repo.writable_session(branch)
+    g = zarr.open_group(s.store, mode="a")
+    ensure_arrays(g, names, n, {"dataset": ds.name})
+    g.attrs.update({"dataset": ds.name, "layout": "one row per sample along axis 0; see tables/manifest"})
+    s.commit("layout", allow_empty=True)
+    session = store.repo.writable_session(branch)
 
-            for sh, pend in pending.items():
-                if not pend:
-                    submit_writer(sh)
-            bar = tqdm(total=len(futs), desc=f"{ds.name}: clips", unit="clip", disable=not progress)
-            for f in as_completed(list(futs)):
-                p = futs[f]
-                if f.status == "error":
-                    exc = f.exception()
-                    detail = f"sample {rows[p.index]['sample_id']}: task failed after retries: " \
-                             f"{type(exc).__name__}: {exc}"
-                    log(detail)
-                    done[p.index] = {"status": "excluded", "stage": "task", "reason": "task_failed",
-                                     "detail": detail, "arrays": {}, "timings": {}}
-                else:
-                    done[p.index] = f
-                bar.update(1)
-                sh = p.index // SHARD_SAMPLES
-                pending[sh].discard(p.index)
-                if not pending[sh]:
-                    submit_writer(sh)
-            bar.close()
-            for f in tqdm(as_completed(writers), total=len(writers), desc=f"{ds.name}: shards", unit="shard",
-                          disable=not progress):
-                fork, infos = f.result()
-                forks.append(fork)
-                for index, info in infos:
-                    slot_info[index] = info
-        finally:
-            client.close()
-            client.cluster.close()
-
-        # a partial (e.g. depth-only) recompute keeps the other arrays of its row, which the
-        # run branch inherits from the parent snapshot; a moved row is always recomputed whole.
-        if forks:
-            session.merge(*forks)
-
-        man_rows, excl_rows = [], []
+    rows = samples.to_dict("records")
+    timings: list[dict] = []
+    slot_info: dict[int, dict | None] = {}
+    forks = []
+    client = get_client() if todo or copies else None
+    if client is not None:
+        params = ds.params
+        futs = {}
+        for p in todo:
+            box = None
+            if "crop" not in p.need:
+                o = p.old
+                box = (int(o["crop_x0"]), int(o["crop_y0"]), int(o["crop_x1"]), int(o["crop_y1"]))
+            f = client.submit(process_clip, rows[p.index], str(root), params, p.need, box, ds.has_depth,
+                              retries=2, key=f"clip-{p.index}-{run_id}")
+            futs[f] = p
+        by_shard: dict[int, list] = {}
         for p in plans:
-            r = dict(rows[p.index])
-            r.update({"index": p.index, "fp_crop": p.fps["crop"], "fp_depth": p.fps["depth"]})
-            info = slot_info.get(p.index) if p.action == "compute" else None
-            src = p.old if p.action != "compute" else None
-            if info is not None:
-                timings.append(info.get("timings", {}))
-                if info["status"] == "ok":
-                    box = info["box"]
-                    backend = info["landmark_backend"] or (p.old or {}).get("landmark_backend")
-                    r.update({"status": "ok", "reason": None, "landmark_backend": backend,
-                              "crop_x0": box[0], "crop_y0": box[1], "crop_x1": box[2], "crop_y1": box[3]})
-                else:
-                    r.update({"status": "excluded", "reason": info["reason"]})
-                    excl_rows.append({"sample_id": r["sample_id"], "dataset": ds.name, "ann_file": r["ann_file"],
-                                      "ann_row": r["ann_row"], "stage": info["stage"], "reason": info["reason"],
-                                      "detail": info["detail"]})
-            elif src is not None:
-                for k in ("status", "reason", "landmark_backend", "crop_x0", "crop_y0", "crop_x1", "crop_y1"):
-                    r[k] = src.get(k)
-                if src["status"] == "excluded" and old_excl is not None:
-                    prev = old_excl[old_excl["sample_id"] == r["sample_id"]]
-                    excl_rows.extend(prev.to_dict("records"))
+            by_shard.setdefault(p.index // SHARD_SAMPLES, []).append(p)
+        pending = {sh: {p.index for p in ps if p.action == "compute"} for sh, ps in by_shard.items()}
+        done: dict[int, object] = {}
+        writers = []
+
+        def submit_writer(sh):
+            slots = []
+            for p in by_shard[sh]:
+                if p.action == "compute":
+                    slots.append((p.index, "compute", done[p.index]))
+                elif p.action == "copy":
+                    slots.append((p.index, "copy", p.old_index))
+            if not slots:
+                return
+            fork = session.fork()
+            writers.append(client.submit(write_shard, fork, str(store.path), parent, slots, names,
+                                         retries=2, key=f"shard-{sh}-{run_id}"))
+
+        from dask.distributed import as_completed
+        from tqdm import tqdm
+
+        for sh, pend in pending.items():
+            if not pend:
+                submit_writer(sh)
+        bar = tqdm(total=len(futs), desc=f"{ds.name}: clips", unit="clip", disable=not progress)
+        for f in as_completed(list(futs)):
+            p = futs[f]
+            if f.status == "error":
+                exc = f.exception()
+                detail = f"sample {rows[p.index]['sample_id']}: task failed after retries: " \
+                         f"{type(exc).__name__}: {exc}"
+                log(detail)
+                done[p.index] = {"status": "excluded", "stage": "task", "reason": "task_failed",
+                                 "detail": detail, "arrays": {}, "timings": {}}
             else:
-                raise RuntimeError(f"sample {r['sample_id']}: no result was written (engine bug)")
-            man_rows.append(r)
-        manifest = pd.DataFrame(man_rows)
-        for c in ("crop_x0", "crop_y0", "crop_x1", "crop_y1"):
-            manifest[c] = (manifest[c] if c in manifest else pd.Series([None] * len(manifest))).astype("Int32")
-        exclusions = pd.concat([excl_ingest, pd.DataFrame(excl_rows, columns=excl_ingest.columns)],
-                               ignore_index=True)
-        g = zarr.open_group(session.store, mode="a")
-        man_sha = write_table_array(g, "manifest", conform(manifest, MANIFEST_SCHEMA))
-        ex_sha = write_table_array(g, "exclusions", conform(exclusions, EXCLUSION_SCHEMA))
-        n_ok = int((manifest["status"] == "ok").sum())
-        meta = {
-            "run_id": run_id, "dataset": ds.name, "code_version": code_version(),
-            "group_versions": GROUP_VERSIONS, "params": ds.params, "adapter": ds.adapter,
-            "annotation_sha256": sha256_file(ds.file("annotation")),
-            "counts": {"samples": n, "ok": n_ok, "excluded_in_arrays": n - n_ok,
-                       "excluded_at_ingest": len(excl_ingest), "recomputed": len(todo),
-                       "copied": len(copies), "unchanged": kept},
-            "tables": {"manifest": man_sha, "exclusions": ex_sha},
-            "python": sys.version.split()[0], "platform": platform.platform(),
-        }
-        snap = session.amend(f"preprocess {ds.name}: {len(todo)} computed, {n_ok}/{n} ok", metadata=meta)
-        store.repo.reset_branch(BRANCH, snap, from_snapshot_id=parent)
-        store.repo.delete_branch(branch)
+                done[p.index] = f
+            bar.update(1)
+            sh = p.index // SHARD_SAMPLES
+            pending[sh].discard(p.index)
+            if not pending[sh]:
+                submit_writer(sh)
+        bar.close()
+        for f in tqdm(as_completed(writers), total=len(writers), desc=f"{ds.name}: shards", unit="shard",
+                      disable=not progress):
+            fork, infos = f.result()
+            forks.append(fork)
+            for index, info in infos:
+                slot_info[index] = info
+
+    # a partial (e.g. depth-only) recompute keeps the other arrays of its row, which the
+    # run branch inherits from the parent snapshot; a moved row is always recomputed whole.
+    if forks:
+        session.merge(*forks)
+
+    man_rows, excl_rows = [], []
+    for p in plans:
+        r = dict(rows[p.index])
+        r.update({"index": p.index, "fp_crop": p.fps["crop"], "fp_depth": p.fps["depth"]})
+        info = slot_info.get(p.index) if p.action == "compute" else None
+        src = p.old if p.action != "compute" else None
+        if info is not None:
+            timings.append(info.get("timings", {}))
+            if info["status"] == "ok":
+                box = info["box"]
+                backend = info["landmark_backend"] or (p.old or {}).get("landmark_backend")
+                r.update({"status": "ok", "reason": None, "landmark_backend": backend,
+                          "crop_x0": box[0], "crop_y0": box[1], "crop_x1": box[2], "crop_y1": box[3]})
+            else:
+                r.update({"status": "excluded", "reason": info["reason"]})
+                excl_rows.append({"sample_id": r["sample_id"], "dataset": ds.name, "ann_file": r["ann_file"],
+                                  "ann_row": r["ann_row"], "stage": info["stage"], "reason": info["reason"],
+                                  "detail": info["detail"]})
+        elif src is not None:
+            for k in ("status", "reason", "landmark_backend", "crop_x0", "crop_y0", "crop_x1", "crop_y1"):
+                r[k] = src.get(k)
+            if src["status"] == "excluded" and old_excl is not None:
+                prev = old_excl[old_excl["sample_id"] == r["sample_id"]]
+                excl_rows.extend(prev.to_dict("records"))
+        else:
+            raise RuntimeError(f"sample {r['sample_id']}: no result was written (engine bug)")
+        man_rows.append(r)
+    manifest = pd.DataFrame(man_rows)
+    for c in ("crop_x0", "crop_y0", "crop_x1", "crop_y1"):
+        manifest[c] = (manifest[c] if c in manifest else pd.Series([None] * len(manifest))).astype("Int32")
+    exclusions = pd.concat([excl_ingest, pd.DataFrame(excl_rows, columns=excl_ingest.columns)],
+                           ignore_index=True)
+    g = zarr.open_group(session.store, mode="a")
+    man_sha = write_table_array(g, "manifest", conform(manifest, MANIFEST_SCHEMA))
+    ex_sha = write_table_array(g, "exclusions", conform(exclusions, EXCLUSION_SCHEMA))
+    table_shas = {"manifest": man_sha, "exclusions": ex_sha}
+    if scr is not None:
+        table_shas["au_frames"] = write_table_array(g, "au_frames", conform(scr.au_frames, AU_FRAME_SCHEMA))
+        table_shas["videos"] = write_table_array(g, "videos", conform(scr.videos, VIDEO_SCHEMA))
+    n_ok = int((manifest["status"] == "ok").sum())
+    meta = {
+        "run_id": run_id, "dataset": ds.name, "code_version": code_version(),
+        "group_versions": GROUP_VERSIONS, "params": ds.params, "adapter": ds.adapter,
+        "annotation_sha256": sha256_file(ds.file("annotation")),
+        "counts": {"samples": n, "ok": n_ok, "excluded_in_arrays": n - n_ok,
+                   "excluded_at_ingest": len(excl_ingest), "recomputed": len(todo),
+                   "copied": len(copies), "unchanged": kept},
+        "tables": table_shas,
+        "au_estimator": None if scr is None else {
+            "name": ds.params["au"]["estimator"], "phi": ds.params["au"]["phi"],
+            "videos_estimated": scr.recomputed, **scr.timings},
+        "python": sys.version.split()[0], "platform": platform.platform(),
+    }
+    snap = session.amend(f"preprocess {ds.name}: {len(todo)} computed, {n_ok}/{n} ok", metadata=meta)
+    store.repo.reset_branch(BRANCH, snap, from_snapshot_id=parent)
+    store.repo.delete_branch(branch)
     tm = pd.DataFrame(timings)
     stage_ms = {c: float(tm[c].mean()) for c in tm.columns} if len(tm) else {}
     secs = time.perf_counter() - t0

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from pipeline.io import FrameReadError, read_depth, read_rgb
-from pipeline.models import landmark_backend
+from pipeline.models import landmark_backend_for
 from schemas.arrays import CROP
 from stages.crop import apply_crop, crop_box, cut, landmarks_to_crop
 from stages.depth import DepthError, zero_fill
@@ -38,9 +38,7 @@ def compute_crop(row: dict, root: Path, params: dict, timings: dict) -> dict:
                              f"frame {row['onset_path']} {onset.shape[:2]}")
     t = time.perf_counter()
     fp = params["face"]
-    detector = landmark_backend(fp["backend"], **({"upsample": fp["upsample"]} if fp["backend"] == "dlib"
-                                                 else {"min_detection_confidence": fp["min_detection_confidence"]}))
-    lm = detector(onset)
+    lm = landmark_backend_for(fp)(onset)
     timings["face_ms"] = (time.perf_counter() - t) * 1e3
     if lm is None:
         return None
@@ -105,7 +103,7 @@ def process_clip(row: dict, root: str, params: dict, need: tuple, box: tuple | N
                                  f"(backend {params['face']['backend']})", timings)
             box, backend = res["box"], res["landmark_backend"]
             arrays.update(res["arrays"])
-        if has_depth and "depth" in need:
+        if has_depth and "depth" in need and isinstance(row.get("onset_depth_path"), str):
             arrays.update(compute_depth(row, root, tuple(box), params, timings))
     except DepthError as e:
         return _excluded("depth", "depth_unusable", str(e), timings)

@@ -7,7 +7,9 @@
 """
 from schemas.arrays import ARRAYS, ArraySpec, array_spec, arrays_of_group
 from schemas.tables import (
+    AU_FRAME_SCHEMA,
     EXCLUSION_SCHEMA,
+    VIDEO_SCHEMA,
     MANIFEST_SCHEMA,
     SAMPLE_SCHEMA,
     TABLES,
@@ -16,5 +18,6 @@ from schemas.tables import (
 
 __all__ = [
     "ARRAYS", "ArraySpec", "array_spec", "arrays_of_group",
-    "SAMPLE_SCHEMA", "MANIFEST_SCHEMA", "EXCLUSION_SCHEMA", "TABLES", "conform",
+    "SAMPLE_SCHEMA", "MANIFEST_SCHEMA", "EXCLUSION_SCHEMA", "AU_FRAME_SCHEMA", "VIDEO_SCHEMA",
+    "TABLES", "conform",
 ]

@@ -59,7 +59,42 @@ MANIFEST_SCHEMA = pa.schema(SAMPLE_FIELDS + [
     pa.field("fp_depth", pa.string()),                     # hash of inputs, parameters, code version
 ])
 
-TABLES = {"manifest": MANIFEST_SCHEMA, "exclusions": EXCLUSION_SCHEMA, "samples": SAMPLE_SCHEMA}
+# Per-frame AU intensities of the unlabelled videos (AU screening, seed 000 sec. 4.1.1).
+# Intensities in [0, 5]; NaN where no (trusted) face. The AUs: OpenFace 2.x's intensity set.
+AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+AU_COLUMNS = tuple(f"AU{a:02d}" for a in AUS)
+
+AU_FRAME_SCHEMA = pa.schema([
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("subject", pa.string(), nullable=False),
+    pa.field("video", pa.string(), nullable=False),        # video id: <subject>/<name>
+    pa.field("frame", pa.int64(), nullable=False),         # frame number (0-based for video files)
+    pa.field("timestamp", pa.float64()),                   # seconds from the video start
+    pa.field("face", pa.bool_(), nullable=False),          # a face (with landmarks) was found
+] + [pa.field(c, pa.float32()) for c in AU_COLUMNS] + [
+    pa.field("estimator", pa.string(), nullable=False),    # openface | pyfeat | landmarks
+    pa.field("estimator_version", pa.string(), nullable=False),
+])
+
+# One row per unlabelled video: what was screened and how.
+VIDEO_SCHEMA = pa.schema([
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("subject", pa.string(), nullable=False),
+    pa.field("video", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),         # 'file' (mp4/avi) or 'frames' (folder)
+    pa.field("path", pa.string(), nullable=False),         # relative to the dataset root
+    pa.field("depth_path", pa.string()),                   # depth folder (frame folders only)
+    pa.field("fps", pa.float64(), nullable=False),
+    pa.field("n_frames", pa.int64(), nullable=False),
+    pa.field("n_face", pa.int64()),
+    pa.field("estimator", pa.string()),
+    pa.field("fp_screen", pa.string()),                    # fingerprint of the AU table rows
+    pa.field("n_candidates", pa.int64()),                  # frames with any AU > phi
+    pa.field("n_pairs", pa.int64()),
+])
+
+TABLES = {"manifest": MANIFEST_SCHEMA, "exclusions": EXCLUSION_SCHEMA, "samples": SAMPLE_SCHEMA,
+          "au_frames": AU_FRAME_SCHEMA, "videos": VIDEO_SCHEMA}
 
 
 def conform(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:

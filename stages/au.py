@@ -22,9 +22,8 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-# OpenFace 2.x intensity AUs (the AUxx_r columns)
-AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
-AU_COLUMNS = tuple(f"AU{a:02d}" for a in AUS)
+from schemas.tables import AU_COLUMNS, AUS  # OpenFace 2.x intensity AUs (AUxx_r columns)
+
 LANDMARK_ESTIMATOR_VERSION = "1"
 
 
@@ -134,15 +133,31 @@ def landmark_gains() -> dict:
     return json.loads(text)
 
 
+def temporal_median(f: np.ndarray, width: int) -> np.ndarray:
+    """Centred running median over `width` frames (odd), per column; NaN frames stay NaN
+    and are ignored by their neighbours. Suppresses single-frame landmark jitter while
+    keeping movements that last several frames (an ME's onset phase is ~8 frames at 30 fps)."""
+    if width <= 1:
+        return f
+    r = width // 2
+    pad = np.pad(f, ((r, r), (0, 0)), mode="edge")
+    win = np.lib.stride_tricks.sliding_window_view(pad, width, axis=0)
+    with np.errstate(all="ignore"):
+        out = np.nanmedian(win, axis=-1)
+    out[np.isnan(f).any(axis=1)] = np.nan
+    return out
+
+
 def landmark_intensities(lm: np.ndarray, gains: dict | None = None,
-                         neutral: np.ndarray | None = None) -> np.ndarray:
+                         neutral: np.ndarray | None = None, smooth: int = 3) -> np.ndarray:
     """(T, len(AUS)) intensities in [0, 5] from (T, 68, 2) landmarks of one video.
 
-    I = clip(gain_au x max(0, f_au - neutral_au), 0, 5); NaN where landmarks are NaN.
+    I = clip(gain_au x max(0, f_au - neutral_au), 0, 5), features median-smoothed over
+    `smooth` frames; NaN where landmarks are NaN.
     """
     g = gains or landmark_gains()
     k = np.array([g["gains"][f"AU{a:02d}"] for a in AUS], np.float64)
-    f = landmark_features(lm)
+    f = temporal_median(landmark_features(lm), smooth)
     ref = neutral_reference(f) if neutral is None else neutral
     out = np.clip(k * np.maximum(f - ref, 0.0), 0, 5)
     out[np.isnan(f).any(axis=1)] = np.nan

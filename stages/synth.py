@@ -29,13 +29,20 @@ def temporal_profile(t: np.ndarray | float, onset: int, apex: int, offset: int) 
 
 def displacement_field(hw: tuple[int, int], landmarks: np.ndarray, kind: str,
                        amplitude: float, sigma: float) -> np.ndarray:
-    """(H, W, 2) float32 displacement (pixels) of movement `kind` at full intensity."""
+    """(H, W, 2) float32 displacement (pixels) of movement `kind` at full intensity.
+
+    Each named landmark carries a Gaussian bump of width `sigma` (pixels); a part
+    (e.g. a brow) moves by max over its landmarks' bumps, so the whole part moves by
+    `amplitude` while points a few sigma away (the eyes under a raised brow) stay put.
+    """
     h, w = hw
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     field = np.zeros((h, w, 2), np.float32)
     for idx, (dx, dy) in MOVEMENTS[kind][2]:
-        c = np.asarray(landmarks, np.float32)[list(idx)].mean(axis=0)
-        g = np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2.0 * sigma ** 2))
+        g = np.zeros((h, w), np.float32)
+        for i in idx:
+            c = np.asarray(landmarks, np.float32)[i]
+            g = np.maximum(g, np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2.0 * sigma ** 2)))
         field[..., 0] += amplitude * dx * g
         field[..., 1] += amplitude * dy * g
     return field

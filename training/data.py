@@ -27,15 +27,18 @@ class PairDataset(Dataset):
       rgb_diff  float32 (3, 310, 310), apex - onset in 8-bit intensity units / 255, in [-1, 1]
       view_diff float32 (1, 310, 310), depth: apex - onset in sensor units (about mm);
                 gray: apex - onset luma / 255
-      label     int64 class index in `scheme` order
+      label     int64 class index in `scheme` order; -1 for AU-selected (unlabelled) pairs
       subject   str
       sample_id str
-    Samples that are excluded or whose emotion is not in the scheme are left out; they
-    are listed in `self.skipped` with the reason.
+    `sources`: ('labelled',) for supervised use; ('labelled', 'selected') for DVSCL's
+    pretraining set (annotated pairs + pairs selected by AU screening).
+    Samples that are excluded, lack the view's modality, or (labelled ones) have an
+    emotion outside the scheme are left out; `self.skipped` lists them with the reason.
     """
 
     def __init__(self, store_path: str | Path, scheme: dict[str, list[str]], view: str = "depth",
-                 snapshot: str | None = None, tag: str | None = None):
+                 snapshot: str | None = None, tag: str | None = None,
+                 sources: tuple[str, ...] = ("labelled",)):
         from pipeline.store import Store  # the store is the pipeline's; only read here
 
         if view not in VIEWS:
@@ -53,10 +56,15 @@ class PairDataset(Dataset):
         self.skipped = []
         keep = []
         for r in man.to_dict("records"):
+            if r["source"] not in sources:
+                continue
             if r["status"] != "ok":
                 self.skipped.append((r["sample_id"], f"excluded: {r['reason']}"))
                 continue
-            c = class_index(r["emotion"], scheme)
+            if view == "depth" and not isinstance(r.get("onset_depth_path"), str):
+                self.skipped.append((r["sample_id"], "no depth for this sample"))
+                continue
+            c = class_index(r["emotion"], scheme) if r["source"] == "labelled" else -1
             if c is None:
                 self.skipped.append((r["sample_id"], f"emotion {r['emotion']!r} not in the label scheme"))
                 continue

@@ -1,0 +1,297 @@
+"""AU screening of unlabelled long videos (seed 000 sec. 4.1.1): list the recordings,
+estimate per-frame AU intensities (one dask task per video segment, streaming: a task
+holds one segment's frames at a time), select onset/apex pairs (eq. 2-4), and turn them
+into sample rows (source = 'selected') for the pair products.
+
+The per-frame AU table of a video is reused while its fingerprint (video content id,
+estimator and its parameters, landmark backend) is unchanged; selection itself is cheap
+and always redone, so changing phi re-selects without re-estimating.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.catalog import CatalogError, Dataset
+from pipeline.io import FrameReadError, iter_video, read_rgb, sha256_file, video_frame_count
+from pipeline.models import landmark_backend_for
+from stages.adapters.common import index_frames
+from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
+from stages.au import (AU_COLUMNS, AUS, LANDMARK_ESTIMATOR_VERSION, AUInputError, landmark_intensities,
+                       onset_offset_frames, openface_intensities, select_pairs)
+
+SCREEN_VERSION = "1"
+
+
+@dataclass
+class Screening:
+    samples: pd.DataFrame       # SAMPLE_SCHEMA rows, source = 'selected'
+    exclusions: pd.DataFrame    # EXCLUSION_SCHEMA rows (stage 'select' / 'screen')
+    au_frames: pd.DataFrame     # AU_FRAME_SCHEMA rows
+    videos: pd.DataFrame        # VIDEO_SCHEMA rows
+    recomputed: list            # video ids whose AU table was (re)estimated
+    timings: dict
+
+
+def list_recordings(ds: Dataset) -> list[dict]:
+    root = ds.root()
+    rel = ds.unlabelled["frames_dir"]
+    base = root / rel
+    if not base.is_dir():
+        raise CatalogError(f"datasets.{ds.name}.unlabelled.frames_dir: folder {base} not found")
+    out = []
+    for subj in sorted(os.listdir(base)):
+        sdir = base / subj
+        if not sdir.is_dir():
+            continue
+        for name in sorted(os.listdir(sdir)):
+            p = sdir / name
+            if p.is_file() and p.suffix.lower() in VIDEO_EXT:
+                try:
+                    n, fps = video_frame_count(p)
+                except FrameReadError:
+                    n, fps = 0, None
+                out.append({"subject": subj, "name": p.stem, "kind": "file", "path": f"{rel}/{subj}/{name}",
+                            "depth_path": None, "n_frames": n, "fps": fps if fps and fps > 0 else None})
+            elif p.is_dir() and (p / "color").is_dir():
+                frames = index_frames(os.listdir(p / "color"), (".jpg", ".jpeg", ".png", ".bmp"))
+                dpath = f"{rel}/{subj}/{name}/depth" if (p / "depth").is_dir() else None
+                out.append({"subject": subj, "name": name, "kind": "frames", "path": f"{rel}/{subj}/{name}/color",
+                            "depth_path": dpath, "n_frames": len(frames), "fps": None,
+                            "frames": {k: f"{rel}/{subj}/{name}/color/{f}" for k, f in frames.items()},
+                            "depth_frames": ({k: f"{dpath}/{f}" for k, f in index_frames(
+                                os.listdir(p / "depth"), (".png",)).items()} if dpath else {})})
+    return out
+
+
+def _content_id(root: Path, rec: dict) -> str:
+    if rec["kind"] == "file":
+        return sha256_file(root / rec["path"])
+    h = hashlib.sha256()
+    for k, rel in rec["frames"].items():
+        st = (root / rel).stat()
+        h.update(f"{k}:{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+def screen_fingerprint(rec: dict, content: str, params: dict) -> str:
+    au = {k: params["au"][k] for k in ("estimator", "min_confidence")}
+    face = params["face"] if params["au"]["estimator"] == "landmarks" else None
+    return hashlib.sha256(json.dumps(["screen", SCREEN_VERSION, LANDMARK_ESTIMATOR_VERSION, au, face, content],
+                                     sort_keys=True).encode()).hexdigest()[:32]
+
+
+def landmark_segment(rec: dict, root: str, start: int, stop: int, face_params: dict) -> dict:
+    """Dask task: 68 landmarks for frames start..stop-1 of one recording (NaN = no face).
+
+    Decodes one frame at a time (bounded memory). Returns frames (n,), landmarks
+    (n, 68, 2) float32, unreadable (list of frame numbers), seconds."""
+    t0 = time.perf_counter()
+    root = Path(root)
+    det = landmark_backend_for(face_params)
+    if rec["kind"] == "file":
+        numbers = list(range(start, stop))
+        frames = iter_video(root / rec["path"], start, stop)
+    else:
+        keys = sorted(rec["frames"])[start:stop]
+        numbers = keys
+
+        def gen():
+            for k in keys:
+                try:
+                    yield k, read_rgb(root / rec["frames"][k])
+                except FrameReadError:
+                    yield k, None
+        frames = gen()
+    lms = np.full((len(numbers), 68, 2), np.nan, np.float32)
+    pos = {k: i for i, k in enumerate(numbers)}
+    seen, unreadable = set(), []
+    for k, img in frames:
+        seen.add(k)
+        if img is None:
+            unreadable.append(k)
+            continue
+        lm = det(img)
+        if lm is not None:
+            lms[pos[k]] = lm
+    unreadable += [k for k in numbers if k not in seen]
+    return {"frames": np.asarray(numbers, np.int64), "landmarks": lms, "unreadable": sorted(unreadable),
+            "seconds": time.perf_counter() - t0}
+
+
+def _openface_csv(ds: Dataset, rec: dict) -> Path:
+    d = ds.root() / ds.unlabelled.get("openface_dir", "")
+    cands = [d / rec["subject"] / f"{rec['name']}.csv", d / f"{rec['subject']}_{rec['name']}.csv"]
+    for c in cands:
+        if c.is_file():
+            return c
+    raise CatalogError(f"datasets.{ds.name}.unlabelled.openface_dir: no OpenFace CSV for video "
+                       f"{rec['subject']}/{rec['name']}; looked for {', '.join(map(str, cands))}")
+
+
+def pyfeat_check(ds: Dataset) -> None:
+    """The py-feat estimator needs py-feat's runtime and its model files on local disk."""
+    need = ["models--py-feat--retinaface_r34", "models--py-feat--mobilefacenet", "models--py-feat--xgb_au"]
+    rel = (ds.unlabelled or {}).get("pyfeat_models") or os.environ.get("MEPIPE_PYFEAT_MODELS")
+    where = Path(rel) if rel and os.path.isabs(rel) else (ds.root() / rel if rel else None)
+    missing = need if where is None else [n for n in need if not (where / n).is_dir()]
+    if missing:
+        raise CatalogError(
+            "AU estimator 'pyfeat' needs py-feat's model files on local disk (nothing is downloaded): "
+            f"missing {missing} in {where or '(no folder given)'}. Put a Hugging Face cache holding "
+            "py-feat/retinaface_r34, py-feat/mobilefacenet and py-feat/xgb_au there and name it in "
+            f"datasets.{ds.name}.unlabelled.pyfeat_models or MEPIPE_PYFEAT_MODELS, or use "
+            "params.au.estimator: landmarks | openface")
+    try:
+        import feat.detector  # noqa: F401
+    except Exception as e:  # py-feat is installed without its heavy runtime by `make setup`
+        raise CatalogError(f"AU estimator 'pyfeat': py-feat's runtime does not import ({e}); "
+                           "install it with `pip install py-feat` in .venv") from e
+    raise CatalogError("AU estimator 'pyfeat': model files found, but running py-feat's detector is not "
+                       "wired into the pipeline yet; use 'landmarks' or 'openface'")
+
+
+def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFrame | None,
+           get_client, log=print, progress: bool = True) -> Screening:
+    root = ds.root()
+    params = ds.params
+    est = params["au"]["estimator"]
+    if est == "pyfeat":
+        pyfeat_check(ds)
+    recs = list_recordings(ds)
+    videos, excl = unlabelled_videos(recs, dataset=ds.name, fps=ds.fps)
+    by_id = {f"{r['subject']}/{r['name']}": r for r in recs}
+    prev_fp = {} if prev_videos is None else dict(zip(prev_videos["video"], prev_videos["fp_screen"]))
+    fps_ = {}
+    for v in videos.itertuples():
+        fps_[v.video] = screen_fingerprint(by_id[v.video], _content_id(root, by_id[v.video]), params)
+    todo = [v for v in videos.itertuples() if prev_fp.get(v.video) != fps_[v.video]]
+    frames_tables, timings = [], {}
+    if prev_frames is not None and len(prev_frames):
+        keep = [v.video for v in videos.itertuples() if v not in todo and prev_fp.get(v.video) == fps_[v.video]]
+        frames_tables.append(prev_frames[prev_frames["video"].isin(keep)])
+    log(f"[{ds.name}] AU screening: {len(videos)} unlabelled video(s), {len(todo)} to estimate "
+        f"({est}), {len(videos) - len(todo)} reused")
+    if todo:
+        if est == "landmarks":
+            client = get_client()
+            seg = params["au"]["segment_frames"]
+            futs = {}
+            for v in todo:
+                for a in range(0, v.n_frames, seg):
+                    f = client.submit(landmark_segment, by_id[v.video], str(root), a, min(a + seg, v.n_frames),
+                                      params["face"], retries=2, key=f"screen-{v.video}-{a}-{fps_[v.video][:8]}")
+                    futs[f] = (v.video, a)
+            from dask.distributed import as_completed
+            from tqdm import tqdm
+
+            parts: dict[str, list] = {}
+            secs = []
+            for f in tqdm(as_completed(list(futs)), total=len(futs), desc=f"{ds.name}: AU segments",
+                          unit="seg", disable=not progress):
+                vid, a = futs[f]
+                if f.status == "error":
+                    raise RuntimeError(f"AU screening of video {vid} frames {a}..: {f.exception()}")
+                r = f.result()
+                parts.setdefault(vid, []).append(r)
+                secs.append(r["seconds"] / max(len(r["frames"]), 1) * 1e3)
+            timings["screen_ms_per_frame"] = float(np.mean(secs)) if secs else 0.0
+            for v in todo:
+                ps = sorted(parts[v.video], key=lambda r: r["frames"][0])
+                fr = np.concatenate([p["frames"] for p in ps])
+                lm = np.concatenate([p["landmarks"] for p in ps])
+                inten = landmark_intensities(lm)
+                unread = sum((p["unreadable"] for p in ps), [])
+                if unread:
+                    excl = pd.concat([excl, pd.DataFrame([{
+                        "sample_id": None, "dataset": ds.name, "ann_file": v.path, "ann_row": None,
+                        "stage": "screen", "reason": "frames_unreadable",
+                        "detail": f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}"}])],
+                        ignore_index=True)
+                frames_tables.append(_au_rows(ds.name, v, fr, inten, "landmarks", LANDMARK_ESTIMATOR_VERSION))
+        elif est == "openface":
+            for v in todo:
+                path = _openface_csv(ds, by_id[v.video])
+                try:
+                    fr, _, inten = openface_intensities(pd.read_csv(path), params["au"]["min_confidence"], str(path))
+                except AUInputError as e:
+                    raise CatalogError(str(e)) from e
+                if by_id[v.video]["kind"] == "file":
+                    fr = fr - 1          # OpenFace numbers frames from 1; video frames are 0-based
+                frames_tables.append(_au_rows(ds.name, v, fr, inten, "openface", "2.x"))
+    au_frames = pd.concat(frames_tables, ignore_index=True) if frames_tables else _au_rows(ds.name, None, [], [], est, "")
+    samples, sel_excl, rows = [], [], []
+    for v in videos.itertuples():
+        t = au_frames[au_frames["video"] == v.video].sort_values("frame")
+        inten = t[list(AU_COLUMNS)].to_numpy(np.float64)
+        aus = params["au"]["aus"]
+        if aus:
+            cols = [AUS.index(a) for a in aus if a in AUS]
+            inten_sel = np.full_like(inten, np.nan)
+            inten_sel[:, cols] = inten[:, cols]
+        else:
+            inten_sel = inten
+        lag = onset_offset_frames(v.fps, params["au"]["onset_lag_at_30fps"])
+        pairs, ex = select_pairs(t["frame"].to_numpy(), inten_sel, params["au"]["phi"], lag,
+                                 face=t["face"].to_numpy())
+        rec = by_id[v.video]
+        for p in pairs.itertuples():
+            samples.append(_sample_row(ds, v, rec, p, params))
+        for p in ex.itertuples():
+            sel_excl.append({"sample_id": f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}", "dataset": ds.name,
+                             "ann_file": v.path, "ann_row": None, "stage": "select", "reason": p.reason,
+                             "detail": f"{v.path}: apex {p.apex} (AU {'+'.join(map(str, p.aus))} > "
+                                       f"{params['au']['phi']}): onset {p.onset} {p.reason.replace('_', ' ')}"})
+        n_cand = int((np.nan_to_num(inten_sel, nan=-1).max(axis=1) > params["au"]["phi"]).sum()) if len(t) else 0
+        rows.append({**v._asdict(), "n_face": int(t["face"].sum()), "estimator": est, "fp_screen": fps_[v.video],
+                     "n_candidates": n_cand, "n_pairs": len(pairs)})
+    videos_out = pd.DataFrame(rows).drop(columns=["Index"], errors="ignore")
+    samples = pd.DataFrame(samples)
+    if len(samples):
+        samples = samples.sort_values("sample_id").reset_index(drop=True)
+    exclusions = pd.concat([excl, pd.DataFrame(sel_excl, columns=excl.columns)], ignore_index=True)
+    log(f"[{ds.name}] AU screening: {len(samples)} pairs selected (phi {params['au']['phi']}), "
+        f"{len(sel_excl)} candidate pairs excluded")
+    return Screening(samples, exclusions, au_frames, videos_out, [v.video for v in todo], timings)
+
+
+def _au_rows(dataset, v, frames, inten, estimator, version) -> pd.DataFrame:
+    frames = np.asarray(frames, np.int64)
+    inten = np.asarray(inten, np.float32).reshape(len(frames), len(AUS))
+    df = pd.DataFrame(inten, columns=list(AU_COLUMNS))
+    df.insert(0, "face", np.isfinite(inten).all(axis=1) if len(frames) else np.array([], bool))
+    df.insert(0, "timestamp", frames / v.fps if v is not None else np.array([], float))
+    df.insert(0, "frame", frames)
+    df.insert(0, "video", v.video if v is not None else "")
+    df.insert(0, "subject", v.subject if v is not None else "")
+    df.insert(0, "dataset", dataset)
+    df["estimator"] = estimator
+    df["estimator_version"] = version
+    return df
+
+
+def _sample_row(ds: Dataset, v, rec: dict, p, params: dict) -> dict:
+    if rec["kind"] == "file":
+        on, ap = f"{rec['path']}#{p.onset}", f"{rec['path']}#{p.apex}"
+        don = dap = None
+    else:
+        on, ap = rec["frames"][p.onset], rec["frames"][p.apex]
+        df = rec.get("depth_frames") or {}
+        don, dap = df.get(p.onset), df.get(p.apex)
+        if don is None or dap is None:
+            don = dap = None
+    return {"sample_id": f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}", "dataset": ds.name,
+            "subject": v.subject, "clip": v.video.split("/", 1)[1], "source": "selected", "ann_file": v.path,
+            "ann_row": None, "onset": int(p.onset), "apex": int(p.apex), "offset": None, "apex_derived": False,
+            "au_raw": "+".join(f"AU{a:02d}" for a in p.aus), "au_list": list(p.aus), "emotion_raw": None,
+            "emotion": None, "fps": float(v.fps), "onset_path": on, "apex_path": ap,
+            "onset_depth_path": don, "apex_depth_path": dap,
+            "note": f"selected by AU screening ({params['au']['estimator']}, phi {params['au']['phi']}, "
+                    f"max intensity {p.max_intensity:.2f})"}
