@@ -71,6 +71,24 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from pipeline.store import Store
+    from schemas.tables import TABLES
+
+    cat = load_catalog(args.catalog)
+    st = Store(cat.store_root / cat.dataset(args.dataset).name, create=False)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        t = st.table(name, args.snapshot)
+        if t is not None:
+            t.to_parquet(out / f"{name}.parquet")
+            print(f"{out / (name + '.parquet')}: {len(t)} rows")
+    return 0
+
+
 def cmd_demo(args) -> int:
     cat = load_catalog(args.catalog)
     ds = cat.dataset("demo")
@@ -96,6 +114,11 @@ def main(argv=None) -> int:
     a.add_argument("--dataset", default="demo")
     a.add_argument("--snapshot", default=None)
     a.set_defaults(fn=cmd_info)
+    a = sub.add_parser("export", help="write a version's tables (manifest, exclusions, au_frames, videos) as Parquet")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--snapshot", default=None)
+    a.add_argument("--out", required=True)
+    a.set_defaults(fn=cmd_export)
     a = sub.add_parser("demo", help="generate the demo dataset (also done on first use)")
     a.set_defaults(fn=cmd_demo)
     args = p.parse_args(argv)
