@@ -26,15 +26,15 @@ def cmd_preprocess(args) -> int:
 
     cat = load_catalog(args.catalog)
     ds = cat.dataset(args.dataset)
-    if args.methods:
-        known = {"dvscl"}
-        bad = set(args.methods.split(",")) - known
-        if bad:
-            print(f"error: --methods {sorted(bad)}: only the DVSCL pair feed exists so far "
-                  f"(known: {sorted(known)})", file=sys.stderr)
-            return 2
+    from schemas.feeds import FEEDS
+
+    methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()] or None
+    bad = sorted(set(methods or []) - set(FEEDS))
+    if bad:
+        print(f"error: --methods {bad}: unknown; known: {sorted(FEEDS)}", file=sys.stderr)
+        return 2
     _ensure_demo(ds)
-    res = run(cat, ds, workers=args.workers, progress=not args.no_progress)
+    res = run(cat, ds, workers=args.workers, progress=not args.no_progress, methods=methods)
     if res.committed:
         summary = json.loads((res.run_dir / "summary.json").read_text())
         rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, summary)

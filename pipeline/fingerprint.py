@@ -31,4 +31,9 @@ def sample_fingerprints(row: dict, root: Path, params: dict, has_depth: bool,
     if has_depth and isinstance(row.get("onset_depth_path"), str):
         hs = [fh(row[k]) for k in ("onset_depth_path", "apex_depth_path")]
         fp_depth = _h(["depth", GROUP_VERSIONS["depth"], fp_crop, params["depth"], hs])
-    return {"crop": fp_crop, "depth": fp_depth}
+    fp_flow = _h(["flow", GROUP_VERSIONS["flow"], fp_crop, params["tvl1"], params["farneback"]])
+    fp_micro = _h(["micro", GROUP_VERSIONS["micro"], fp_crop, params["face"], params["magnify"], params["tvl1"]])
+    seq = row.get("seq_paths")
+    seq = list(seq) if seq is not None and not isinstance(seq, float) else []
+    fp_clip = _h(["clip", GROUP_VERSIONS["clip"], fp_crop, [fh(p) for p in seq]])
+    return {"crop": fp_crop, "depth": fp_depth, "flow": fp_flow, "micro": fp_micro, "clip": fp_clip}

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import copy
 
+from stages.flow import FARNEBACK_DEFAULTS, TVL1_DEFAULTS
+
 DEFAULTS: dict[str, dict] = {
     "face": {"backend": "dlib", "upsample": 1, "min_detection_confidence": 0.5},
     "crop": {"max_brow_ext": 0.15, "margin": 0.0},  # output size is schemas.arrays.CROP
     "depth": {"fill": "nearest", "window": 5},
+    "tvl1": dict(TVL1_DEFAULTS),            # cv2.optflow.DualTVL1OpticalFlow_create arguments
+    "farneback": dict(FARNEBACK_DEFAULTS),  # cv2.calcOpticalFlowFarneback arguments
+    "magnify": {"alpha": 3.0, "levels": 4},  # seed 004: x3 (linear Eulerian, onset as reference)
     # AU screening of unlabelled video (seed 000 sec. 4.1.1)
     "au": {"estimator": "landmarks", "phi": 2.1, "onset_lag_at_30fps": 8, "min_confidence": 0.75,
            "segment_frames": 120, "aus": []},   # aus: AU numbers used for selection ([] = all)

@@ -33,6 +33,33 @@ def _depth_img(d: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(g, cv2.COLORMAP_VIRIDIS)[..., ::-1]
 
 
+def motion_tiles(g, r: dict, ds: Dataset) -> list[np.ndarray]:
+    """Pictures of the motion products of one sample (those present in the store)."""
+    from stages.flow import flow_to_color
+    from stages.temporal import magnify_pair
+
+    i, out = int(r["index"]), []
+    if "pairs/flow_tvl1" in g and isinstance(r.get("fp_flow"), str):
+        f = g["pairs/flow_tvl1"][i].astype(np.float32)
+        out.append(flow_to_color(f))
+        s = g["pairs/strain_tvl1"][i].astype(np.float32)
+        out.append(cv2.applyColorMap(np.clip(s / max(np.percentile(s, 99), 1e-6) * 255, 0, 255).astype(np.uint8),
+                                     cv2.COLORMAP_INFERNO)[..., ::-1])
+    if "micro/flow224" in g and isinstance(r.get("fp_micro"), str):
+        mag = magnify_pair(g["pairs/onset_rgb"][i].astype(np.float32), g["pairs/apex_rgb"][i].astype(np.float32),
+                           ds.params["magnify"]["alpha"], ds.params["magnify"]["levels"])
+        out.append(np.clip(mag, 0, 255).astype(np.uint8))
+        fl = flow_to_color(g["micro/flow224"][i].astype(np.float32))
+        for x, y in g["micro/apex_landmarks224"][i]:
+            cv2.circle(fl, (int(round(x)), int(round(y))), 1, (255, 255, 255), -1)
+        out.append(fl)
+    if "fdp/dynamic_image" in g and isinstance(r.get("fp_clip"), str):
+        out.append(cv2.cvtColor((g["fdp/dynamic_image"][i].astype(np.float32) * 255).astype(np.uint8),
+                                cv2.COLOR_GRAY2RGB))
+        out.append(g["attrcl/rgb16"][i][8])
+    return out
+
+
 def _spread(df: pd.DataFrame, n: int) -> pd.DataFrame:
     return df.iloc[np.linspace(0, len(df) - 1, min(n, len(df))).astype(int)] if len(df) else df
 
@@ -104,8 +131,10 @@ def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summar
     if st:
         parts.append("<h2>Stage timings (ms per clip)</h2><table border=1>" + "".join(
             f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in st.items()) + "</table>")
-    parts.append("<h2>Samples</h2><p>onset | apex | RGB diff | gray diff | depth raw (0 = black) | "
-                 "depth filled | depth diff</p>")
+    parts.append("<h2>Samples</h2><p>onset (landmarks) | apex | RGB diff | gray diff | depth raw (0 = black) | "
+                 "depth filled | depth diff | TV-L1 flow (colour wheel) | optical strain | apex x alpha "
+                 "magnified | flow of the magnified pair (224) | dynamic image (8 frames) | TIM frame 8/16 "
+                 "(whatever products the run made)</p>")
     root = ds.root()
     for r in pick.to_dict("records"):
         i = int(r["index"])
@@ -121,6 +150,7 @@ def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summar
         for x, y in lm:
             cv2.circle(on, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1)
         tiles[0] = on
+        tiles += motion_tiles(g, r, ds)
         strip = np.hstack([cv2.resize(t, (200, 200)) for t in tiles])
         name = f"sample_{i:05d}.png"
         cv2.imwrite(str(qc / name), strip[..., ::-1])

@@ -30,7 +30,8 @@ from pipeline.ingest import ingest
 from pipeline.io import sha256_file
 from pipeline.store import BRANCH, Store, ensure_arrays, write_table_array
 from pipeline.tasks import GROUP_VERSIONS, process_clip
-from schemas.arrays import ARRAYS, SHARD_SAMPLES, arrays_of_group
+from schemas.arrays import ARRAYS, GROUPS, RAGGED_SHARD, SHARD_SAMPLES, arrays_of_group
+from schemas.feeds import groups_for
 from schemas.tables import AU_FRAME_SCHEMA, EXCLUSION_SCHEMA, MANIFEST_SCHEMA, VIDEO_SCHEMA, conform
 
 
@@ -75,11 +76,7 @@ def _ingest_keys(excl: pd.DataFrame) -> set:
     return set(zip(e["sample_id"].fillna(""), e["ann_file"].fillna(""), e["ann_row"].fillna(-1), e["reason"]))
 
 
-def _groups(ds: Dataset) -> tuple:
-    return ("crop", "depth") if ds.has_depth else ("crop",)
-
-
-def _array_names(ds: Dataset, groups) -> list[str]:
+def _array_names(groups) -> list[str]:
     return [s.name for g in groups for s in arrays_of_group(g)]
 
 
@@ -88,9 +85,30 @@ def _nz(v):
     return v if isinstance(v, str) else None
 
 
-def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds: Dataset) -> list[Plan]:
+def _seq_len(row) -> int:
+    seq = row.get("seq_paths")
+    return 0 if seq is None or isinstance(seq, float) else len(seq)
+
+
+def ragged_layout(lengths: list[int]) -> tuple[list[int], int]:
+    """(start of each sample, total rows) of the ragged clip arrays. The samples of one
+    write shard (SHARD_SAMPLES consecutive samples) are contiguous and their region starts
+    on a RAGGED_SHARD boundary, so each write task owns whole shards of the ragged arrays
+    too (the padding between regions is never written and costs no storage)."""
+    starts, pos = [], 0
+    for i, n in enumerate(lengths):
+        if i % SHARD_SAMPLES == 0:
+            pos = -(-pos // RAGGED_SHARD) * RAGGED_SHARD
+        starts.append(pos)
+        pos += n
+    return starts, -(-pos // RAGGED_SHARD) * RAGGED_SHARD
+
+
+def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds: Dataset,
+                 groups: tuple, starts: list[int]) -> list[Plan]:
+    """What to do for each sample: compute (which groups), keep, copy from its old row, or
+    keep excluded. Unchanged fingerprints (and row) mean no work."""
     old_by_id = {} if old is None else {r["sample_id"]: r for r in old.to_dict("records")}
-    groups = _groups(ds)
     plans = []
     for i, row in enumerate(samples.to_dict("records")):
         fps = sample_fingerprints(row, root, ds.params, ds.has_depth)
@@ -99,14 +117,19 @@ def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds
             plans.append(Plan(i, "compute", groups, fps=fps))
             continue
         same = {g: _nz(o.get(f"fp_{g}")) == fps[g] for g in groups}
+        if "clip" in groups and o.get("clip_start") is not None and not pd.isna(o.get("clip_start")) \
+                and int(o["clip_start"]) != starts[i]:
+            same["clip"] = False                     # its ragged region moved: rewrite it
+        moved = int(o["index"]) != i
         if all(same.values()):
             if o["status"] == "excluded":
                 plans.append(Plan(i, "excluded", old=o, fps=fps))
-            elif int(o["index"]) == i:
+            elif not moved:
                 plans.append(Plan(i, "keep", old=o, fps=fps))
             else:
                 plans.append(Plan(i, "copy", old_index=int(o["index"]), old=o, fps=fps))
-        elif same["crop"] and o["status"] == "ok" and int(o["index"]) == i:
+        elif same["crop"] and o["status"] == "ok" and not moved and isinstance(o.get("eye_angle"), float) \
+                and not np.isnan(o["eye_angle"]):
             changed = tuple(g for g in groups if not same[g])
             plans.append(Plan(i, "compute", changed, old_index=int(o["index"]), old=o, fps=fps))
         else:
@@ -114,30 +137,49 @@ def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds
     return plans
 
 
-def write_shard(fork, store_path: str, parent: str | None, slots: list, array_names: list[str]):
-    """Write the slots of one shard (this task owns the whole shard). Runs on a worker.
+def _put(group, name: str, index: int, value, region: tuple | None):
+    if ARRAYS[name].ragged:
+        if region is not None and region[1]:
+            group[name][region[0]:region[0] + region[1]] = value
+    else:
+        group[name][index] = value
 
-    slots: (index, action, payload) with action 'compute' (payload = process_clip result
-    dict), 'copy' (payload = old index), 'clear' (payload None). Returns (fork, infos).
+
+def write_shard(fork, store_path: str, parent: str | None, slots: list, array_names: list[str]):
+    """Write the slots of one shard (this task owns the whole shard, and the whole shards
+    of the ragged arrays that hold its samples' clips). Runs on a worker.
+
+    slots: (index, action, payload, region, old_region): 'compute' (payload = process_clip
+    result), 'copy' (payload = old index). region = (clip_start, clip_len) of the ragged
+    arrays (None without clip products). Returns (fork, infos).
     """
     group = zarr.open_group(fork.store, mode="r+")
     old_group = None
     infos = []
-    for index, action, payload in slots:
+    for index, action, payload, region, old_region in slots:
         if action == "compute":
             res = payload
             if res["status"] == "ok":
                 for name, arr in res["arrays"].items():
-                    group[name][index] = arr
+                    _put(group, name, index, arr, region)
             else:
                 for name in array_names:
-                    group[name][index] = np.zeros(ARRAYS[name].shape, ARRAYS[name].dtype)
+                    spec = ARRAYS[name]
+                    n = region[1] if spec.ragged and region else 1
+                    zero = np.zeros((n, *spec.shape) if spec.ragged else spec.shape, spec.dtype)
+                    _put(group, name, index, zero, region)
             infos.append((index, {k: v for k, v in res.items() if k != "arrays"}))
         elif action == "copy":
             if old_group is None:
                 old_group = Store(store_path, create=False).group(parent)
             for name in array_names:
-                group[name][index] = old_group[name][payload]
+                if name not in old_group:
+                    continue
+                if ARRAYS[name].ragged:
+                    if old_region is not None and region is not None:
+                        _put(group, name, index, old_group[name][old_region[0]:old_region[0] + old_region[1]], region)
+                else:
+                    group[name][index] = old_group[name][payload]
             infos.append((index, None))
     return fork, infos
 
@@ -165,7 +207,8 @@ class LazyClient:
             self.client = None
 
 
-def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool = True) -> RunResult:
+def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool = True,
+        methods: list[str] | None = None) -> RunResult:
     """Preprocess dataset `ds` into its store and commit one version (or nothing, if up to date)."""
     t0 = time.perf_counter()
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -179,12 +222,13 @@ def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool =
     try:
         with store.lock():
             return _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0,
-                               log, progress)
+                               log, progress, groups_for(methods, ds.has_depth))
     finally:
         get_client.close()
 
 
-def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0, log, progress):
+def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0, log, progress,
+                groups):
     parent = store.head()
     old = store.table("manifest", parent)
     old_excl = store.table("exclusions", parent)
@@ -196,15 +240,17 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
                      log=log, progress=progress)
         samples = pd.concat([samples, scr.samples], ignore_index=True) if len(scr.samples) else samples
         excl_ingest = pd.concat([excl_ingest, scr.exclusions], ignore_index=True)
-    plans = plan_samples(samples, old, root, ds)
-    groups = _groups(ds)
-    names = _array_names(ds, groups)
     n = len(samples)
+    lengths = [_seq_len(r) for r in samples.to_dict("records")] if "clip" in groups else [0] * n
+    starts, total_frames = ragged_layout(lengths)
+    plans = plan_samples(samples, old, root, ds, groups, starts)
+    names = _array_names(groups)
     todo = [p for p in plans if p.action == "compute"]
     copies = [p for p in plans if p.action == "copy"]
     kept = sum(p.action in ("keep", "excluded") for p in plans)
     g_head = store.group(parent)
-    arrays_ok = all(name in g_head and g_head[name].shape[0] == n for name in names)
+    want_rows = {name: (total_frames if ARRAYS[name].ragged else n) for name in names}
+    arrays_ok = all(name in g_head and g_head[name].shape[0] == want_rows[name] for name in names)
     same_excl = old_excl is not None and _ingest_keys(old_excl) == _ingest_keys(excl_ingest)
     screen_same = scr is None or (not scr.recomputed and store.table("videos", parent) is not None and
                                   set(store.table("videos", parent)["video"]) == set(scr.videos["video"]))
@@ -222,7 +268,8 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     store.repo.create_branch(branch, parent)
     s = store.repo.writable_session(branch)
     g = zarr.open_group(s.store, mode="a")
-    ensure_arrays(g, names, n, {"dataset": ds.name})
+    ensure_arrays(g, [a for a in names if not ARRAYS[a].ragged], n, {"dataset": ds.name})
+    ensure_arrays(g, [a for a in names if ARRAYS[a].ragged], total_frames, {"dataset": ds.name})
     g.attrs.update({"dataset": ds.name, "layout": "one row per sample along axis 0; see tables/manifest"})
     s.commit("layout", allow_empty=True)
     session = store.repo.writable_session(branch)
@@ -236,11 +283,12 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
         params = ds.params
         futs = {}
         for p in todo:
-            box = None
+            box = angle = None
             if "crop" not in p.need:
                 o = p.old
                 box = (int(o["crop_x0"]), int(o["crop_y0"]), int(o["crop_x1"]), int(o["crop_y1"]))
-            f = client.submit(process_clip, rows[p.index], str(root), params, p.need, box, ds.has_depth,
+                angle = float(o["eye_angle"])
+            f = client.submit(process_clip, rows[p.index], str(root), params, p.need, box, ds.has_depth, angle,
                               retries=2, key=f"clip-{p.index}-{run_id}")
             futs[f] = p
         by_shard: dict[int, list] = {}
@@ -253,10 +301,14 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
         def submit_writer(sh):
             slots = []
             for p in by_shard[sh]:
+                region = (starts[p.index], lengths[p.index]) if "clip" in groups else None
+                old_region = None
+                if p.old is not None and not pd.isna(p.old.get("clip_start")) and not pd.isna(p.old.get("clip_len")):
+                    old_region = (int(p.old["clip_start"]), int(p.old["clip_len"]))
                 if p.action == "compute":
-                    slots.append((p.index, "compute", done[p.index]))
+                    slots.append((p.index, "compute", done[p.index], region, old_region))
                 elif p.action == "copy":
-                    slots.append((p.index, "copy", p.old_index))
+                    slots.append((p.index, "copy", p.old_index, region, old_region))
             if not slots:
                 return
             fork = session.fork()
@@ -302,7 +354,15 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     man_rows, excl_rows = [], []
     for p in plans:
         r = dict(rows[p.index])
-        r.update({"index": p.index, "fp_crop": p.fps["crop"], "fp_depth": p.fps["depth"]})
+        r["index"] = p.index
+        for gname in GROUPS:   # a group this run did not compute keeps its old fingerprint (if the row stayed)
+            keep_old = gname not in groups and p.old is not None and int(p.old["index"]) == p.index
+            r[f"fp_{gname}"] = (_nz(p.old.get(f"fp_{gname}")) if keep_old else
+                                (p.fps[gname] if gname in groups else None))
+        if "clip" in groups:
+            r["clip_start"], r["clip_len"] = starts[p.index], lengths[p.index]
+        elif p.old is not None and int(p.old["index"]) == p.index:
+            r["clip_start"], r["clip_len"] = p.old.get("clip_start"), p.old.get("clip_len")
         info = slot_info.get(p.index) if p.action == "compute" else None
         src = p.old if p.action != "compute" else None
         if info is not None:
@@ -310,7 +370,10 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
             if info["status"] == "ok":
                 box = info["box"]
                 backend = info["landmark_backend"] or (p.old or {}).get("landmark_backend")
-                r.update({"status": "ok", "reason": None, "landmark_backend": backend,
+                angle = info.get("eye_angle")
+                if angle is None and p.old is not None:
+                    angle = p.old.get("eye_angle")
+                r.update({"status": "ok", "reason": None, "landmark_backend": backend, "eye_angle": angle,
                           "crop_x0": box[0], "crop_y0": box[1], "crop_x1": box[2], "crop_y1": box[3]})
             else:
                 r.update({"status": "excluded", "reason": info["reason"]})
@@ -318,7 +381,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
                                   "ann_row": r["ann_row"], "stage": info["stage"], "reason": info["reason"],
                                   "detail": info["detail"]})
         elif src is not None:
-            for k in ("status", "reason", "landmark_backend", "crop_x0", "crop_y0", "crop_x1", "crop_y1"):
+            for k in ("status", "reason", "landmark_backend", "eye_angle", "crop_x0", "crop_y0", "crop_x1", "crop_y1"):
                 r[k] = src.get(k)
             if src["status"] == "excluded" and old_excl is not None:
                 prev = old_excl[old_excl["sample_id"] == r["sample_id"]]
@@ -341,7 +404,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     n_ok = int((manifest["status"] == "ok").sum())
     meta = {
         "run_id": run_id, "dataset": ds.name, "code_version": code_version(),
-        "group_versions": GROUP_VERSIONS, "params": ds.params, "adapter": ds.adapter,
+        "group_versions": GROUP_VERSIONS, "groups": list(groups), "params": ds.params, "adapter": ds.adapter,
         "annotation_sha256": sha256_file(ds.file("annotation")),
         "counts": {"samples": n, "ok": n_ok, "excluded_in_arrays": n - n_ok,
                    "excluded_at_ingest": len(excl_ingest), "recomputed": len(todo),

@@ -278,11 +278,14 @@ def _au_rows(dataset, v, frames, inten, estimator, version) -> pd.DataFrame:
 
 
 def _sample_row(ds: Dataset, v, rec: dict, p, params: dict) -> dict:
+    end = min(p.apex + (p.apex - p.onset), v.n_frames - 1 if rec["kind"] == "file" else max(rec["frames"]))
     if rec["kind"] == "file":
         on, ap = f"{rec['path']}#{p.onset}", f"{rec['path']}#{p.apex}"
+        seq = [f"{rec['path']}#{k}" for k in range(p.onset, end + 1)]
         don = dap = None
     else:
         on, ap = rec["frames"][p.onset], rec["frames"][p.apex]
+        seq = [rec["frames"][k] for k in range(p.onset, end + 1) if k in rec["frames"]]
         df = rec.get("depth_frames") or {}
         don, dap = df.get(p.onset), df.get(p.apex)
         if don is None or dap is None:
@@ -292,6 +295,6 @@ def _sample_row(ds: Dataset, v, rec: dict, p, params: dict) -> dict:
             "ann_row": None, "onset": int(p.onset), "apex": int(p.apex), "offset": None, "apex_derived": False,
             "au_raw": "+".join(f"AU{a:02d}" for a in p.aus), "au_list": list(p.aus), "emotion_raw": None,
             "emotion": None, "fps": float(v.fps), "onset_path": on, "apex_path": ap,
-            "onset_depth_path": don, "apex_depth_path": dap,
+            "onset_depth_path": don, "apex_depth_path": dap, "seq_paths": seq,
             "note": f"selected by AU screening ({params['au']['estimator']}, phi {params['au']['phi']}, "
                     f"max intensity {p.max_intensity:.2f})"}

@@ -13,14 +13,17 @@ import numpy as np
 
 from pipeline.io import FrameReadError, read_depth, read_rgb
 from pipeline.models import landmark_backend_for
-from schemas.arrays import CROP
+from schemas.arrays import ALIGN, CROP, DI_FRAMES, FLOW224, TIM_FRAMES, TIM_SIZE
+from stages.align import eye_angle, warp_face
 from stages.crop import apply_crop, crop_box, cut, landmarks_to_crop
 from stages.depth import DepthError, zero_fill
 from stages.diff import frame_diff, rgb_to_gray
+from stages.flow import farneback, magnitude, strain, tvl1
+from stages.temporal import dynamic_image, magnify_pair, tim_interpolate, uniform_indices
 
 # Bump a group's version when its code changes what it writes: the fingerprint changes
 # and the store recomputes exactly those products.
-GROUP_VERSIONS = {"crop": "1", "depth": "1"}
+GROUP_VERSIONS = {"crop": "1", "depth": "1", "flow": "1", "micro": "2", "clip": "1"}
 
 
 def _excluded(stage: str, reason: str, detail: str, timings: dict) -> dict:
@@ -55,7 +58,72 @@ def compute_crop(row: dict, root: Path, params: dict, timings: dict) -> dict:
         "pairs/gray_diff": frame_diff(rgb_to_gray(ap_c), rgb_to_gray(on_c)),
     }
     timings["diff_ms"] = (time.perf_counter() - t) * 1e3
-    return {"box": box, "arrays": arrays, "landmark_backend": fp["backend"]}
+    return {"box": box, "arrays": arrays, "landmark_backend": fp["backend"],
+            # rounded to the manifest's float32 so a later partial recompute uses the same angle
+            "eye_angle": float(np.float32(eye_angle(lm))),
+            "crops": (on_c, ap_c), "apex": apex}
+
+
+def recrop(row: dict, root: Path, box: tuple, timings: dict) -> dict:
+    """The stored crop box applied again (a product downstream of the crop changed)."""
+    t = time.perf_counter()
+    apex = read_rgb(root / row["apex_path"])
+    crops = (apply_crop(read_rgb(root / row["onset_path"]), box, CROP), apply_crop(apex, box, CROP))
+    timings["read_ms"] = (time.perf_counter() - t) * 1e3
+    return {"crops": crops, "apex": apex}
+
+
+def compute_flow(on_c: np.ndarray, ap_c: np.ndarray, params: dict, timings: dict) -> dict:
+    t = time.perf_counter()
+    f = tvl1(on_c, ap_c, **params["tvl1"])
+    timings["tvl1_ms"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    fb = farneback(on_c, ap_c, **params["farneback"])
+    timings["farneback_ms"] = (time.perf_counter() - t) * 1e3
+    return {"pairs/flow_tvl1": f.astype(np.float16), "pairs/flow_farneback": fb.astype(np.float16),
+            "pairs/strain_tvl1": strain(f).astype(np.float16), "pairs/flowmag_tvl1": magnitude(f).astype(np.float16)}
+
+
+def compute_micro(on_c, ap_c, apex_full, box, params, timings) -> dict | None:
+    """Seed 004: landmarks on the apex frame; x alpha magnified onset -> apex; TV-L1; 224."""
+    t = time.perf_counter()
+    lm = landmark_backend_for(params["face"])(apex_full)
+    timings["apex_face_ms"] = (time.perf_counter() - t) * 1e3
+    if lm is None:
+        return None
+    t = time.perf_counter()
+    mag = magnify_pair(on_c.astype(np.float32), ap_c.astype(np.float32), params["magnify"]["alpha"],
+                       params["magnify"]["levels"])
+    mag = np.clip(np.rint(mag), 0, 255).astype(np.uint8)
+    timings["magnify_ms"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()   # flow computed at the feed's 224x224 directly (half the TV-L1 cost of 310)
+    small = [cv2.resize(x, (FLOW224, FLOW224), interpolation=cv2.INTER_AREA) for x in (on_c, mag)]
+    f = tvl1(small[0], small[1], **params["tvl1"])
+    timings["micro_tvl1_ms"] = (time.perf_counter() - t) * 1e3
+    return {"micro/flow224": f.astype(np.float16), "micro/apex_landmarks224": landmarks_to_crop(lm, box, FLOW224)}
+
+
+def compute_clip(row: dict, root: Path, box: tuple, angle: float, params: dict, timings: dict) -> dict:
+    """Whole clip onset..offset: aligned 72x72 frames (ragged), dynamic images of 8 uniform
+    frames, TIM to 16 frames of 112x112 and the Farnebäck flow between them."""
+    t = time.perf_counter()
+    seq = list(row["seq_paths"])
+    f72, f112 = [], []
+    for ref in seq:
+        img = read_rgb(root / ref)
+        f72.append(warp_face(img, angle, box, ALIGN))
+        f112.append(warp_face(img, angle, box, TIM_SIZE))
+    f72, f112 = np.stack(f72), np.stack(f112)
+    timings["clip_read_align_ms"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    pick = f72[uniform_indices(len(f72), DI_FRAMES)]
+    gray = np.stack([rgb_to_gray(f) for f in pick])
+    tim = tim_interpolate(f112, TIM_FRAMES)
+    flows = np.stack([farneback(tim[k], tim[k + 1], **params["farneback"]) for k in range(TIM_FRAMES - 1)])
+    timings["clip_products_ms"] = (time.perf_counter() - t) * 1e3
+    return {"clips/frames72": f72, "fdp/dynamic_image": dynamic_image(gray).astype(np.float16),
+            "fdp/dynamic_image_rgb": dynamic_image(pick).astype(np.float16),
+            "attrcl/rgb16": tim, "attrcl/flow16": flows.astype(np.float16)}
 
 
 def depth_crops(row: dict, root: Path, box: tuple, params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -85,29 +153,46 @@ def compute_depth(row: dict, root: Path, box: tuple, params: dict, timings: dict
 
 
 def process_clip(row: dict, root: str, params: dict, need: tuple, box: tuple | None,
-                 has_depth: bool) -> dict:
-    """Compute the product groups in `need` ('crop', 'depth') for one sample.
+                 has_depth: bool, angle: float | None = None) -> dict:
+    """Compute the product groups in `need` ('crop', 'depth', 'flow', 'micro', 'clip') for
+    one sample.
 
-    `box` is the stored crop box when only 'depth' is recomputed. Returns
-    {status, arrays, box, landmark_backend, timings} or an exclusion dict.
+    `box` and `angle` are the stored crop box and eye angle when 'crop' itself is not
+    recomputed. Returns {status, arrays, box, landmark_backend, eye_angle, timings} or an
+    exclusion dict.
     """
     root = Path(root)
     timings: dict = {}
     arrays: dict = {}
     backend = None
     try:
+        pair = None
         if "crop" in need:
             res = compute_crop(row, root, params, timings)
             if res is None:
                 return _excluded("face", "no_face", f"no face found on the onset frame {root / row['onset_path']} "
                                  f"(backend {params['face']['backend']})", timings)
-            box, backend = res["box"], res["landmark_backend"]
+            box, backend, angle = res["box"], res["landmark_backend"], res["eye_angle"]
             arrays.update(res["arrays"])
+            pair = res
+        box = tuple(int(v) for v in box)
         if has_depth and "depth" in need and isinstance(row.get("onset_depth_path"), str):
-            arrays.update(compute_depth(row, root, tuple(box), params, timings))
+            arrays.update(compute_depth(row, root, box, params, timings))
+        if {"flow", "micro"} & set(need) and pair is None:
+            pair = recrop(row, root, box, timings)
+        if "flow" in need:
+            arrays.update(compute_flow(*pair["crops"], params, timings))
+        if "micro" in need:
+            micro = compute_micro(*pair["crops"], pair["apex"], box, params, timings)
+            if micro is None:
+                return _excluded("micro", "no_face_apex", f"no face found on the apex frame {root / row['apex_path']} "
+                                 f"(needed for seed 004's landmarks)", timings)
+            arrays.update(micro)
+        if "clip" in need:
+            arrays.update(compute_clip(row, root, box, angle, params, timings))
     except DepthError as e:
         return _excluded("depth", "depth_unusable", str(e), timings)
     except FrameReadError as e:
         return _excluded("read", "frame_unreadable", str(e), timings)
-    return {"status": "ok", "arrays": arrays, "box": tuple(int(v) for v in box),
-            "landmark_backend": backend, "timings": timings}
+    return {"status": "ok", "arrays": arrays, "box": box, "landmark_backend": backend,
+            "eye_angle": angle, "timings": timings}

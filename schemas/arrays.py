@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 
 CROP = 310  # seed 000 section 4.1.2: crops are resized to 310 x 310
 SHARD_SAMPLES = 8  # samples per shard (= per write task)
+FLOW224 = 224      # seed 004: onset->apex flow image size
+ALIGN = 72         # seed 003: aligned frames 3 x 72 x 72 (random 64 x 64 crops at load time)
+TIM_SIZE, TIM_FRAMES = 112, 16   # seed 002: TIM to 16 frames of 112 x 112
+DI_FRAMES = 8      # seed 003: t = 8 uniformly sampled frames
+RAGGED_SHARD = 64  # frames per shard of a ragged array
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class ArraySpec:
     units: str
     description: str
     attrs: dict = field(default_factory=dict)
+    ragged: bool = False  # frames of all clips concatenated on axis 0 (manifest clip_start/clip_len)
 
     @property
     def fill_value(self):
@@ -33,10 +39,10 @@ class ArraySpec:
         return (n, *self.shape)
 
     def chunk_shape(self) -> tuple:
-        return (1, *self.shape)
+        return (1, *self.shape)          # one sample, or one frame of a ragged array
 
     def shard_shape(self) -> tuple:
-        return (SHARD_SAMPLES, *self.shape)
+        return ((RAGGED_SHARD if self.ragged else SHARD_SAMPLES), *self.shape)
 
 
 _S = (CROP, CROP)
@@ -58,7 +64,39 @@ ARRAYS: dict[str, ArraySpec] = {s.name: s for s in [
               "apex depth cropped with the colour box, zeros filled"),
     ArraySpec("pairs/depth_diff", "int32", _S, "depth", "depth units difference",
               "apex - onset of the filled depth crops (seed 000 eq. 6), range [-65535, 65535]"),
+    # -- flow group: onset -> apex flow of the 310 crops (gray)
+    ArraySpec("pairs/flow_tvl1", "float16", (*_S, 2), "flow", "pixels of the 310x310 crop (u, v)",
+              "Dual TV-L1 flow onset -> apex (catalog params.flow.tvl1)",
+              {"convention": "source=onset; I_onset(x, y) ~ I_apex(x + u, y + v)"}),
+    ArraySpec("pairs/flow_farneback", "float16", (*_S, 2), "flow", "pixels of the 310x310 crop (u, v)",
+              "Farnebäck flow onset -> apex (catalog params.flow.farneback)",
+              {"convention": "source=onset; I_onset(x, y) ~ I_apex(x + u, y + v)"}),
+    ArraySpec("pairs/strain_tvl1", "float16", _S, "flow", "dimensionless (pixels per pixel)",
+              "optical strain sqrt(ux^2 + vy^2 + 0.5 (uy + vx)^2) of the TV-L1 flow"),
+    ArraySpec("pairs/flowmag_tvl1", "float16", _S, "flow", "pixels", "magnitude of the TV-L1 flow"),
+    # -- micro group (seed 004): flow of magnified frames, apex landmarks
+    ArraySpec("micro/flow224", "float16", (FLOW224, FLOW224, 2), "micro", "pixels of the 224x224 image (u, v)",
+              "TV-L1 flow onset -> Eulerian-magnified apex (x alpha, params.magnify), both resized to 224 first",
+              {"convention": "source=onset; I_onset(x, y) ~ I_apex_magnified(x + u, y + v)"}),
+    ArraySpec("micro/apex_landmarks224", "float32", (68, 2), "micro", "pixels of the 224x224 image (x, y)",
+              "68 landmarks detected on the apex frame, in the 224x224 flow image's coordinates"),
+    # -- clip group: whole clips (onset..offset)
+    ArraySpec("clips/frames72", "uint8", (ALIGN, ALIGN, 3), "clip", "8-bit intensity, RGB",
+              "every frame onset..offset aligned by a similarity transform to 72x72 (seed 003); "
+              "ragged: rows clip_start .. clip_start + clip_len of the manifest", ragged=True),
+    ArraySpec("fdp/dynamic_image", "float16", (ALIGN, ALIGN), "clip", "[0, 1] (min-max normalised)",
+              "approximate-rank-pooling dynamic image of 8 uniformly sampled gray aligned frames"),
+    ArraySpec("fdp/dynamic_image_rgb", "float16", (ALIGN, ALIGN, 3), "clip", "[0, 1] (min-max normalised)",
+              "approximate-rank-pooling dynamic image of 8 uniformly sampled RGB aligned frames"),
+    ArraySpec("attrcl/rgb16", "uint8", (TIM_FRAMES, TIM_SIZE, TIM_SIZE, 3), "clip", "8-bit intensity, RGB",
+              "aligned 112x112 clip interpolated to 16 frames with TIM (seed 002)"),
+    ArraySpec("attrcl/flow16", "float16", (TIM_FRAMES - 1, TIM_SIZE, TIM_SIZE, 2), "clip",
+              "pixels of the 112x112 frames (u, v)",
+              "Farnebäck flow between consecutive TIM frames (frame k -> k + 1)",
+              {"convention": "source=frame k; I_k(x, y) ~ I_k+1(x + u, y + v)"}),
 ]}
+GROUPS = ("crop", "depth", "flow", "micro", "clip")
+GROUP_DEPENDS = {"crop": (), "depth": ("crop",), "flow": ("crop",), "micro": ("crop",), "clip": ("crop",)}
 
 
 def array_spec(name: str) -> ArraySpec:

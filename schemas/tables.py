@@ -31,6 +31,7 @@ SAMPLE_FIELDS = [
     pa.field("onset_depth_path", pa.string()),             # null when the dataset has no depth
     pa.field("apex_depth_path", pa.string()),
     pa.field("note", pa.string()),                         # kept-but-odd annotation facts
+    pa.field("seq_paths", pa.list_(pa.string())),          # every frame onset..offset (clip products)
 ]
 SAMPLE_SCHEMA = pa.schema(SAMPLE_FIELDS)
 
@@ -55,8 +56,14 @@ MANIFEST_SCHEMA = pa.schema(SAMPLE_FIELDS + [
     pa.field("crop_x1", pa.int32()),
     pa.field("crop_y1", pa.int32()),
     pa.field("landmark_backend", pa.string()),
+    pa.field("eye_angle", pa.float32()),                   # degrees, onset eye line (alignment)
+    pa.field("clip_start", pa.int64()),                    # rows of the ragged clip arrays
+    pa.field("clip_len", pa.int64()),
     pa.field("fp_crop", pa.string()),                      # fingerprints of the product groups:
     pa.field("fp_depth", pa.string()),                     # hash of inputs, parameters, code version
+    pa.field("fp_flow", pa.string()),
+    pa.field("fp_micro", pa.string()),
+    pa.field("fp_clip", pa.string()),
 ])
 
 # Per-frame AU intensities of the unlabelled videos (AU screening, seed 000 sec. 4.1.1).

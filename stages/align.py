@@ -14,8 +14,10 @@ def eye_angle(lm: np.ndarray) -> float:
 
 
 def _rotation(lm, box):
+    """lm: (68, 2) landmarks, or the eye angle in degrees directly."""
     x0, y0, x1, y1 = box
-    return cv2.getRotationMatrix2D(((x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0), eye_angle(lm), 1.0)
+    angle = float(lm) if np.isscalar(lm) else eye_angle(lm)
+    return cv2.getRotationMatrix2D(((x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0), angle, 1.0)
 
 
 def similarity_matrix(lm: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
@@ -30,7 +32,8 @@ def similarity_matrix(lm: np.ndarray, box: tuple[int, int, int, int], size: int)
 
 def warp_face(img: np.ndarray, lm: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
     """Aligned (size x size) face: rotate about the box centre to level the eyes (bilinear),
-    then cut the box and resize it with area averaging (no aliasing when shrinking)."""
+    then cut the box and resize it with area averaging (no aliasing when shrinking).
+    `lm` is the (68, 2) landmarks or their eye angle (degrees); a clip uses its onset's."""
     from stages.crop import apply_crop
 
     rot = cv2.warpAffine(img, _rotation(lm, box), (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,

@@ -55,9 +55,12 @@ def tim_interpolate(frames: np.ndarray, m: int) -> np.ndarray:
         return np.sin(np.pi * k * t[None, :] / n + np.pi * (n - k) / (2 * n))
 
     t0 = np.arange(1, n + 1, dtype=np.float64)
-    W, *_ = np.linalg.lstsq(Y(t0).T, flat - mean, rcond=None)
     t1 = np.linspace(1, n, m)
-    out = Y(t1).T @ W + mean
+    # out = Y(t1)^T W with W the least-squares map Y(t0)^T W = X - mean. The small (m x n)
+    # interpolation matrix is formed first and applied with einsum (no BLAS): the result
+    # does not depend on BLAS threading, so it is bit-identical in every process.
+    A = np.einsum("ik,kj->ij", Y(t1).T, np.linalg.pinv(Y(t0).T), optimize=False)
+    out = np.einsum("ij,jd->id", A, flat - mean, optimize=False) + mean
     out = out.reshape((m, *x.shape[1:]))
     if np.issubdtype(x.dtype, np.integer):
         info = np.iinfo(x.dtype)

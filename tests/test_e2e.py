@@ -16,7 +16,7 @@ from stages.diff import rgb_to_gray
 from tests.conftest import video_frames, write_catalog
 
 pytestmark = pytest.mark.slow
-QUIET = dict(log=lambda *a: None, progress=False)
+QUIET = dict(log=lambda *a: None, progress=False, methods=["dvscl"])
 
 
 def region_energy(diff, lm, groups, r=22):

@@ -13,7 +13,7 @@ from pipeline.runner import run
 from pipeline.store import Store
 from tests.conftest import write_catalog
 
-QUIET = dict(log=lambda *a: None, progress=False)
+QUIET = dict(log=lambda *a: None, progress=False, methods=["dvscl"])
 
 
 @pytest.mark.parametrize("name", ["single_face.mp4", "avi"])
@@ -108,7 +108,7 @@ def test_openface_estimator_reads_csvs(dataset_copy, tmp_path):
     cat = load_catalog(catalog)
     from pipeline.screening import screen
 
-    scr = screen(cat.dataset("t"), None, None, get_client=None, **QUIET)
+    scr = screen(cat.dataset("t"), None, None, get_client=None, log=lambda *a: None, progress=False)
     assert set(scr.au_frames["estimator"]) == {"openface"}
     assert len(scr.au_frames) == 200
     assert len(scr.samples) > 0 and (scr.samples["source"] == "selected").all()
@@ -122,4 +122,4 @@ def test_pyfeat_without_models_is_a_clear_error(dataset_copy, tmp_path, monkeypa
     from pipeline.screening import screen
 
     with pytest.raises(CatalogError, match="models--py-feat--xgb_au.*nothing is downloaded|nothing is downloaded.*xgb_au"):
-        screen(cat.dataset("t"), None, None, get_client=None, **QUIET)
+        screen(cat.dataset("t"), None, None, get_client=None, log=lambda *a: None, progress=False)

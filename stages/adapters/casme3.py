@@ -109,6 +109,11 @@ def casme3_part_a(ann: pd.DataFrame, *, ann_file: str, dataset: str, fps: float,
                 continue
             dpaths = (dframes[onset], dframes[apex])
         seen[sid] = row
+        end = offset if offset is not None else apex + (apex - onset)   # offset unknown: mirror the rise
+        seq = [frames[k] for k in range(onset, end + 1) if k in frames]
+        lost_seq = [k for k in range(onset, end + 1) if k not in frames]
+        if lost_seq:
+            notes.append(f"{len(lost_seq)} frame(s) of the clip missing: {lost_seq[:5]}")
         samples.append({
             "sample_id": sid, "dataset": dataset, "subject": subj, "clip": clip,
             "source": "labelled", "ann_file": ann_file, "ann_row": row,
@@ -118,7 +123,7 @@ def casme3_part_a(ann: pd.DataFrame, *, ann_file: str, dataset: str, fps: float,
             "emotion": normalise_emotion(r["emotion"], emotion_synonyms), "fps": float(fps),
             "onset_path": frames[onset], "apex_path": frames[apex],
             "onset_depth_path": dpaths[0], "apex_depth_path": dpaths[1],
-            "note": "; ".join(notes) or None,
+            "note": "; ".join(notes) or None, "seq_paths": seq,
         })
     s = pd.DataFrame(samples)
     if len(s):

@@ -1,0 +1,100 @@
+"""Motion products end to end on the demo's labelled clips (real faces, planted motion):
+every feed exists for every clip, each equals an independent recomputation from the
+stored crops/clips, METHODS= limits the work, and the torch Dataset of each method
+returns the shapes its method card states."""
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.catalog import load_catalog
+from pipeline.io import read_rgb
+from pipeline.runner import run
+from pipeline.store import Store
+from stages.align import warp_face
+from stages.flow import farneback, tvl1
+from stages.temporal import dynamic_image, tim_interpolate, uniform_indices
+from schemas.feeds import FEEDS
+
+pytestmark = pytest.mark.slow
+QUIET = dict(log=lambda *a: None, progress=False)
+FAST_TVL1 = "tvl1: {nscales: 3, warps: 2, innnerIterations: 10, outerIterations: 2}\n"
+
+
+def test_all_feeds(dataset_copy):
+    root, catalog = dataset_copy
+    catalog.write_text(catalog.read_text() + "    params:\n      " + FAST_TVL1)
+    cat = load_catalog(catalog)
+    ds = cat.dataset("t")
+    # only FDP first: crop + clip products, no flow
+    res = run(cat, ds, workers=2, methods=["fdp"], **QUIET)
+    st = Store(cat.store_root / "t", create=False)
+    g = st.group()
+    assert "clips/frames72" in g and "fdp/dynamic_image" in g
+    assert "pairs/flow_tvl1" not in g and "micro/flow224" not in g and "pairs/depth_diff" not in g
+    assert set(res.timings) & {"tvl1_ms", "micro_tvl1_ms"} == set()
+
+    # then everything: only the missing groups are computed (no face detection on onsets again)
+    res = run(cat, ds, workers=2, **QUIET)
+    assert "face_ms" not in res.timings and "tvl1_ms" in res.timings
+    man = res.manifest
+    g = st.group()
+    assert (man["status"] == "ok").all() and len(man) == 20
+    for m, feed in FEEDS.items():
+        for a in feed.arrays:
+            assert a in g, (m, a)
+    p = ds.params
+    for r in man.itertuples():
+        i = r.index
+        on, ap = g["pairs/onset_rgb"][i], g["pairs/apex_rgb"][i]
+        # flows = a direct call on the stored crops (float16 storage)
+        np.testing.assert_array_equal(g["pairs/flow_tvl1"][i], tvl1(on, ap, **p["tvl1"]).astype(np.float16))
+        np.testing.assert_array_equal(g["pairs/flow_farneback"][i], farneback(on, ap, **p["farneback"]).astype(np.float16))
+        # ragged clip rows = the aligned frames onset..offset, recomputed from the files
+        assert r.clip_len == len(r.seq_paths) == r.offset - r.onset + 1
+        clip = g["clips/frames72"][r.clip_start:r.clip_start + r.clip_len]
+        box = (r.crop_x0, r.crop_y0, r.crop_x1, r.crop_y1)
+        np.testing.assert_array_equal(clip[3], warp_face(read_rgb(root / r.seq_paths[3]), r.eye_angle, box, 72))
+        gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip[uniform_indices(len(clip), 8)]])
+        di = g["fdp/dynamic_image"][i].astype(np.float32)
+        assert np.abs(di - dynamic_image(gray)).max() < 1e-3       # float16 storage
+        tim = g["attrcl/rgb16"][i]
+        f112 = np.stack([warp_face(read_rgb(root / s), r.eye_angle, box, 112) for s in r.seq_paths])
+        np.testing.assert_array_equal(tim, tim_interpolate(f112, 16))
+        np.testing.assert_array_equal(g["attrcl/flow16"][i][4], farneback(tim[4], tim[5], **p["farneback"]).astype(np.float16))
+        lm = g["micro/apex_landmarks224"][i][17:]     # the jaw line may touch the box edge
+        assert (lm > 0).all() and (lm < 224).all()
+    # the planted motion shows in the TV-L1 flow where the demo put it (brows vs mouth)
+    lms = g["pairs/onset_landmarks"][:]
+    for r in man.itertuples():
+        mag = np.hypot(*g["pairs/flow_tvl1"][r.index].astype(np.float32).transpose(2, 0, 1))
+        def at(idx):
+            c = lms[r.index][list(idx)].mean(0).astype(int)
+            return mag[c[1] - 8:c[1] + 8, c[0] - 8:c[0] + 8].mean()
+        brow, mouth = at(range(17, 22)) + at(range(22, 27)), at([48]) + at([54])
+        assert (brow > 2 * mouth) if r.emotion in ("surprise", "disgust") else (mouth > 2 * brow), r.sample_id
+
+    # ragged regions of different write shards never share a ragged shard
+    from schemas.arrays import RAGGED_SHARD, SHARD_SAMPLES
+    for a, b in zip(man.itertuples(), man.iloc[1:].itertuples()):
+        if a.index // SHARD_SAMPLES != b.index // SHARD_SAMPLES:
+            assert (a.clip_start + a.clip_len - 1) // RAGGED_SHARD < b.clip_start // RAGGED_SHARD
+
+    # nothing changed: nothing recomputed
+    assert not run(cat, ds, workers=2, **QUIET).committed
+
+    # the torch Dataset of each method returns the card's shapes
+    from training.data import PairDataset
+    from training.feeds import DATASETS
+
+    want = {"fdp": {"frames": (8, 3, 64, 64), "dynamic_image": (1, 64, 64)},
+            "attrcl": {"rgb": (3, 16, 112, 112), "flow": (2, 15, 112, 112)},
+            "microauclip": {"flow": (2, 224, 224), "landmarks": (68, 2)},
+            "selfme": {"pair": (2, 3, 72, 72), "flow": (2, 310, 310)}}
+    for m, shapes in want.items():
+        d = DATASETS[m](cat.store_root / "t", ds.scheme, train=True)
+        assert len(d) == 20
+        item = d[3]
+        for k, s in shapes.items():
+            assert tuple(item[k].shape) == s, (m, k)
+    pd_ = PairDataset(cat.store_root / "t", ds.scheme)
+    assert tuple(pd_[0]["rgb_diff"].shape) == (3, 310, 310)
