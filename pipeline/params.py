@@ -15,13 +15,13 @@ DEFAULTS: dict[str, dict] = {
     "depth": {"fill": "nearest", "window": 5},
     "tvl1": dict(TVL1_DEFAULTS),            # cv2.optflow.DualTVL1OpticalFlow_create arguments
     "farneback": dict(FARNEBACK_DEFAULTS),  # cv2.calcOpticalFlowFarneback arguments
-    "magnify": {"alpha": 3.0, "levels": 4},  # seed 004: x3 (linear Eulerian, onset as reference)
+    "magnify": {"alpha": 3.0, "levels": 4, "method": "eulerian", "weights": ""},  # seed 004: x3
     # AU screening of unlabelled video (seed 000 sec. 4.1.1)
     "au": {"estimator": "landmarks", "phi": 2.1, "onset_lag_at_30fps": 8, "min_confidence": 0.75,
            "segment_frames": 120, "aus": []},   # aus: AU numbers used for selection ([] = all)
 }
 CHOICES = {("face", "backend"): ("dlib", "mediapipe"), ("depth", "fill"): ("nearest", "min", "mean"),
-           ("au", "estimator"): ("landmarks", "openface", "pyfeat")}
+           ("au", "estimator"): ("landmarks", "openface", "pyfeat"), ("magnify", "method"): ("eulerian", "learned")}
 
 
 class ParamError(ValueError):

@@ -243,6 +243,10 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     n = len(samples)
     lengths = [_seq_len(r) for r in samples.to_dict("records")] if "clip" in groups else [0] * n
     starts, total_frames = ragged_layout(lengths)
+    if "micro" in groups:
+        from pipeline.tasks import check_magnifier
+
+        check_magnifier(ds.params)      # a missing model stops the run before any work
     plans = plan_samples(samples, old, root, ds, groups, starts)
     names = _array_names(groups)
     todo = [p for p in plans if p.action == "compute"]

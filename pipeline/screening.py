@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -94,6 +95,7 @@ def landmark_segment(rec: dict, root: str, start: int, stop: int, face_params: d
     Decodes one frame at a time (bounded memory). Returns frames (n,), landmarks
     (n, 68, 2) float32, unreadable (list of frame numbers), seconds."""
     t0 = time.perf_counter()
+    cv2.setNumThreads(1)   # one task per core
     root = Path(root)
     det = landmark_backend_for(face_params)
     if rec["kind"] == "file":

@@ -84,8 +84,27 @@ def compute_flow(on_c: np.ndarray, ap_c: np.ndarray, params: dict, timings: dict
             "pairs/strain_tvl1": strain(f).astype(np.float16), "pairs/flowmag_tvl1": magnitude(f).astype(np.float16)}
 
 
+class MagnifierMissing(RuntimeError):
+    pass
+
+
+def check_magnifier(params: dict) -> None:
+    """Learning-based magnification (Oh et al. 2018) is an optional local model."""
+    m = params["magnify"]
+    if m["method"] == "learned":
+        w = Path(m["weights"]) if m["weights"] else None
+        if w is None or not w.is_file():
+            raise MagnifierMissing(
+                f"params.magnify.method: learned needs the weights of Oh et al.'s magnification network as a "
+                f"local file (params.magnify.weights = {m['weights']!r} does not exist); nothing is downloaded. "
+                "Use method: eulerian (linear Eulerian magnification) otherwise")
+        raise MagnifierMissing("params.magnify.method: learned - loading Oh et al.'s network is not implemented "
+                               "yet; use method: eulerian")
+
+
 def compute_micro(on_c, ap_c, apex_full, box, params, timings) -> dict | None:
     """Seed 004: landmarks on the apex frame; x alpha magnified onset -> apex; TV-L1; 224."""
+    check_magnifier(params)
     t = time.perf_counter()
     lm = landmark_backend_for(params["face"])(apex_full)
     timings["apex_face_ms"] = (time.perf_counter() - t) * 1e3
@@ -161,6 +180,7 @@ def process_clip(row: dict, root: str, params: dict, need: tuple, box: tuple | N
     recomputed. Returns {status, arrays, box, landmark_backend, eye_angle, timings} or an
     exclusion dict.
     """
+    cv2.setNumThreads(1)   # one task per core: the engine parallelises across clips, not inside OpenCV
     root = Path(root)
     timings: dict = {}
     arrays: dict = {}

@@ -5,6 +5,7 @@ returns the shapes its method card states."""
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from pipeline.catalog import load_catalog
 from pipeline.io import read_rgb
@@ -96,5 +97,19 @@ def test_all_feeds(dataset_copy):
         item = d[3]
         for k, s in shapes.items():
             assert tuple(item[k].shape) == s, (m, k)
+    s1 = DATASETS["selfme"](cat.store_root / "t", ds.scheme)[2]["flow"]
+    s2 = DATASETS["selfme"](cat.store_root / "t", ds.scheme, gamma=2.0)[2]["flow"]
+    assert torch.equal(s2, 2 * s1) and s1.abs().max() > 0           # motion-field amplification at inference
     pd_ = PairDataset(cat.store_root / "t", ds.scheme)
     assert tuple(pd_[0]["rgb_diff"].shape) == (3, 310, 310)
+
+
+def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):
+    from pipeline.tasks import MagnifierMissing
+
+    root, catalog = dataset_copy
+    catalog.write_text(catalog.read_text() + "    params:\n      magnify: {method: learned, weights: /nope/oh2018.pth}\n")
+    cat = load_catalog(catalog)
+    with pytest.raises(MagnifierMissing, match="/nope/oh2018.pth.*nothing is downloaded"):
+        run(cat, cat.dataset("t"), workers=1, **QUIET)
+    assert not (cat.store_root / "t").exists() or Store(cat.store_root / "t").table("manifest") is None

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from schemas.arrays import DI_FRAMES
 from schemas.feeds import FEEDS
 from stages.labels import class_index
-from stages.temporal import dynamic_image, uniform_indices
+from stages.temporal import amplify_motion, dynamic_image, uniform_indices
 
 
 class FeedDataset(Dataset):
@@ -128,9 +128,14 @@ class MicroAUCLIPDataset(FeedDataset):
 
 class SelfMEDataset(FeedDataset):
     """Seed 001: a random frame pair (2, 3, 72, 72) of the stored clip for motion learning
-    (train; onset and apex-most frame at test), and the TV-L1 onset->apex flow (2, 310, 310)."""
+    (train; onset and apex-most frame at test), and the TV-L1 onset->apex flow (2, 310, 310)
+    amplified by `gamma` (motion-field amplification, eq. 2: 1 in training, 2 at inference)."""
 
     method, group = "selfme", "clip"
+
+    def __init__(self, *args, gamma: float = 1.0, **kw):
+        super().__init__(*args, **kw)
+        self.gamma = gamma
 
     def __getitem__(self, i):
         r = self.rows[i]
@@ -140,8 +145,8 @@ class SelfMEDataset(FeedDataset):
         else:
             a, b = 0, min(int(r["apex"]) - int(r["onset"]), len(clip) - 1)
         pair = torch.from_numpy(clip[[a, b]]).permute(0, 3, 1, 2).float() / 255.0
-        flow = torch.from_numpy(self.g()["pairs/flow_tvl1"][int(r["index"])].astype(np.float32)).permute(2, 0, 1)
-        return {**self.base(r), "pair": pair, "flow": flow}
+        flow = amplify_motion(self.g()["pairs/flow_tvl1"][int(r["index"])], self.gamma)
+        return {**self.base(r), "pair": pair, "flow": torch.from_numpy(flow).permute(2, 0, 1)}
 
 
 DATASETS = {"fdp": FDPDataset, "attrcl": AttrCLDataset, "microauclip": MicroAUCLIPDataset, "selfme": SelfMEDataset}
