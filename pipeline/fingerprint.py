@@ -32,7 +32,10 @@ def sample_fingerprints(row: dict, root: Path, params: dict, has_depth: bool,
         hs = [fh(row[k]) for k in ("onset_depth_path", "apex_depth_path")]
         fp_depth = _h(["depth", GROUP_VERSIONS["depth"], fp_crop, params["depth"], hs])
     fp_flow = _h(["flow", GROUP_VERSIONS["flow"], fp_crop, params["tvl1"], params["farneback"]])
-    fp_micro = _h(["micro", GROUP_VERSIONS["micro"], fp_crop, params["face"], params["magnify"], params["tvl1"]])
+    mag = dict(params["magnify"])
+    if mag.get("method") == "learned" and mag.get("weights") and Path(mag["weights"]).is_file():
+        mag["weights_sha256"] = file_hash(Path(mag["weights"]))     # new weights = new products
+    fp_micro = _h(["micro", GROUP_VERSIONS["micro"], fp_crop, params["face"], mag, params["tvl1"]])
     seq = row.get("seq_paths")
     seq = list(seq) if seq is not None and not isinstance(seq, float) else []
     fp_clip = _h(["clip", GROUP_VERSIONS["clip"], fp_crop, [fh(p) for p in seq]])

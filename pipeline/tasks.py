@@ -97,9 +97,26 @@ def check_magnifier(params: dict) -> None:
             raise MagnifierMissing(
                 f"params.magnify.method: learned needs the weights of Oh et al.'s magnification network as a "
                 f"local file (params.magnify.weights = {m['weights']!r} does not exist); nothing is downloaded. "
-                "Use method: eulerian (linear Eulerian magnification) otherwise")
-        raise MagnifierMissing("params.magnify.method: learned - loading Oh et al.'s network is not implemented "
-                               "yet; use method: eulerian")
+                "The file is a torch state_dict of stages.magnet.MagNet. Use method: eulerian otherwise")
+        learned_magnifier(str(w))   # loads once per process; a wrong file fails here, before any work
+
+
+_MAGNETS: dict = {}
+
+
+def learned_magnifier(path: str):
+    if path not in _MAGNETS:
+        import torch
+
+        from stages.magnet import MagNet
+
+        net = MagNet()
+        try:
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as e:
+            raise MagnifierMissing(f"{path}: not a state_dict of stages.magnet.MagNet ({e})") from e
+        _MAGNETS[path] = net.eval()
+    return _MAGNETS[path]
 
 
 def compute_micro(on_c, ap_c, apex_full, box, params, timings) -> dict | None:
@@ -111,8 +128,15 @@ def compute_micro(on_c, ap_c, apex_full, box, params, timings) -> dict | None:
     if lm is None:
         return None
     t = time.perf_counter()
-    mag = magnify_pair(on_c.astype(np.float32), ap_c.astype(np.float32), params["magnify"]["alpha"],
-                       params["magnify"]["levels"])
+    if params["magnify"]["method"] == "learned":
+        from stages.magnet import magnify_pair_learned
+
+        mag = magnify_pair_learned(learned_magnifier(params["magnify"]["weights"]), on_c[:308, :308], ap_c[:308, :308],
+                                   params["magnify"]["alpha"])
+        mag = np.pad(mag, ((0, CROP - 308), (0, CROP - 308), (0, 0)), mode="edge")   # 310 is not divisible by 4
+    else:
+        mag = magnify_pair(on_c.astype(np.float32), ap_c.astype(np.float32), params["magnify"]["alpha"],
+                           params["magnify"]["levels"])
     mag = np.clip(np.rint(mag), 0, 255).astype(np.uint8)
     timings["magnify_ms"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()   # flow computed at the feed's 224x224 directly (half the TV-L1 cost of 310)

@@ -113,3 +113,29 @@ def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):
     with pytest.raises(MagnifierMissing, match="/nope/oh2018.pth.*nothing is downloaded"):
         run(cat, cat.dataset("t"), workers=1, **QUIET)
     assert not (cat.store_root / "t").exists() or Store(cat.store_root / "t").table("manifest") is None
+
+
+def test_learned_magnifier_from_a_local_state_dict(dataset_copy, tmp_path):
+    """The network loads from a local file and runs in the pipeline (random weights here:
+    no trained weights can be downloaded; the check is the loading and the wiring)."""
+    from stages.magnet import MagNet, magnify_pair_learned
+
+    torch.manual_seed(0)
+    net = MagNet()
+    w = tmp_path / "magnet.pth"
+    torch.save(net.state_dict(), w)
+    x = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert magnify_pair_learned(net, x, x, 3.0).shape == (64, 64, 3)
+    root, catalog = dataset_copy
+    catalog.write_text(catalog.read_text() + "    params:\n      " + FAST_TVL1 +
+                       f"      magnify: {{method: learned, weights: {w}}}\n")
+    cat = load_catalog(catalog)
+    res = run(cat, cat.dataset("t"), workers=1, methods=["microauclip"], **QUIET)
+    assert (res.manifest["status"] == "ok").all()
+    assert Store(cat.store_root / "t").group()["micro/flow224"].shape == (20, 224, 224, 2)
+    w.write_bytes(b"not a state dict")
+    from pipeline.tasks import MagnifierMissing, _MAGNETS
+
+    _MAGNETS.clear()
+    with pytest.raises(MagnifierMissing, match="not a state_dict"):
+        run(load_catalog(catalog), cat.dataset("t"), workers=1, methods=["microauclip"], **QUIET)
