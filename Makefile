@@ -13,7 +13,7 @@ EXTRA ?=
 PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python 2>/dev/null | sort -rV) python3 python3.13; do \
 	command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v $$c; break; }; done)
 
-.PHONY: setup preprocess test test-fast bench demo versions info clean
+.PHONY: setup preprocess validate test test-fast bench demo versions info clean
 
 $(VENV)/.stamp: pyproject.toml Makefile
 	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.12 found (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -33,6 +33,9 @@ setup: $(VENV)/.stamp
 
 preprocess: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) preprocess --dataset $(DATASET) --workers $(WORKERS) $(if $(METHODS),--methods $(METHODS)) $(EXTRA)
+
+validate: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) validate --dataset $(DATASET) $(EXTRA)
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) demo

@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.params import ParamError, resolve
 
-ADAPTERS = ("casme3_part_a",)
+ADAPTERS = ("casme3_part_a", "casme3_part_c", "casme2", "samm", "smic_hs", "mmew", "4dme")
 MODALITIES = ("rgb", "depth", "gray")
 
 # key -> (type, required)
@@ -21,10 +21,14 @@ _TOP = {"store_root": (str, True), "runs_root": (str, True), "label_schemes": (d
         "datasets": (dict, True)}
 _DS = {"description": (str, False), "adapter": (str, True), "root_env": (str, True),
        "root_default": (str, False), "generate": (str, False), "fps": ((int, float), True),
-       "modalities": (list, True), "annotation": (str, True), "annotation_sheet": (str, False),
+       "modalities": (list, True), "annotation": (str, False), "annotation_sheet": (str, False),
        "frames_dir": (str, True), "known_bad": (str, False), "label_scheme": (str, True),
        "emotion_synonyms": (dict, False), "params": (dict, False), "unlabelled": (dict, False)}
 _UNL = {"frames_dir": (str, True), "openface_dir": (str, False), "pyfeat_models": (str, False)}
+# a composite of other catalog datasets (MEGC2019-CD): per part, class -> that part's emotion words
+_COMP = {"description": (str, False), "adapter": (str, True), "parts": (dict, True), "label_scheme": (str, True),
+         "expected_counts": (dict, False), "fps": ((int, float), False), "modalities": (list, False),
+         "params": (dict, False)}
 
 
 class CatalogError(ValueError):
@@ -38,7 +42,7 @@ class Dataset:
     root_env: str
     fps: float
     modalities: list
-    annotation: str
+    annotation: str | None
     frames_dir: str
     label_scheme: str
     scheme: dict
@@ -50,10 +54,16 @@ class Dataset:
     description: str = ""
     emotion_synonyms: dict = field(default_factory=dict)
     unlabelled: dict | None = None     # frames_dir, openface_dir, pyfeat_models (relative to root)
+    parts: dict | None = None          # composite: part dataset -> {class: [emotion words]}
+    expected_counts: dict | None = None
+    composite_root: Path | None = None
     base_dir: Path = Path(".")
 
     def root(self, must_exist: bool = True) -> Path:
-        """The dataset root: $root_env, else root_default (relative to the catalog)."""
+        """The dataset root: $root_env, else root_default (relative to the catalog). A
+        composite's root is a folder of links to its parts' roots."""
+        if self.composite_root is not None:
+            return self.composite_root
         val = os.environ.get(self.root_env)
         key = f"datasets.{self.name}.root_env"
         if not val:
@@ -74,7 +84,12 @@ class Dataset:
     def file(self, key: str) -> Path:
         """A file named by catalog key `key` (relative to the root); missing is an error."""
         rel = getattr(self, key)
+        if not rel:
+            raise CatalogError(f"datasets.{self.name}.{key}: not set")
         p = self.root() / rel
+        root = self.root()
+        if not p.resolve().is_relative_to(root.resolve()):
+            raise CatalogError(f"datasets.{self.name}.{key}: {rel} leaves the dataset root {root}")
         if not p.is_file():
             raise CatalogError(f"datasets.{self.name}.{key}: file {p} not found")
         return p
@@ -131,6 +146,26 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
     datasets = {}
     for name, d in raw["datasets"].items():
         where = f"datasets.{name}"
+        if isinstance(d, dict) and d.get("adapter") == "composite":
+            _check(d, _COMP, where)
+            for part, mapping in d["parts"].items():
+                if part not in raw["datasets"]:
+                    raise CatalogError(f"{where}.parts.{part}: no such dataset in the catalog")
+                if not isinstance(mapping, dict) or not all(isinstance(v, list) for v in mapping.values()):
+                    raise CatalogError(f"{where}.parts.{part}: expected class -> list of emotion words")
+            if d["label_scheme"] not in schemes:
+                raise CatalogError(f"{where}.label_scheme: {d['label_scheme']!r} is not in label_schemes")
+            try:
+                params = resolve(d.get("params"), f"{where}.params")
+            except ParamError as e:
+                raise CatalogError(str(e)) from e
+            datasets[name] = Dataset(
+                name=name, adapter="composite", root_env="", fps=float(d.get("fps", 0)),
+                modalities=list(d.get("modalities", ["rgb"])), annotation=None, frames_dir="",
+                label_scheme=d["label_scheme"], scheme=schemes[d["label_scheme"]], params=params,
+                description=d.get("description", ""), parts=d["parts"], expected_counts=d.get("expected_counts"),
+                composite_root=(base / raw["store_root"]).parent / "composites" / name, base_dir=base)
+            continue
         _check(d, _DS, where)
         if d["adapter"] not in ADAPTERS:
             raise CatalogError(f"{where}.adapter: unknown adapter {d['adapter']!r}; known: {ADAPTERS}")
@@ -149,7 +184,7 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
             raise CatalogError(str(e)) from e
         datasets[name] = Dataset(
             name=name, adapter=d["adapter"], root_env=d["root_env"], fps=float(d["fps"]),
-            modalities=list(d["modalities"]), annotation=d["annotation"], frames_dir=d["frames_dir"],
+            modalities=list(d["modalities"]), annotation=d.get("annotation"), frames_dir=d["frames_dir"],
             label_scheme=d["label_scheme"], scheme=schemes[d["label_scheme"]], params=params,
             annotation_sheet=d.get("annotation_sheet"), root_default=d.get("root_default"),
             generate=d.get("generate"), known_bad=d.get("known_bad"),

@@ -71,6 +71,17 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    from pipeline.validate import print_report, validate
+
+    cat = load_catalog(args.catalog)
+    ds = cat.dataset(args.dataset)
+    _ensure_demo(ds)
+    rep = validate(ds, quick=args.quick, catalog=cat)
+    print_report(ds, rep)
+    return 1 if rep["blocking"] else 0
+
+
 def cmd_export(args) -> int:
     from pathlib import Path
 
@@ -114,6 +125,10 @@ def main(argv=None) -> int:
     a.add_argument("--dataset", default="demo")
     a.add_argument("--snapshot", default=None)
     a.set_defaults(fn=cmd_info)
+    a = sub.add_parser("validate", help="check a dataset copy (annotation, frames, depth) without writing anything")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--quick", action="store_true", help="decode only onset/apex frames")
+    a.set_defaults(fn=cmd_validate)
     a = sub.add_parser("export", help="write a version's tables (manifest, exclusions, au_frames, videos) as Parquet")
     a.add_argument("--dataset", default="demo")
     a.add_argument("--snapshot", default=None)

@@ -1,4 +1,5 @@
-"""Ingest: read a dataset's annotation and list its frames, then run its adapter."""
+"""Ingest: read a dataset's annotation (header row detected) and list its frame folders,
+then run its adapter (stages/adapters)."""
 from __future__ import annotations
 
 import os
@@ -7,43 +8,68 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.catalog import CatalogError, Dataset
-from stages.adapters.casme3 import casme3_part_a
+from stages.adapters.annotated import AnnotationError, annotated_samples, find_header
 from stages.adapters.common import as_frame, index_frames, safe_part
+from stages.adapters.layouts import LAYOUTS
+from stages.adapters.smic import smic_samples
 
-COLOR_EXT = (".jpg", ".jpeg", ".png", ".bmp")
-DEPTH_EXT = (".png",)
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def list_clip_frames(frames_root: Path, rel_prefix: str, has_depth: bool) -> tuple[dict, dict | None]:
-    """{(subject, clip): {frame: relative path}} for colour (and depth) frames.
-
-    Colour frames are in ``<subject>/<clip>/color``; depth in ``<clip>/depth`` or, in
-    some releases, as PNGs directly in the clip folder.
-    """
-    color, depth = {}, ({} if has_depth else None)
+def index_tree(frames_root: Path, rel_prefix: str) -> dict:
+    """{folder relative to frames_root: {frame number: path relative to the dataset root}}
+    for every folder that holds image files, numbers parsed from the names (never listing
+    order). Symlink loops and unreadable folders are errors naming the folder."""
     if not frames_root.is_dir():
         raise CatalogError(f"frames folder {frames_root} not found")
-    for subj in sorted(os.listdir(frames_root)):
-        sdir = frames_root / subj
-        if not sdir.is_dir():
+    out = {}
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(frames_root, followlinks=True, onerror=_walk_error):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            raise CatalogError(f"{dirpath}: symlink loop under the frames folder")
+        seen.add(real)
+        dirnames.sort()
+        imgs = [f for f in filenames if f.lower().endswith(IMAGE_EXT)]
+        if not imgs:
             continue
-        for clip in sorted(os.listdir(sdir)):
-            cdir = sdir / clip
-            if not cdir.is_dir():
+        rel = Path(dirpath).relative_to(frames_root).as_posix()
+        base = rel_prefix if rel == "." else f"{rel_prefix}/{rel}"
+        # a folder holding both JPEG/BMP (colour) and PNG (depth) frames: colour keeps the
+        # folder's key, the PNGs are listed under "<folder>#png"
+        for ext_group, suffix in (((".jpg", ".jpeg", ".bmp"), ""), ((".png",), "#png")):
+            names = [f for f in imgs if f.lower().endswith(ext_group)]
+            if not names:
                 continue
-            cf = cdir / "color"
-            if cf.is_dir():
-                try:
-                    idx = index_frames(os.listdir(cf), COLOR_EXT)
-                except ValueError as e:
-                    raise CatalogError(f"{cf}: {e}") from e
-                color[(subj, clip)] = {n: f"{rel_prefix}/{subj}/{clip}/color/{f}" for n, f in idx.items()}
-            if has_depth:
-                df = cdir / "depth"
-                ddir, sub = (df, "depth/") if df.is_dir() else (cdir, "")
-                didx = index_frames(os.listdir(ddir), DEPTH_EXT)
-                depth[(subj, clip)] = {n: f"{rel_prefix}/{subj}/{clip}/{sub}{f}" for n, f in didx.items()}
-    return color, depth
+            try:
+                idx = index_frames(names, ext_group)
+            except ValueError as e:
+                raise CatalogError(f"{dirpath}: {e}") from e
+            key = rel if rel not in out else rel + suffix
+            out[key] = {n: f"{base}/{f}" for n, f in idx.items()}
+    return out
+
+
+def _walk_error(e: OSError):
+    raise CatalogError(f"{e.filename}: cannot be listed ({e.strerror})")
+
+
+def read_annotation(path: Path, sheet, required: list[str], dataset: str) -> tuple[pd.DataFrame, int]:
+    """The sheet as a DataFrame with its header row found (1-based sheet row returned)."""
+    try:
+        raw = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, header=None)
+    except ValueError as e:
+        raise CatalogError(f"datasets.{dataset}.annotation_sheet: {path}: {e}") from e
+    except Exception as e:  # not a spreadsheet, truncated file, ...
+        raise CatalogError(f"datasets.{dataset}.annotation: {path} cannot be read as a spreadsheet: {e}") from e
+    try:
+        h = find_header(raw, required)
+    except AnnotationError as e:
+        raise CatalogError(f"datasets.{dataset}.annotation: {path}: {e}") from e
+    df = raw.iloc[h + 1:].reset_index(drop=True)
+    df.columns = [str(c).strip() if not pd.isna(c) else f"_blank{i}" for i, c in enumerate(raw.iloc[h])]
+    df = df.infer_objects()
+    return df, h + 1
 
 
 def read_known_bad(path: Path) -> set:
@@ -59,18 +85,85 @@ def read_known_bad(path: Path) -> set:
     return bad
 
 
-def ingest(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ingest(ds: Dataset, catalog=None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(samples, exclusions) of dataset `ds` from its files."""
+    if ds.adapter == "composite":
+        return ingest_composite(ds, catalog, log)
     root = ds.root()
+    index = index_tree(root / ds.frames_dir, ds.frames_dir)
+    if ds.adapter == "smic_hs":
+        return smic_samples(index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir)
+    layout = LAYOUTS.get(ds.adapter)
+    if layout is None:
+        raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")
+    if not ds.annotation:
+        raise CatalogError(f"datasets.{ds.name}.annotation: adapter {ds.adapter} needs an annotation file")
     ann_path = ds.file("annotation")
-    try:
-        ann = pd.read_excel(ann_path, sheet_name=ds.annotation_sheet or 0)
-    except ValueError as e:
-        raise CatalogError(f"datasets.{ds.name}.annotation_sheet: {ann_path}: {e}") from e
-    color, depth = list_clip_frames(root / ds.frames_dir, ds.frames_dir, ds.has_depth)
+    required = [layout.columns[k] for k in ("subject", "clip", "onset")]
+    ann, header_row = read_annotation(ann_path, ds.annotation_sheet, required, ds.name)
     bad = read_known_bad(ds.file("known_bad")) if ds.known_bad else None
-    if ds.adapter == "casme3_part_a":
-        return casme3_part_a(ann, ann_file=ann_path.name, dataset=ds.name, fps=ds.fps,
-                             frames_prefix=ds.frames_dir, color_index=color, depth_index=depth,
-                             emotion_synonyms=ds.emotion_synonyms, bad_frames=bad)
-    raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")
+    try:
+        return annotated_samples(ann, layout, ann_file=ann_path.name, dataset=ds.name, fps=ds.fps,
+                                 frames_prefix=ds.frames_dir, frame_index=index,
+                                 depth_index=index if ds.has_depth else None,
+                                 emotion_synonyms=ds.emotion_synonyms, bad_frames=bad, header_row=header_row)
+    except AnnotationError as e:
+        raise CatalogError(str(e)) from e
+
+
+def ingest_composite(ds: Dataset, catalog, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A composite (MEGC2019-CD): the parts' samples under the composite's class mapping,
+    subject ids prefixed by the part (LOSO stays subject-disjoint across datasets), paths
+    prefixed by the part name (the composite root holds a link to each part's root).
+    Parts whose root is not configured are skipped and said so; when every part is
+    present the per-part counts must equal `expected_counts`."""
+    if catalog is None:
+        raise CatalogError(f"datasets.{ds.name}: a composite needs the catalog to find its parts")
+    root = ds.root()
+    root.mkdir(parents=True, exist_ok=True)
+    all_s, all_e, counts, missing = [], [], {}, []
+    for part, mapping in ds.parts.items():
+        pds = catalog.dataset(part)
+        try:
+            proot = pds.root()
+        except CatalogError as e:
+            missing.append(part)
+            log(f"[{ds.name}] part {part} skipped: {e}")
+            continue
+        link = root / part
+        if link.is_symlink() and os.readlink(link) != str(proot):
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(proot, target_is_directory=True)
+        s, e = ingest(pds, catalog, log)
+        word_to_class = {w: c for c, words in mapping.items() for w in words}
+        keep = []
+        for r in s.to_dict("records"):
+            cls = word_to_class.get(r["emotion"])
+            old_id = r["sample_id"]
+            r["sample_id"] = f"{ds.name}/{part}/" + old_id.split("/", 1)[1]
+            if cls is None:
+                all_e.append({"sample_id": r["sample_id"], "dataset": ds.name, "ann_file": r["ann_file"],
+                              "ann_row": r["ann_row"], "stage": "ingest", "reason": "not_in_composite",
+                              "detail": f"{part} {old_id}: emotion {r['emotion']!r} is not in the {ds.name} "
+                                        f"mapping of {part} (dropped by design)"})
+                continue
+            r.update({"dataset": ds.name, "subject": f"{part}_{r['subject']}", "emotion": cls})
+            for k in ("onset_path", "apex_path", "onset_depth_path", "apex_depth_path"):
+                if isinstance(r.get(k), str):
+                    r[k] = f"{part}/{r[k]}"
+            r["seq_paths"] = [f"{part}/{p}" for p in (r.get("seq_paths") or [])]
+            keep.append(r)
+        counts[part] = len(keep)
+        all_s += keep
+        e = e.copy()
+        e["dataset"] = ds.name
+        all_e += e.to_dict("records")
+    if not all_s and missing:
+        raise CatalogError(f"datasets.{ds.name}: none of its parts is available ({', '.join(missing)})")
+    if ds.expected_counts and not missing and counts != ds.expected_counts:
+        raise CatalogError(f"datasets.{ds.name}: per-dataset counts {counts} differ from the expected "
+                           f"{ds.expected_counts} (datasets.{ds.name}.expected_counts)")
+    log(f"[{ds.name}] composite counts {counts}" + (f"; missing parts {missing}" if missing else ""))
+    s = pd.DataFrame(all_s).sort_values("sample_id").reset_index(drop=True) if all_s else pd.DataFrame()
+    return s, pd.DataFrame(all_e, columns=["sample_id", "dataset", "ann_file", "ann_row", "stage", "reason", "detail"])

@@ -215,7 +215,7 @@ def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool =
     run_dir = cat.runs_root / ds.name / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     root = ds.root()
-    samples, excl_ingest = ingest(ds)
+    samples, excl_ingest = ingest(ds, cat, log)
     log(f"[{ds.name}] {len(samples)} samples from the annotation, {len(excl_ingest)} rows excluded at ingest")
     store = Store(cat.store_root / ds.name)
     get_client = LazyClient(workers, log)
@@ -409,7 +409,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     meta = {
         "run_id": run_id, "dataset": ds.name, "code_version": code_version(),
         "group_versions": GROUP_VERSIONS, "groups": list(groups), "params": ds.params, "adapter": ds.adapter,
-        "annotation_sha256": sha256_file(ds.file("annotation")),
+        "annotation_sha256": sha256_file(ds.file("annotation")) if ds.annotation else None,
         "counts": {"samples": n, "ok": n_ok, "excluded_in_arrays": n - n_ok,
                    "excluded_at_ingest": len(excl_ingest), "recomputed": len(todo),
                    "copied": len(copies), "unchanged": kept},

@@ -11,22 +11,22 @@ V2 = CASME3_REAL / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
 pytestmark = pytest.mark.skipif(not V2.is_file(), reason="real CAS(ME)^3 annotation files not beside the repo")
 
 
-def full_index(ann):
+def full_index(ann, depth=True):
     """A frame listing that holds every frame the sheet names (frames are licensed/absent)."""
     idx = {}
     for r in ann.to_dict("records"):
-        d = idx.setdefault((str(r["Subject"]), str(r["Filename"])), {})
-        for c in ("Onset", "Apex", "Offset"):
-            f = as_frame(r[c])
-            if f is not None:
-                d[f] = f"part_A/data/{r['Subject']}/{r['Filename']}/color/{f}.jpg"
+        for kind in ("color", "depth") if depth else ("color",):
+            d = idx.setdefault(f"{r['Subject']}/{r['Filename']}/{kind}", {})
+            for c in ("Onset", "Apex", "Offset"):
+                f = as_frame(r[c])
+                if f is not None:
+                    d[f] = f"part_A/data/{r['Subject']}/{r['Filename']}/{kind}/{f}.jpg"
     return idx
 
 
 def run(ann, **kw):
-    idx = full_index(ann)
     args = dict(ann_file=V2.name, dataset="casme3", fps=30, frames_prefix="part_A/data",
-                color_index=idx, depth_index=idx)
+                frame_index=full_index(ann))
     args.update(kw)
     return casme3_part_a(ann, **args)
 
@@ -62,11 +62,9 @@ def test_known_bad_list_from_the_authors():
 
 def test_missing_frames_and_paths_named():
     ann = pd.read_excel(V2, sheet_name="label").head(3)
-    s, e = run(ann, color_index={}, depth_index={})
+    s, e = run(ann, frame_index={})
     assert (e["reason"] == "clip_missing").all() and e["detail"].str.contains("part_A/data/spNO.1").all()
-    idx = full_index(ann)
-    depth = {k: {} for k in idx}
-    s, e = run(ann, depth_index=depth)
+    s, e = run(ann, frame_index=full_index(ann, depth=False))
     assert (e["reason"] == "depth_missing").all()
 
 
@@ -81,8 +79,7 @@ def test_escaping_paths_rejected():
 def test_bad_header_is_an_error_naming_the_file():
     ann = pd.DataFrame({"Subj": [1]})
     with pytest.raises(AnnotationError, match="v2.xlsx.*Subject"):
-        casme3_part_a(ann, ann_file="v2.xlsx", dataset="x", fps=30, frames_prefix="p",
-                      color_index={}, depth_index=None)
+        casme3_part_a(ann, ann_file="v2.xlsx", dataset="x", fps=30, frames_prefix="p", frame_index={})
 
 
 def test_frames_sorted_by_number_not_listing():

@@ -1,0 +1,123 @@
+"""Tiny fixtures in the real layouts of DATASETS.md, with the real column names and the
+real traps, for the adapter and `validate` tests (and for a user to see what an adapter
+expects). `write_fixture(name, root)` returns the catalog entry and the problems that
+were planted on purpose, as {(reason, where)} - `validate` must report exactly those.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+
+def _frames(folder: Path, names: list[str], rng, gray=False, size=24):
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in reversed(names):                   # written in reverse: listing order means nothing
+        img = rng.integers(0, 256, (size, size) if gray else (size, size, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / n), img)
+
+
+def _xlsx(path: Path, df: pd.DataFrame, sheet="Sheet1", preamble: int = 0, header=True):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pd.ExcelWriter(path, engine="openpyxl") as w:
+        if preamble:
+            pd.DataFrame([[f"SAMM preamble line {i + 1}"] for i in range(preamble)]).to_excel(
+                w, sheet_name=sheet, index=False, header=False)
+        df.to_excel(w, sheet_name=sheet, index=False, header=header, startrow=preamble)
+
+
+def casme2(root: Path, rng) -> tuple[dict, set]:
+    fr = "CASME2_RAW_selected"
+    for sub, clips in {"sub01": ["EP02_01f", "EP03_02"], "sub02": ["EP01_11f"]}.items():
+        for c in clips:
+            _frames(root / fr / sub / c, [f"img{i}.jpg" for i in range(1, 13)], rng)
+    ann = pd.DataFrame([
+        [1, "EP02_01f", None, 2, 5, 9, None, "4+L10", "Happiness"],
+        [1, "EP03_02", None, 3, "/", 11, None, "R12 + R15", "disgust"],       # "/" apex -> midpoint
+        [2, "EP01_11f", None, 8, 4, 11, None, "1+2 or 4", "surprise"],        # apex < onset
+        [2, "EP09_99", None, 2, 4, 6, None, "14", "others"],                  # clip folder absent
+    ], columns=["Subject", "Filename", "Unnamed: 2", "OnsetFrame", "ApexFrame", "OffsetFrame", "Unnamed: 6",
+                "Action Units", "Estimated Emotion"])
+    _xlsx(root / "CASME2-coding-20140508.xlsx", ann)
+    entry = {"adapter": "casme2", "fps": 200, "modalities": ["rgb"], "annotation": "CASME2-coding-20140508.xlsx",
+             "frames_dir": fr, "label_scheme": "casme2_5"}
+    return entry, {("apex_before_onset", 4), ("clip_missing", 5)}
+
+
+def samm(root: Path, rng) -> tuple[dict, set]:
+    fr = "SAMM"
+    _frames(root / fr / "006" / "006_1_2", [f"006_{i:05d}.jpg" for i in range(5560, 5572)], rng, gray=True)
+    _frames(root / fr / "007" / "007_3_1", [f"007_{i:05d}.jpg" for i in range(100, 112) if i != 105], rng, gray=True)
+    ann = pd.DataFrame([
+        ["006", "006_1_2", "1", 5561, 5565, 5570, 10, "Micro - 1/2", "AU4(2)", "Anger", "", ""],
+        ["007", "007_3_1", "3", 101, 104, 0, 5, "Micro - 1/2", "R14A", "Other", "", "offset 0"],   # offset 0
+        ["007", "007_3_1", "3", 103, 105, 110, 5, "Micro - 1/2", "12", "happiness", "", ""],      # apex frame absent
+    ], columns=["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
+                "Type", "Action Units", "Estimated Emotion", "Objective Classes", "Notes"])
+    _xlsx(root / "SAMM_Micro_FACS_Codes_v2.xlsx", ann, preamble=13)
+    entry = {"adapter": "samm", "fps": 200, "modalities": ["gray"], "annotation": "SAMM_Micro_FACS_Codes_v2.xlsx",
+             "frames_dir": fr, "label_scheme": "samm_5"}
+    return entry, {("frame_missing", 17)}
+
+
+def smic_hs(root: Path, rng) -> tuple[dict, set]:
+    fr = "HS"
+    for sub, emo, clip in [("s1", "negative", "s1_ne_01"), ("s1", "positive", "s1_po_01"),
+                           ("s2", "surprise", "s2_sur_01")]:
+        _frames(root / fr / sub / "micro" / emo / clip, [f"image{i:06d}.bmp" for i in range(100, 111)], rng)
+    _frames(root / fr / "s2" / "micro" / "happy" / "s2_ha_01", [f"image{i:06d}.bmp" for i in range(1, 6)], rng)
+    entry = {"adapter": "smic_hs", "fps": 100, "modalities": ["rgb"], "frames_dir": fr, "label_scheme": "megc2019_3"}
+    return entry, {("emotion_folder_unknown", "HS/s2/micro/happy/s2_ha_01")}
+
+
+def mmew(root: Path, rng) -> tuple[dict, set]:
+    fr = "Micro_Expression"
+    _frames(root / fr / "happiness" / "S01_happiness_01", [f"{i}.jpg" for i in range(1, 15)], rng)
+    _frames(root / fr / "surprise" / "S02_surprise_03", [f"{i}.jpg" for i in range(1, 15)], rng)
+    ann = pd.DataFrame([
+        ["S01", "S01_happiness_01", 2, 6, 12, "R12A", "happiness", ""],
+        ["S02", "S02_surprise_03", 3, 8, 13, "1+2", "Surprise", ""],
+        ["S02", "S02_surprise_03", 3, 8, 13, "1+2", "Surprise", "duplicated row"],   # duplicate
+    ], columns=["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
+                "Estimated Emotion", "remarks"])
+    _xlsx(root / "MMEW_Micro_Exp.xlsx", ann)
+    entry = {"adapter": "mmew", "fps": 90, "modalities": ["rgb"], "annotation": "MMEW_Micro_Exp.xlsx",
+             "frames_dir": fr, "label_scheme": "mmew_6"}
+    return entry, {("duplicate_row", 4)}
+
+
+def fourdme(root: Path, rng) -> tuple[dict, set]:
+    fr = "gray_micro"
+    _frames(root / fr / "S01" / "S01_001", [f"{i}.jpg" for i in range(0, 20)], rng, gray=True)
+    ann = pd.DataFrame([
+        ["S01", "S01_001", "Positive", 2, 7, 15, "T28+14", 1, 0, 0],
+        ["S01", "S01_001", "Negative", 9, "x", 18, "4", 0, 1, 0],        # non-numeric apex cell
+    ], columns=["sub_ID", "fold_name", "Emotion", "Onset", "Apex", "Offset", "AUs", "Positive", "Negative",
+                "Surprise"])
+    _xlsx(root / "4DME_Labelling_Micro_release v1.xlsx", ann)
+    entry = {"adapter": "4dme", "fps": 60, "modalities": ["gray"],
+             "annotation": "4DME_Labelling_Micro_release v1.xlsx", "frames_dir": fr, "label_scheme": "fourdme_3"}
+    return entry, set()     # the 'x' apex becomes a derived midpoint (a note, not a problem)
+
+
+def casme3_part_c(root: Path, rng, real_sheet: Path | None = None) -> tuple[dict, set]:
+    fr = "part_C/data"
+    _frames(root / fr / "1" / "color", [f"{i}.jpg" for i in range(370, 390)], rng)
+    ann = pd.DataFrame([[1, 1, 373, 385, "R4,5", "negative"], [1, 2, 6450, 6464, "R2,7", "surprise"]],
+                       columns=["sub", "count", "onset", "offset", "au", "emotion"])
+    _xlsx(root / "CAS(ME)3_part_C_ME.xlsx", ann, sheet="mockCrimeME")
+    entry = {"adapter": "casme3_part_c", "fps": 30, "modalities": ["rgb"], "annotation": "CAS(ME)3_part_C_ME.xlsx",
+             "annotation_sheet": "mockCrimeME", "frames_dir": fr, "label_scheme": "casme3_3"}
+    return entry, {("frame_missing", 3)}
+
+
+FIXTURES = {"casme2": casme2, "samm": samm, "smic_hs": smic_hs, "mmew": mmew, "4dme": fourdme,
+            "casme3_part_c": casme3_part_c}
+
+
+def write_fixture(name: str, root: Path, seed: int = 0) -> tuple[dict, set]:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return FIXTURES[name](root, np.random.default_rng(seed))

@@ -1,0 +1,79 @@
+"""`mepipe validate`: check a user's copy of a dataset without writing any store.
+
+Runs the dataset's adapter (annotation found and parsed, header row detected, every row
+checked against the frame folders), then decodes every frame the samples reference
+(onset, apex, and the whole clip unless --quick), checks depth frames against their
+colour frames, and the emotions against the label scheme. Prints counts per problem
+with the first examples (paths, sheet rows) and returns a non-zero status when a
+problem blocks preprocessing (missing or undecodable frames); inconsistent annotation
+rows are reported but do not block (the real datasets ship some).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from pipeline.catalog import Dataset
+from pipeline.ingest import ingest
+from pipeline.io import FrameReadError, read_depth, read_rgb
+from stages.depth import DepthError
+from stages.labels import class_index
+
+BLOCKING = {"clip_missing", "frame_missing", "depth_missing", "frame_unreadable", "depth_unusable",
+            "depth_size_mismatch", "unsafe_path"}
+
+
+def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
+    """{problems: {reason: [(where, detail)]}, notes: {...}, samples: n, blocking: bool}."""
+    root = ds.root()
+    samples, excl = ingest(ds, catalog, log=lambda *a: None)
+    problems: dict[str, list] = defaultdict(list)
+    notes: dict[str, list] = defaultdict(list)
+    for e in excl.itertuples():
+        where = int(e.ann_row) if e.ann_row == e.ann_row and e.ann_row is not None else e.ann_file
+        problems[e.reason].append((where, e.detail))
+    for r in samples.to_dict("records"):
+        if r.get("note"):
+            for part in str(r["note"]).split("; "):
+                notes[part.split(":")[0]].append((r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"], part))
+        if class_index(r["emotion"], ds.scheme) is None:
+            problems["emotion_not_in_scheme"].append((r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"],
+                                                      f"{r['sample_id']}: emotion {r['emotion_raw']!r} is not in "
+                                                      f"label scheme {ds.label_scheme}"))
+        refs = [r["onset_path"], r["apex_path"]] if quick else list(dict.fromkeys(
+            [r["onset_path"], r["apex_path"], *(r.get("seq_paths") or [])]))
+        sizes = {}
+        for ref in refs:
+            try:
+                sizes[ref] = read_rgb(root / ref).shape[:2]
+            except FrameReadError as ex:
+                problems["frame_unreadable"].append((ref, str(ex)))
+        for key, ckey in (("onset_depth_path", "onset_path"), ("apex_depth_path", "apex_path")):
+            ref = r.get(key)
+            if not isinstance(ref, str):
+                continue
+            try:
+                d = read_depth(root / ref)
+            except (FrameReadError, DepthError) as ex:
+                problems["depth_unusable"].append((ref, str(ex)))
+                continue
+            if r[ckey] in sizes and d.shape != sizes[r[ckey]]:
+                problems["depth_size_mismatch"].append(
+                    (ref, f"{ref}: depth {d.shape[1]}x{d.shape[0]} but colour {r[ckey]} is "
+                          f"{sizes[r[ckey]][1]}x{sizes[r[ckey]][0]}"))
+    blocking = any(k in BLOCKING for k in problems)
+    return {"problems": dict(problems), "notes": dict(notes), "samples": len(samples), "blocking": blocking}
+
+
+def print_report(ds: Dataset, rep: dict, examples: int = 3, out=print) -> None:
+    out(f"validate {ds.name} ({ds.adapter}) at {ds.root()}: {rep['samples']} usable samples")
+    if not rep["problems"]:
+        out("  no problems found")
+    for reason, items in sorted(rep["problems"].items()):
+        tag = "BLOCKING" if reason in BLOCKING else "warning"
+        out(f"  [{tag}] {reason}: {len(items)}")
+        for _, detail in items[:examples]:
+            out(f"      {detail}")
+    for what, items in sorted(rep["notes"].items()):
+        out(f"  [note] {what}: {len(items)} (e.g. {items[0][1]})")
+    out("  result: " + ("BLOCKING problems - fix the copy before preprocessing" if rep["blocking"] else "ok"))

@@ -1,0 +1,189 @@
+"""The shared adapter of every dataset that comes with an annotation sheet: one row = one
+ME clip; a `Layout` says which columns hold what and where the clip's frames live.
+
+Pure: the pipeline reads the sheet (header row detected) and lists the frame folders
+into `frame_index` = {clip folder relative to the frames root: {frame number: path
+relative to the dataset root}}; this module decides, row by row, what becomes a sample
+and why any row does not (an exclusion with the sheet row number and the path).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from stages.adapters.common import as_frame, safe_part
+from stages.aus import AUParseError, au_numbers
+from stages.labels import normalise_emotion
+
+EXCLUSION_COLUMNS = ["sample_id", "dataset", "ann_file", "ann_row", "stage", "reason", "detail"]
+
+
+class AnnotationError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a dataset keeps what. `columns` maps roles (subject, clip, onset, apex, offset,
+    au, emotion) to the sheet's column names (apex/offset/au may be absent). `clip_dir`
+    is a format string over {subject} (after `subject_format`), {clip} and {emotion} (the
+    cell as written); `depth_dirs` are the candidate depth folders, same fields."""
+    name: str
+    columns: dict
+    clip_dir: str
+    subject_format: str = "{}"
+    depth_dirs: tuple = ()
+    apex_missing: str = "midpoint"       # 'midpoint' (derived, flagged) or 'exclude'
+    offset_zero_means: str = "unknown"   # 'unknown' or 'apex'
+    extra: dict = field(default_factory=dict)
+
+    def subject(self, raw) -> str | None:
+        s = safe_part(raw)
+        if s is None:
+            return None
+        try:
+            return self.subject_format.format(int(s) if s.isdigit() else s)
+        except (ValueError, TypeError):
+            return s
+
+
+def _excl(dataset, ann_file, row, reason, detail, sample_id=None, stage="ingest"):
+    return {"sample_id": sample_id, "dataset": dataset, "ann_file": ann_file, "ann_row": row,
+            "stage": stage, "reason": reason, "detail": detail}
+
+
+def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, dataset: str, fps: float,
+                      frames_prefix: str, frame_index: dict, depth_index: dict | None = None,
+                      emotion_synonyms: dict | None = None, bad_frames: set | None = None,
+                      header_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Turn an annotation sheet into (samples, exclusions). `header_row` is the sheet row
+    (1-based) of the header, so data row i is reported as sheet row header_row + 1 + i."""
+    cols = layout.columns
+    missing = [c for r, c in cols.items() if r in ("subject", "clip", "onset") and c not in ann.columns]
+    if missing:
+        raise AnnotationError(f"{ann_file}: columns {missing} not found; header is {list(ann.columns)}")
+    samples, excl, seen = [], [], {}
+    folded = {k.lower(): k for k in frame_index}   # folder names whose case differs from the sheet's
+
+    def cell(r, role):
+        c = cols.get(role)
+        return r.get(c) if c is not None else None
+
+    for i, r in enumerate(ann.to_dict("records")):
+        row = header_row + 1 + i
+        if all(pd.isna(v) for v in r.values()):
+            continue                                   # blank spreadsheet row
+        subj, clip = layout.subject(cell(r, "subject")), safe_part(cell(r, "clip"))
+        if subj is None or clip is None:
+            excl.append(_excl(dataset, ann_file, row, "unsafe_path",
+                              f"{ann_file} row {row}: subject={cell(r, 'subject')!r} clip={cell(r, 'clip')!r} "
+                              "is empty or would leave the dataset root"))
+            continue
+        onset, apex, offset = (as_frame(cell(r, k)) for k in ("onset", "apex", "offset"))
+        raw_onset = cell(r, "onset")
+        if onset is None:
+            excl.append(_excl(dataset, ann_file, row, "frame_not_numeric",
+                              f"{ann_file} row {row} ({subj}/{clip}): onset {raw_onset!r} is not a frame number"))
+            continue
+        notes = []
+        if offset == 0:
+            offset = apex if layout.offset_zero_means == "apex" else None
+            notes.append("offset 0 in the annotation: " + ("apex used" if layout.offset_zero_means == "apex"
+                                                           else "offset unknown"))
+        apex_derived = False
+        if apex is None:
+            raw_apex = cell(r, "apex")
+            if layout.apex_missing == "midpoint" and offset is not None and offset >= onset:
+                apex, apex_derived = (onset + offset) // 2, True
+                notes.append(f"apex {raw_apex!r} in the annotation: midpoint used")
+            else:
+                excl.append(_excl(dataset, ann_file, row, "apex_missing",
+                                  f"{ann_file} row {row} ({subj}/{clip}): apex {raw_apex!r} and no usable offset"))
+                continue
+        sid = f"{dataset}/{subj}/{clip}/{onset}-{apex}"
+        if onset == 0:
+            excl.append(_excl(dataset, ann_file, row, "onset_zero",
+                              f"{ann_file} row {row} ({subj}/{clip}): onset 0 (apex {apex}) is not a coded frame", sid))
+            continue
+        if apex < onset:
+            excl.append(_excl(dataset, ann_file, row, "apex_before_onset",
+                              f"{ann_file} row {row} ({subj}/{clip}): apex {apex} < onset {onset}", sid))
+            continue
+        if apex == onset:
+            notes.append("apex == onset: the onset-apex difference is zero")
+        if offset is not None and offset < apex:
+            excl.append(_excl(dataset, ann_file, row, "offset_before_apex",
+                              f"{ann_file} row {row} ({subj}/{clip}): offset {offset} < apex {apex}", sid))
+            continue
+        if sid in seen:
+            excl.append(_excl(dataset, ann_file, row, "duplicate_row",
+                              f"{ann_file} row {row}: same clip and onset/apex as row {seen[sid]}", sid))
+            continue
+        try:
+            aus = au_numbers(cell(r, "au"))
+        except AUParseError as e:
+            excl.append(_excl(dataset, ann_file, row, "au_unparsable", f"{ann_file} row {row}: {e}", sid))
+            continue
+        emotion_raw = cell(r, "emotion")
+        fmt = {"subject": subj, "clip": clip,
+               "emotion": "" if pd.isna(emotion_raw) else str(emotion_raw).strip()}
+        rel = layout.clip_dir.format(**fmt)
+        rel = rel if rel in frame_index else folded.get(rel.lower(), rel)
+        frames = frame_index.get(rel)
+        if frames is None:
+            excl.append(_excl(dataset, ann_file, row, "clip_missing",
+                              f"{ann_file} row {row}: no frames in {frames_prefix}/{rel}", sid))
+            continue
+        lost = [f for f in (onset, apex) if f not in frames]
+        if lost:
+            excl.append(_excl(dataset, ann_file, row, "frame_missing",
+                              f"{ann_file} row {row}: frame(s) {lost} not in {frames_prefix}/{rel}", sid))
+            continue
+        bad = [f for f in (onset, apex) if bad_frames and (subj, clip, f) in bad_frames]
+        if bad:
+            excl.append(_excl(dataset, ann_file, row, "known_bad_frame",
+                              f"{ann_file} row {row}: frame(s) {bad} of {subj}/{clip} are on the known-bad list", sid))
+            continue
+        dpaths = (None, None)
+        if depth_index is not None:
+            dframes = next((depth_index[d] for d in (t.format(**fmt) for t in layout.depth_dirs)
+                            if d in depth_index), {})
+            dlost = [f for f in (onset, apex) if f not in dframes]
+            if dlost:
+                excl.append(_excl(dataset, ann_file, row, "depth_missing",
+                                  f"{ann_file} row {row}: depth frame(s) {dlost} missing for {frames_prefix}/{rel}", sid))
+                continue
+            dpaths = (dframes[onset], dframes[apex])
+        seen[sid] = row
+        end = offset if offset is not None else apex + (apex - onset)
+        seq = [frames[k] for k in range(onset, end + 1) if k in frames]
+        gaps = [k for k in range(onset, end + 1) if k not in frames]
+        if gaps:
+            notes.append(f"{len(gaps)} frame(s) of the clip missing: {gaps[:5]}")
+        samples.append({
+            "sample_id": sid, "dataset": dataset, "subject": subj, "clip": clip,
+            "source": "labelled", "ann_file": ann_file, "ann_row": row,
+            "onset": onset, "apex": apex, "offset": offset, "apex_derived": apex_derived,
+            "au_raw": None if pd.isna(cell(r, "au")) else str(cell(r, "au")), "au_list": aus,
+            "emotion_raw": None if pd.isna(emotion_raw) else str(emotion_raw),
+            "emotion": normalise_emotion(emotion_raw, emotion_synonyms), "fps": float(fps),
+            "onset_path": frames[onset], "apex_path": frames[apex],
+            "onset_depth_path": dpaths[0], "apex_depth_path": dpaths[1],
+            "note": "; ".join(notes) or None, "seq_paths": seq,
+        })
+    s = pd.DataFrame(samples)
+    if len(s):
+        s = s.sort_values("sample_id", kind="stable").reset_index(drop=True)
+    return s, pd.DataFrame(excl, columns=EXCLUSION_COLUMNS)
+
+
+def find_header(raw: pd.DataFrame, required: list[str], max_rows: int = 40) -> int:
+    """0-based row of a header-less sheet that holds all `required` column names (SAMM's
+    header sits under a 13-row preamble in one release and on row 1 in others)."""
+    want = {c.strip().lower() for c in required}
+    for i in range(min(max_rows, len(raw))):
+        cells = {str(v).strip().lower() for v in raw.iloc[i].tolist() if not pd.isna(v)}
+        if want <= cells:
+            return i
+    raise AnnotationError(f"no header row with {required} in the first {max_rows} rows")

@@ -1,0 +1,48 @@
+"""SMIC-HS adapter: labels come from the folder names, there is no annotation sheet.
+
+Layout: ``HS/s1/micro/{negative,positive,surprise}/s1_ne_01/image######.bmp`` (cropped:
+``reg_image*.bmp``). Onset = first frame, offset = last, apex = midpoint (derived).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from stages.adapters.annotated import EXCLUSION_COLUMNS
+
+EMOTIONS = ("negative", "positive", "surprise")
+
+
+def smic_samples(frame_index: dict, *, dataset: str, fps: float, frames_prefix: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    samples, excl = [], []
+    for rel, frames in sorted(frame_index.items()):
+        parts = rel.split("/")
+        if len(parts) != 4 or parts[1] != "micro":
+            continue
+        subj, _, emotion, clip = parts
+        sid = f"{dataset}/{subj}/{clip}"
+        if emotion.lower() not in EMOTIONS:
+            excl.append({"sample_id": sid, "dataset": dataset, "ann_file": f"{frames_prefix}/{rel}", "ann_row": None,
+                         "stage": "ingest", "reason": "emotion_folder_unknown",
+                         "detail": f"{frames_prefix}/{rel}: folder {emotion!r} is not one of {EMOTIONS}"})
+            continue
+        nums = sorted(frames)
+        if len(nums) < 2:
+            excl.append({"sample_id": sid, "dataset": dataset, "ann_file": f"{frames_prefix}/{rel}", "ann_row": None,
+                         "stage": "ingest", "reason": "clip_too_short",
+                         "detail": f"{frames_prefix}/{rel}: {len(nums)} frame(s)"})
+            continue
+        onset, offset = nums[0], nums[-1]
+        apex = nums[len(nums) // 2]
+        gaps = sorted(set(range(onset, offset + 1)) - set(nums))
+        samples.append({
+            "sample_id": f"{sid}/{onset}-{apex}", "dataset": dataset, "subject": subj, "clip": clip,
+            "source": "labelled", "ann_file": None, "ann_row": None, "onset": onset, "apex": apex,
+            "offset": offset, "apex_derived": True, "au_raw": None, "au_list": [], "emotion_raw": emotion,
+            "emotion": emotion.lower(), "fps": float(fps), "onset_path": frames[onset], "apex_path": frames[apex],
+            "onset_depth_path": None, "apex_depth_path": None, "seq_paths": [frames[k] for k in nums],
+            "note": "apex not annotated: middle frame used" + (f"; {len(gaps)} frame(s) missing: {gaps[:5]}"
+                                                               if gaps else "")})
+    s = pd.DataFrame(samples)
+    if len(s):
+        s = s.sort_values("sample_id").reset_index(drop=True)
+    return s, pd.DataFrame(excl, columns=EXCLUSION_COLUMNS)
