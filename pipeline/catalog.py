@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.params import ParamError, resolve
 
-ADAPTERS = ("casme3_part_a", "casme3_part_c", "casme2", "samm", "smic_hs", "mmew", "4dme")
+ADAPTERS = ("casme3_part_a", "casme3_part_c", "casme2", "casme2_sq", "samm", "smic_hs", "mmew", "4dme")
 MODALITIES = ("rgb", "depth", "gray")
 
 # key -> (type, required)

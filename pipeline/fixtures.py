@@ -113,8 +113,30 @@ def casme3_part_c(root: Path, rng, real_sheet: Path | None = None) -> tuple[dict
     return entry, {("frame_missing", 3)}
 
 
+def casme2_sq(root: Path, rng) -> tuple[dict, set]:
+    fr = "rawpic"
+    _frames(root / fr / "s15" / "15_0401angrywhy", [f"img{i}.jpg" for i in range(1, 40)], rng)
+    _frames(root / fr / "s16" / "16_0101disgustingteeth", [f"img{i}.jpg" for i in range(1, 40)], rng)
+    code = pd.DataFrame([
+        [1, "anger1_1", 5, 9, 14, "4+7", "negative", "micro-expression", "anger"],
+        [1, "anger1_2", 20, 25, 0, "4", "Negative", "micro-expression", "anger"],        # offset 0 -> apex
+        [1, "anger1_3", 2, 30, 38, "4+10", "negative", "macro-expression", "anger"],      # macro: not used
+        [2, "disgust1_1", 3, 41, 45, "9", "others", "micro-expression", "disgust"],       # apex 41 absent
+        [3, "happy1_1", 3, 8, 12, "12", "positive", "micro-expression", "happy"],         # no naming rule
+    ])
+    path = root / "CAS(ME)^2code_final.xlsx"
+    with pd.ExcelWriter(path, engine="openpyxl") as w:
+        code.to_excel(w, sheet_name="Sheet1", index=False, header=False)
+        pd.DataFrame([[1, "s15"], [2, "s16"]]).to_excel(w, sheet_name="naming rule1", index=False, header=False)
+        pd.DataFrame([["anger1", "0401"], ["disgust1", "0101"]]).to_excel(w, sheet_name="naming rule2", index=False,
+                                                                          header=False)
+    entry = {"adapter": "casme2_sq", "fps": 30, "modalities": ["rgb"], "annotation": "CAS(ME)^2code_final.xlsx",
+             "frames_dir": fr, "label_scheme": "casme2_4"}
+    return entry, {("macro_expression", 3), ("frame_missing", 4), ("naming_rule_missing", 5)}
+
+
 FIXTURES = {"casme2": casme2, "samm": samm, "smic_hs": smic_hs, "mmew": mmew, "4dme": fourdme,
-            "casme3_part_c": casme3_part_c}
+            "casme3_part_c": casme3_part_c, "casme2_sq": casme2_sq}
 
 
 def write_fixture(name: str, root: Path, seed: int = 0) -> tuple[dict, set]:

@@ -11,6 +11,7 @@ from pipeline.catalog import CatalogError, Dataset
 from stages.adapters.annotated import AnnotationError, annotated_samples, find_header
 from stages.adapters.common import as_frame, index_frames, safe_part
 from stages.adapters.layouts import LAYOUTS
+from stages.adapters.casme2_sq import casme2_sq_samples
 from stages.adapters.smic import smic_samples
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
@@ -93,6 +94,21 @@ def ingest(ds: Dataset, catalog=None, log=print) -> tuple[pd.DataFrame, pd.DataF
     index = index_tree(root / ds.frames_dir, ds.frames_dir)
     if ds.adapter == "smic_hs":
         return smic_samples(index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir)
+    if ds.adapter == "casme2_sq":
+        path = ds.file("annotation")
+        try:
+            sheets = pd.read_excel(path, sheet_name=None, header=None)
+        except Exception as e:
+            raise CatalogError(f"datasets.{ds.name}.annotation: {path} cannot be read: {e}") from e
+        names = {k.lower(): k for k in sheets}
+        for need in ("naming rule1", "naming rule2"):
+            if need not in names:
+                raise CatalogError(f"datasets.{ds.name}.annotation: {path} has no sheet {need!r} "
+                                   f"(sheets: {list(sheets)})")
+        first = next(iter(sheets))
+        return casme2_sq_samples(sheets[first], sheets[names["naming rule1"]], sheets[names["naming rule2"]],
+                                 ann_file=path.name, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir,
+                                 frame_index=index, emotion_synonyms=ds.emotion_synonyms)
     layout = LAYOUTS.get(ds.adapter)
     if layout is None:
         raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")

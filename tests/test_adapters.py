@@ -159,3 +159,13 @@ def test_megc2019_composite(tmp_path, monkeypatch):
     monkeypatch.delenv("SAMM_ROOT")
     s2, _ = ingest(bad.dataset("megc2019"), bad, log=lambda *a: None)
     assert not s2["subject"].str.startswith("samm_").any() and len(s2) == 5
+
+
+def test_casme2_sq_naming_rules(tmp_path, monkeypatch):
+    ds, _, _ = fixture_catalog(tmp_path, "casme2_sq", monkeypatch)
+    s, e = ingest(ds)
+    assert list(s["clip"]) == ["15_0401angrywhy", "15_0401angrywhy"] and set(s["subject"]) == {"s15"}
+    r = s.set_index("ann_row")
+    assert (r.loc[1, "onset"], r.loc[1, "apex"], r.loc[1, "offset"]) == (5, 9, 14)
+    assert r.loc[2, "offset"] == 25 and "apex used" in r.loc[2, "note"]      # offset 0 means "use apex"
+    assert set(s["emotion"]) == {"negative"}

@@ -56,9 +56,10 @@ def _excl(dataset, ann_file, row, reason, detail, sample_id=None, stage="ingest"
 def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, dataset: str, fps: float,
                       frames_prefix: str, frame_index: dict, depth_index: dict | None = None,
                       emotion_synonyms: dict | None = None, bad_frames: set | None = None,
-                      header_row: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      header_row: int = 1, row_numbers: list[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn an annotation sheet into (samples, exclusions). `header_row` is the sheet row
-    (1-based) of the header, so data row i is reported as sheet row header_row + 1 + i."""
+    (1-based) of the header, so data row i is reported as sheet row header_row + 1 + i,
+    unless `row_numbers` gives each row's sheet row."""
     cols = layout.columns
     missing = [c for r, c in cols.items() if r in ("subject", "clip", "onset") and c not in ann.columns]
     if missing:
@@ -71,7 +72,7 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
         return r.get(c) if c is not None else None
 
     for i, r in enumerate(ann.to_dict("records")):
-        row = header_row + 1 + i
+        row = row_numbers[i] if row_numbers is not None else header_row + 1 + i
         if all(pd.isna(v) for v in r.values()):
             continue                                   # blank spreadsheet row
         subj, clip = layout.subject(cell(r, "subject")), safe_part(cell(r, "clip"))
