@@ -87,7 +87,16 @@ def read_known_bad(path: Path) -> set:
 
 
 def ingest(ds: Dataset, catalog=None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(samples, exclusions) of dataset `ds` from its files."""
+    """(samples, exclusions) of dataset `ds` from its files; each sample lists the
+    modalities it actually has (depth only where its depth frames were found)."""
+    s, e = _ingest(ds, catalog, log)
+    if len(s):
+        colour = [m for m in ds.modalities if m != "depth"] or ["rgb"]
+        s["modalities"] = [colour + (["depth"] if isinstance(d, str) else []) for d in s["onset_depth_path"]]
+    return s, e
+
+
+def _ingest(ds: Dataset, catalog=None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     if ds.adapter == "composite":
         return ingest_composite(ds, catalog, log)
     root = ds.root()

@@ -298,5 +298,6 @@ def _sample_row(ds: Dataset, v, rec: dict, p, params: dict) -> dict:
             "au_raw": "+".join(f"AU{a:02d}" for a in p.aus), "au_list": list(p.aus), "emotion_raw": None,
             "emotion": None, "fps": float(v.fps), "onset_path": on, "apex_path": ap,
             "onset_depth_path": don, "apex_depth_path": dap, "seq_paths": seq,
+            "modalities": ["rgb"] + (["depth"] if don else []),
             "note": f"selected by AU screening ({params['au']['estimator']}, phi {params['au']['phi']}, "
                     f"max intensity {p.max_intensity:.2f})"}

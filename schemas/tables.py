@@ -32,6 +32,7 @@ SAMPLE_FIELDS = [
     pa.field("apex_depth_path", pa.string()),
     pa.field("note", pa.string()),                         # kept-but-odd annotation facts
     pa.field("seq_paths", pa.list_(pa.string())),          # every frame onset..offset (clip products)
+    pa.field("modalities", pa.list_(pa.string())),         # what this sample has: rgb / gray / depth
 ]
 SAMPLE_SCHEMA = pa.schema(SAMPLE_FIELDS)
 

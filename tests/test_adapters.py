@@ -45,6 +45,7 @@ def test_casme2(tmp_path, monkeypatch):
     b = r.loc["EP03_02"]
     assert b.apex_derived and b.apex == 7 and "midpoint" in b.note   # "/" apex
     assert b.au_raw == "R12 + R15" and b.au_list == [12, 15]
+    assert list(b.modalities) == ["rgb"]
 
 
 def test_samm_header_under_preamble(tmp_path, monkeypatch):
