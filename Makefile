@@ -13,7 +13,11 @@ EXTRA ?=
 PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python 2>/dev/null | sort -rV) python3 python3.13; do \
 	command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v $$c; break; }; done)
 
-.PHONY: setup preprocess validate test test-fast bench demo versions info clean
+METHOD ?= dvscl
+CONFIG ?= tiny
+VIEW ?= depth
+
+.PHONY: setup preprocess validate train test test-fast bench demo versions info clean
 
 $(VENV)/.stamp: pyproject.toml Makefile
 	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.12 found (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -33,6 +37,9 @@ setup: $(VENV)/.stamp
 
 preprocess: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) preprocess --dataset $(DATASET) --workers $(WORKERS) $(if $(METHODS),--methods $(METHODS)) $(EXTRA)
+
+train: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) train --method $(METHOD) --dataset $(DATASET) --config $(CONFIG) --view $(VIEW) $(EXTRA)
 
 validate: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) validate --dataset $(DATASET) $(EXTRA)

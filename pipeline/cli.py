@@ -82,6 +82,30 @@ def cmd_validate(args) -> int:
     return 1 if rep["blocking"] else 0
 
 
+def cmd_train(args) -> int:
+    from pathlib import Path
+
+    cat = load_catalog(args.catalog)
+    ds = cat.dataset(args.dataset)
+    store = cat.store_root / ds.name
+    if not store.exists():
+        print(f"error: no store for {ds.name} at {store}; run `make preprocess DATASET={ds.name}` first",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else cat.runs_root.parent / "train" / ds.name / f"{args.method}-{args.config}-{args.view}"
+    if args.method == "dvscl":
+        from training.dvscl import train_dvscl
+
+        summary = train_dvscl(store, ds.scheme, out, args.config, args.view, args.weights or None,
+                              progress=not args.no_progress)
+    else:
+        print(f"error: METHOD={args.method}: only dvscl can be trained so far (fdp, selfme, attrcl and "
+              "microauclip are open issues); their feeds are in the store already", file=sys.stderr)
+        return 2
+    print(f"predictions and summary in {out}")
+    return 0 if summary else 1
+
+
 def cmd_export(args) -> int:
     from pathlib import Path
 
@@ -129,6 +153,15 @@ def main(argv=None) -> int:
     a.add_argument("--dataset", default="demo")
     a.add_argument("--quick", action="store_true", help="decode only onset/apex frames")
     a.set_defaults(fn=cmd_validate)
+    a = sub.add_parser("train", help="train a method under LOSO on a store (tiny CPU config or the paper's)")
+    a.add_argument("--method", default="dvscl")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--config", default="tiny", choices=["tiny", "paper"])
+    a.add_argument("--view", default="depth", choices=["depth", "gray"], help="second view of DVSCL")
+    a.add_argument("--weights", default="", help="optional local ImageNet ResNet18 state_dict")
+    a.add_argument("--out", default="")
+    a.add_argument("--no-progress", action="store_true")
+    a.set_defaults(fn=cmd_train)
     a = sub.add_parser("export", help="write a version's tables (manifest, exclusions, au_frames, videos) as Parquet")
     a.add_argument("--dataset", default="demo")
     a.add_argument("--snapshot", default=None)

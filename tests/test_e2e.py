@@ -140,6 +140,16 @@ def test_bad_input_is_excluded_with_reasons_and_the_rest_commits(dataset_copy, n
     batch = next(iter(dl))
     assert batch["view_diff"].shape == (4, 1, 310, 310)
     np.testing.assert_allclose(batch["view_diff"][0, 0].numpy() * 255, g["pairs/gray_diff"][gray.items[0][0]])
+    # DVSCL end to end on the store: pretraining, frozen probe, pooled LOSO, resumable
+    from training.dvscl import train_dvscl
+
+    out = root.parent / "train"
+    s = train_dvscl(cat.store_root / "t", ds.scheme, out, "tiny", "gray", log=lambda *a: None, progress=False)
+    assert s["samples"] == 16 and s["folds"] == 3 and 0 <= s["UF1"] <= 1 and (out / "summary.json").is_file()
+    assert s["pretrain_samples_per_s"] > 0
+    msgs = []
+    train_dvscl(cat.store_root / "t", ds.scheme, out, "tiny", "gray", log=msgs.append, progress=False)
+    assert any("resumed: 3 fold(s)" in m for m in msgs) and any("pretraining resumed" in m for m in msgs)
     assert [gray.classes[c] for c in batch["label"]] == [
         {"happy": "happiness", "sad": "sadness"}.get(e, e)
         for e in man.set_index("sample_id").loc[[it[3] for it in gray.items[:4]], "emotion"]]

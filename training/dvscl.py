@@ -1,0 +1,147 @@
+"""DVSCL training (seed 000): self-supervised dual-view pretraining on the labelled +
+AU-selected pairs, then a linear probe on the frozen encoder under LOSO."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from training.augment import augment_pair, resize
+from training.data import PairDataset
+from training.loso import run_loso
+from training.losses import dual_view_infonce
+from training.models.dvscl import DVSCLEncoder
+from training.samplers import HALF_OVERSAMPLING, factors_for, replicate
+
+CONFIGS = {
+    # a few minutes on a laptop CPU
+    "tiny": {"size": 64, "batch": 16, "epochs": 3, "lr": 0.03, "momentum": 0.9, "wd": 1e-4, "tau": 0.07,
+             "dim": 128, "probe_epochs": 300, "probe_lr": 0.01, "oversample": "half", "workers": 0,
+             "depth_scale": 50.0, "seed": 0},
+    # the paper's hyper-parameters (sec. 5.1): 240 epochs, SGD 0.003 cosine, batch 128
+    "paper": {"size": 224, "batch": 128, "epochs": 240, "lr": 0.003, "momentum": 0.9, "wd": 1e-4, "tau": 0.07,
+              "dim": 128, "probe_epochs": 100, "probe_lr": 1e-4, "oversample": "half", "workers": 8,
+              "depth_scale": 50.0, "seed": 0},
+}
+
+
+def _views(batch, view: str, scale: float):
+    v = batch["view_diff"]
+    return batch["rgb_diff"], (v / scale if view == "depth" else v)
+
+
+def pretrain(ds: PairDataset, cfg: dict, device: str, ckpt: Path, weights: str | None = None, log=print,
+             progress: bool = True) -> DVSCLEncoder:
+    torch.manual_seed(cfg["seed"])
+    enc = DVSCLEncoder(cfg["dim"], weights, log).to(device)
+    opt = torch.optim.SGD(enc.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["wd"])
+    bs = min(cfg["batch"], len(ds))
+    steps = cfg["epochs"] * max(1, len(ds) // bs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    start = 0
+    if ckpt.is_file():
+        st = torch.load(ckpt, map_location=device, weights_only=True)
+        enc.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        start = int(st["epoch"])
+        log(f"pretraining resumed after epoch {start}")
+    kw = {"num_workers": cfg["workers"]}
+    if cfg["workers"]:
+        kw["multiprocessing_context"] = "spawn"       # forked workers can hang on Icechunk
+    g = torch.Generator().manual_seed(cfg["seed"])
+    loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, generator=g, **kw)
+    aug_g = torch.Generator().manual_seed(cfg["seed"] + 1)
+    for epoch in range(start, cfg["epochs"]):
+        enc.train()
+        bar = tqdm(loader, desc=f"DVSCL pretrain {epoch + 1}/{cfg['epochs']}", disable=not progress, leave=False)
+        t0, n, tot = time.perf_counter(), 0, 0.0
+        for batch in bar:
+            rgb, view = _views(batch, ds.view, cfg["depth_scale"])
+            pairs = [augment_pair(a, b, cfg["size"], aug_g) for a, b in zip(rgb, view)]
+            x1 = torch.stack([p[0] for p in pairs]).to(device)
+            x2 = torch.stack([p[1] for p in pairs]).to(device)
+            loss = dual_view_infonce(enc(x1), enc(x2), cfg["tau"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            n += len(x1)
+            tot += loss.item() * len(x1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{n / (time.perf_counter() - t0):.1f}")
+        log(f"pretrain epoch {epoch + 1}: InfoNCE {tot / max(n, 1):.4f}, {n / (time.perf_counter() - t0):.1f} samples/s")
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": enc.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "epoch": epoch + 1, "config": json.dumps(cfg)}, ckpt)
+    return enc
+
+
+@torch.no_grad()
+def features(enc: DVSCLEncoder, ds: PairDataset, cfg: dict, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen 512-d features of the RGB view and of the second view, concatenated (N, 1024)."""
+    enc.eval()
+    out = []
+    for i in range(len(ds)):
+        b = ds[i]
+        rgb, view = _views({k: v[None] if torch.is_tensor(v) else v for k, v in b.items()}, ds.view,
+                           cfg["depth_scale"])
+        x1, x2 = resize(rgb, cfg["size"]).to(device), resize(view, cfg["size"]).to(device)
+        out.append(torch.cat([enc.features(x1), enc.features(x2)], 1).cpu().numpy()[0])
+    return np.stack(out), ds.labels
+
+
+def train_probe(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: dict, seed: int, classes=None) -> nn.Module:
+    """A linear layer on standardised frozen features, cross-entropy, Adam with cosine
+    decay over a fixed number of full-batch epochs; half-oversampling replicates rows."""
+    torch.manual_seed(seed)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    idx = np.arange(len(y))
+    if cfg.get("oversample") == "half" and classes is not None:
+        idx = replicate(y, classes, factors_for(classes, HALF_OVERSAMPLING), seed)
+    xt = torch.from_numpy(((x[idx] - mu) / sd).astype(np.float32))
+    yt = torch.from_numpy(y[idx])
+    lin = nn.Linear(x.shape[1], n_classes)
+    opt = torch.optim.Adam(lin.parameters(), lr=cfg["probe_lr"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg["probe_epochs"])
+    for _ in range(cfg["probe_epochs"]):
+        loss = nn.functional.cross_entropy(lin(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    lin.mu, lin.sd = mu, sd
+    return lin
+
+
+def probe_predict(lin: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return lin(torch.from_numpy(((x - lin.mu) / lin.sd).astype(np.float32))).argmax(1).numpy()
+
+
+def train_dvscl(store_path: Path, scheme: dict, out: Path, config: str = "tiny", view: str = "depth",
+                weights: str | None = None, device: str | None = None, log=print, progress: bool = True) -> dict:
+    cfg = CONFIGS[config]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    log(f"DVSCL: config {config}, view RGB+{view}, device {device}")
+    pre = PairDataset(store_path, scheme, view=view, sources=("labelled", "selected"))
+    t0 = time.perf_counter()
+    enc = pretrain(pre, cfg, device, out / "pretrain.pt", weights, log, progress)
+    t_pre = time.perf_counter() - t0
+    lab = PairDataset(store_path, scheme, view=view, sources=("labelled",))
+    x, y = features(enc, lab, cfg, device)
+    items = pd.DataFrame({"sample_id": [it[3] for it in lab.items], "subject": lab.subjects, "label": y})
+
+    def fold(tr, te, k):
+        lin = train_probe(x[tr], y[tr], len(lab.classes), cfg, cfg["seed"] + k, lab.classes)
+        return probe_predict(lin, x[te])
+
+    return run_loso(items, fold, lab.classes, out, log,
+                    meta={"method": "dvscl", "config": config, "view": view, "pretrain_pairs": len(pre),
+                          "pretrain_seconds": t_pre, "pretrain_samples_per_s": cfg["epochs"] * len(pre) / t_pre,
+                          "device": device, "weights": weights})

@@ -1,0 +1,47 @@
+"""Leave-one-subject-out runner: every fold, predictions saved per fold (Parquet), resumed
+at the next unfinished fold, metrics computed once on the pooled predictions, a summary
+(JSON + printed table) and a confusion-matrix plot. No checkpoint is ever chosen by a
+test fold's score: the number of epochs is fixed by the config."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.metrics import plot_confusion, scores
+from training.splits import loso_folds
+
+
+def run_loso(items: pd.DataFrame, fold_fn, classes: list[str], out_dir: Path, log=print,
+             meta: dict | None = None) -> dict:
+    """items: sample_id, subject, label (one row per labelled sample, in a fixed order).
+    fold_fn(train_idx, test_idx, fold_no) -> predicted class indices for test_idx."""
+    out_dir = Path(out_dir)
+    (out_dir / "folds").mkdir(parents=True, exist_ok=True)
+    folds = loso_folds(items["subject"].to_numpy())
+    done = 0
+    for k, (subj, tr, te) in enumerate(folds):
+        path = out_dir / "folds" / f"fold_{k:03d}_{subj}.parquet"
+        if path.is_file():
+            done += 1
+            continue
+        pred = np.asarray(fold_fn(tr, te, k))
+        df = items.iloc[te][["sample_id", "subject"]].copy()
+        df["y_true"], df["y_pred"], df["fold"] = items.iloc[te]["label"].to_numpy(), pred, k
+        tmp = path.with_suffix(".tmp")
+        df.to_parquet(tmp)
+        tmp.rename(path)                    # a fold is either whole or absent
+        log(f"fold {k + 1}/{len(folds)} (test subject {subj}): {int((df.y_true == df.y_pred).sum())}/{len(df)} correct")
+    if done:
+        log(f"resumed: {done} fold(s) were already done")
+    preds = pd.concat([pd.read_parquet(p) for p in sorted((out_dir / "folds").glob("fold_*.parquet"))],
+                      ignore_index=True)
+    sc = scores(preds["y_true"], preds["y_pred"], len(classes))
+    summary = {"classes": classes, "folds": len(folds), "samples": len(preds), **sc, **(meta or {})}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    plot_confusion(sc["confusion"], classes, out_dir / "confusion.png",
+                   f"pooled LOSO: UF1 {sc['UF1']:.4f} UAR {sc['UAR']:.4f}")
+    log(f"{'metric':6s} {'value':>8s}\n" + "\n".join(f"{k:6s} {sc[k]:8.4f}" for k in ("UF1", "UAR", "Acc", "WAR")))
+    return summary
