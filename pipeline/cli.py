@@ -92,14 +92,19 @@ def cmd_train(args) -> int:
         print(f"error: no store for {ds.name} at {store}; run `make preprocess DATASET={ds.name}` first",
               file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else cat.runs_root.parent / "train" / ds.name / f"{args.method}-{args.config}-{args.view}"
+    tag = f"{args.method}-{args.config}" + (f"-{args.view}" if args.method == "dvscl" else "")
+    out = Path(args.out) if args.out else cat.runs_root.parent / "train" / ds.name / tag
     if args.method == "dvscl":
         from training.dvscl import train_dvscl
 
         summary = train_dvscl(store, ds.scheme, out, args.config, args.view, args.weights or None,
                               progress=not args.no_progress)
+    elif args.method == "fdp":
+        from training.fdp import train_fdp
+
+        summary = train_fdp(store, ds.scheme, out, args.config, progress=not args.no_progress)
     else:
-        print(f"error: METHOD={args.method}: only dvscl can be trained so far (fdp, selfme, attrcl and "
+        print(f"error: METHOD={args.method}: only dvscl and fdp can be trained so far (selfme, attrcl and "
               "microauclip are open issues); their feeds are in the store already", file=sys.stderr)
         return 2
     print(f"predictions and summary in {out}")

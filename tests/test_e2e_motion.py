@@ -103,6 +103,14 @@ def test_all_feeds(dataset_copy):
     pd_ = PairDataset(cat.store_root / "t", ds.scheme)
     assert tuple(pd_[0]["rgb_diff"].shape) == (3, 310, 310)
 
+    # FDP trains end to end from the stored clips under LOSO (one epoch: wiring, not accuracy)
+    from training import fdp as fdp_train
+
+    fdp_train.CONFIGS["smoke"] = {**fdp_train.CONFIGS["tiny"], "epochs": 1}
+    s = fdp_train.train_fdp(cat.store_root / "t", ds.scheme, root.parent / "fdp", "smoke",
+                            log=lambda *a: None, progress=False)
+    assert s["folds"] == 3 and s["samples"] == 20 and s["train_samples_per_s"] > 0
+
 
 def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):
     from pipeline.tasks import MagnifierMissing

@@ -78,6 +78,7 @@ class PairDataset(Dataset):
     def __getstate__(self):
         st = dict(self.__dict__)
         st["_group"] = None
+        st.pop("_arrays", None)
         return st
 
     def _g(self):
@@ -85,7 +86,28 @@ class PairDataset(Dataset):
             from pipeline.store import Store
 
             self._group = Store(self.store_path, create=False).group(self.snapshot)
+            # open each array once: a per-item lookup re-reads its metadata (half the cost)
+            self._arrays = {n: self._group[n] for n in (RGB_DIFF, VIEWS[self.view])}
         return self._group
+
+    def __getitems__(self, ids: list[int]) -> list[dict]:
+        """Batched read (DataLoader calls this with a whole batch): one concurrent
+        orthogonal selection per array instead of one request per sample."""
+        self._g()
+        rows = np.array([self.items[i][0] for i in ids])
+        uniq, inv = np.unique(rows, return_inverse=True)
+        rgb = self._arrays[RGB_DIFF].oindex[uniq][inv]
+        v = self._arrays[VIEWS[self.view]].oindex[uniq][inv]
+        return [self._item(i, rgb[k], v[k]) for k, i in enumerate(ids)]
+
+    def _item(self, i: int, rgb: np.ndarray, v: np.ndarray) -> dict:
+        _, label, subject, sid = self.items[i]
+        v = v.astype(np.float32)
+        if self.view == "gray":
+            v = v / 255.0
+        return {"rgb_diff": torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous(),
+                "view_diff": torch.from_numpy(v)[None], "label": torch.tensor(label, dtype=torch.int64),
+                "subject": subject, "sample_id": sid}
 
     @property
     def labels(self) -> np.ndarray:
@@ -96,11 +118,6 @@ class PairDataset(Dataset):
         return [s for _, _, s, _ in self.items]
 
     def __getitem__(self, i: int) -> dict:
-        index, label, subject, sid = self.items[i]
-        g = self._g()
-        rgb = torch.from_numpy(g[RGB_DIFF][index].astype(np.float32) / 255.0).permute(2, 0, 1)
-        v = g[VIEWS[self.view]][index].astype(np.float32)
-        if self.view == "gray":
-            v = v / 255.0
-        return {"rgb_diff": rgb.contiguous(), "view_diff": torch.from_numpy(v)[None],
-                "label": torch.tensor(label, dtype=torch.int64), "subject": subject, "sample_id": sid}
+        index = self.items[i][0]
+        self._g()
+        return self._item(i, self._arrays[RGB_DIFF][index], self._arrays[VIEWS[self.view]][index])

@@ -15,7 +15,7 @@ from training.splits import loso_folds
 
 
 def run_loso(items: pd.DataFrame, fold_fn, classes: list[str], out_dir: Path, log=print,
-             meta: dict | None = None) -> dict:
+             meta=None) -> dict:
     """items: sample_id, subject, label (one row per labelled sample, in a fixed order).
     fold_fn(train_idx, test_idx, fold_no) -> predicted class indices for test_idx."""
     out_dir = Path(out_dir)
@@ -39,7 +39,8 @@ def run_loso(items: pd.DataFrame, fold_fn, classes: list[str], out_dir: Path, lo
     preds = pd.concat([pd.read_parquet(p) for p in sorted((out_dir / "folds").glob("fold_*.parquet"))],
                       ignore_index=True)
     sc = scores(preds["y_true"], preds["y_pred"], len(classes))
-    summary = {"classes": classes, "folds": len(folds), "samples": len(preds), **sc, **(meta or {})}
+    extra = meta() if callable(meta) else (meta or {})      # a callable is evaluated after the folds
+    summary = {"classes": classes, "folds": len(folds), "samples": len(preds), **sc, **extra}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     plot_confusion(sc["confusion"], classes, out_dir / "confusion.png",
                    f"pooled LOSO: UF1 {sc['UF1']:.4f} UAR {sc['UAR']:.4f}")
