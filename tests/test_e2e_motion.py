@@ -110,6 +110,8 @@ def test_all_feeds(dataset_copy):
     s = fdp_train.train_fdp(cat.store_root / "t", ds.scheme, root.parent / "fdp", "smoke",
                             log=lambda *a: None, progress=False)
     assert s["folds"] == 3 and s["samples"] == 20 and s["train_samples_per_s"] > 0
+    ck = torch.load(root.parent / "fdp" / "models" / "fold_000.pt", weights_only=True)
+    assert "model" in ck
 
 
 def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):

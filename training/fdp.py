@@ -66,6 +66,9 @@ def train_fdp(store_path: Path, scheme: dict, out: Path, config: str = "tiny", d
                 n += len(x)
                 bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{n / (time.perf_counter() - t0):.1f}")
             rates.append(n / (time.perf_counter() - t0))
+        (out / "models").mkdir(parents=True, exist_ok=True)      # the fold's final model (fixed epochs)
+        torch.save({"model": model.state_dict(), "config": cfg, "classes": classes},
+                   out / "models" / f"fold_{k:03d}.pt")
         model.eval()
         preds = []
         with torch.no_grad():
