@@ -14,7 +14,6 @@ import platform
 import subprocess
 import sys
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path

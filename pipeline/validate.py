@@ -11,7 +11,6 @@ rows are reported but do not block (the real datasets ship some).
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 from pipeline.catalog import Dataset
 from pipeline.ingest import ingest

@@ -95,7 +95,7 @@ def landmark_features(lm: np.ndarray) -> np.ndarray:
     """(T, len(AUS)) geometric signal per AU from (T, 68, 2) landmarks, in IOD units,
     signed so that the AU's action makes it grow. Rows with NaN landmarks are NaN."""
     n = normalise_shape(lm)
-    y, x = n[..., 1], n[..., 0]
+    y = n[..., 1]
     eye_y = (n[:, 36:48, 1]).mean(axis=1)
     inner_brow = -(y[:, [20, 21, 22, 23]].mean(1) - eye_y)          # height above the eyes
     outer_brow = -(y[:, [17, 18, 25, 26]].mean(1) - eye_y)

@@ -1,6 +1,5 @@
 """Every adapter on a fixture in its dataset's real layout (real column names, real traps),
 and `validate` reporting exactly the planted problems."""
-import textwrap
 
 import pytest
 import yaml

