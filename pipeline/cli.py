@@ -103,9 +103,14 @@ def cmd_train(args) -> int:
         from training.fdp import train_fdp
 
         summary = train_fdp(store, ds.scheme, out, args.config, progress=not args.no_progress)
+    elif args.method == "attrcl":
+        from training.attrcl import train_attrcl
+
+        summary = train_attrcl(store, ds.scheme, out, args.config, args.protocol, args.text_model or None,
+                               progress=not args.no_progress)
     else:
-        print(f"error: METHOD={args.method}: only dvscl and fdp can be trained so far (selfme, attrcl and "
-              "microauclip are open issues); their feeds are in the store already", file=sys.stderr)
+        print(f"error: METHOD={args.method}: dvscl, fdp and attrcl can be trained so far (selfme and "
+              "microauclip are open); their feeds are in the store already", file=sys.stderr)
         return 2
     print(f"predictions and summary in {out}")
     return 0 if summary else 1
@@ -164,6 +169,9 @@ def main(argv=None) -> int:
     a.add_argument("--config", default="tiny", choices=["tiny", "paper"])
     a.add_argument("--view", default="depth", choices=["depth", "gray"], help="second view of DVSCL")
     a.add_argument("--weights", default="", help="optional local ImageNet ResNet18 state_dict")
+    a.add_argument("--protocol", default="split", choices=["split", "loso"],
+                   help="AttrCL: subject-disjoint 3:2 split x 5 runs (the paper) or LOSO")
+    a.add_argument("--text-model", default="", help="AttrCL: local BERT/sentence-transformers folder")
     a.add_argument("--out", default="")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(fn=cmd_train)

@@ -113,6 +113,14 @@ def test_all_feeds(dataset_copy):
     ck = torch.load(root.parent / "fdp" / "models" / "fold_000.pt", weights_only=True)
     assert "model" in ck
 
+    # AttrCL trains end to end from the stored TIM clips + flow sequences (one run, one epoch)
+    from training import attrcl as attrcl_train
+
+    attrcl_train.CONFIGS["smoke"] = {**attrcl_train.CONFIGS["tiny"], "epochs": 1, "runs": 1}
+    s = attrcl_train.train_attrcl(cat.store_root / "t", ds.scheme, root.parent / "attrcl", "smoke",
+                                  log=lambda *a: None, progress=False)
+    assert len(s["runs"]) == 1 and 0 <= s["Acc_mean"] <= 1
+
 
 def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):
     from pipeline.tasks import MagnifierMissing

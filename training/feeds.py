@@ -109,7 +109,7 @@ class AttrCLDataset(FeedDataset):
         g = self.g()
         rgb = torch.from_numpy(g["attrcl/rgb16"][int(r["index"])]).permute(3, 0, 1, 2).float() / 255.0
         flow = torch.from_numpy(g["attrcl/flow16"][int(r["index"])].astype(np.float32)).permute(3, 0, 1, 2)
-        return {**self.base(r), "rgb": rgb, "flow": flow, "au_list": list(r["au_list"] or [])}
+        return {**self.base(r), "rgb": rgb, "flow": flow, "au_list": [int(a) for a in (r["au_list"] if r["au_list"] is not None else [])]}
 
 
 class MicroAUCLIPDataset(FeedDataset):
@@ -123,7 +123,7 @@ class MicroAUCLIPDataset(FeedDataset):
         g, k = self.g(), int(r["index"])
         flow = torch.from_numpy(g["micro/flow224"][k].astype(np.float32)).permute(2, 0, 1)
         lm = torch.from_numpy(g["micro/apex_landmarks224"][k])
-        return {**self.base(r), "flow": flow, "landmarks": lm, "au_list": list(r["au_list"] or [])}
+        return {**self.base(r), "flow": flow, "landmarks": lm, "au_list": [int(a) for a in (r["au_list"] if r["au_list"] is not None else [])]}
 
 
 class SelfMEDataset(FeedDataset):
