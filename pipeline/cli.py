@@ -108,9 +108,14 @@ def cmd_train(args) -> int:
 
         summary = train_attrcl(store, ds.scheme, out, args.config, args.protocol, args.text_model or None,
                                progress=not args.no_progress)
+    elif args.method == "microauclip":
+        from training.microauclip import train_microauclip
+
+        summary = train_microauclip(store, ds.scheme, out, args.config, progress=not args.no_progress,
+                                    weights=args.weights or None)
     else:
-        print(f"error: METHOD={args.method}: dvscl, fdp and attrcl can be trained so far (selfme and "
-              "microauclip are open); their feeds are in the store already", file=sys.stderr)
+        print(f"error: METHOD={args.method}: dvscl, fdp, attrcl and microauclip can be trained so far (selfme "
+              "is open); its feed is in the store already", file=sys.stderr)
         return 2
     print(f"predictions and summary in {out}")
     return 0 if summary else 1
@@ -168,7 +173,8 @@ def main(argv=None) -> int:
     a.add_argument("--dataset", default="demo")
     a.add_argument("--config", default="tiny", choices=["tiny", "paper"])
     a.add_argument("--view", default="depth", choices=["depth", "gray"], help="second view of DVSCL")
-    a.add_argument("--weights", default="", help="optional local ImageNet ResNet18 state_dict")
+    a.add_argument("--weights", default="", help="optional local weights: ImageNet ResNet18 (dvscl) or "
+                   "open_clip ViT-B-32 (microauclip) state_dict")
     a.add_argument("--protocol", default="split", choices=["split", "loso"],
                    help="AttrCL: subject-disjoint 3:2 split x 5 runs (the paper) or LOSO")
     a.add_argument("--text-model", default="", help="AttrCL: local BERT/sentence-transformers folder")

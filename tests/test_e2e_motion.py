@@ -121,6 +121,21 @@ def test_all_feeds(dataset_copy):
                                   log=lambda *a: None, progress=False)
     assert len(s["runs"]) == 1 and 0 <= s["Acc_mean"] <= 1
 
+    # MicroAUCLIP: AU detection + emotion-label-free MER under LOSO from the stored 224 flows,
+    # with CLIP weights from a local file (here: a saved random init)
+    import open_clip
+
+    from training import microauclip as mac
+
+    w = root.parent / "clip.pt"
+    torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), w)
+    mac.CONFIGS["smoke"] = {**mac.CONFIGS["tiny"], "epochs": 1}
+    msgs = []
+    s = mac.train_microauclip(cat.store_root / "t", ds.scheme, root.parent / "mac", "smoke", log=msgs.append,
+                              progress=False, weights=str(w))
+    assert any("0 missing, 0 unexpected" in m for m in msgs)
+    assert set(s["au_detection"]) >= {"AU1", "AU12", "mean_F1"} and s["emotion_label_free"]["n"] == 20
+
 
 def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):
     from pipeline.tasks import MagnifierMissing
