@@ -113,9 +113,12 @@ def cmd_train(args) -> int:
 
         summary = train_microauclip(store, ds.scheme, out, args.config, progress=not args.no_progress,
                                     weights=args.weights or None)
+    elif args.method == "selfme":
+        from training.selfme import train_selfme
+
+        summary = train_selfme(store, ds.scheme, out, args.config, args.weights or None, progress=not args.no_progress)
     else:
-        print(f"error: METHOD={args.method}: dvscl, fdp, attrcl and microauclip can be trained so far (selfme "
-              "is open); its feed is in the store already", file=sys.stderr)
+        print(f"error: METHOD={args.method}: unknown; use dvscl, fdp, attrcl, microauclip or selfme", file=sys.stderr)
         return 2
     print(f"predictions and summary in {out}")
     return 0 if summary else 1

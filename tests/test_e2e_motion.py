@@ -136,6 +136,14 @@ def test_all_feeds(dataset_copy):
     assert any("0 missing, 0 unexpected" in m for m in msgs)
     assert set(s["au_detection"]) >= {"AU1", "AU12", "mean_F1"} and s["emotion_label_free"]["n"] == 20
 
+    # SelfME's classification stage (SCViT) on the stored TV-L1 motion
+    from training import selfme as sm
+
+    sm.CONFIGS["smoke"] = {**sm.CONFIGS["tiny"], "epochs": 1}
+    s = sm.train_selfme(cat.store_root / "t", ds.scheme, root.parent / "selfme", "smoke", log=lambda *a: None,
+                        progress=False)
+    assert s["folds"] == 3 and s["samples"] == 20
+
 
 def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):
     from pipeline.tasks import MagnifierMissing

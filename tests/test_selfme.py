@@ -1,0 +1,98 @@
+"""SelfME pieces (seed 001): SC loss against eq. 14 written out, scaling-and-squaring
+keeps the Jacobian positive, cubic B-spline upsampling, quadrant embeddings."""
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.models.selfme import (REGIONS, SYMMETRIC, bspline_upsample, jacobian_determinant,
+                                    quadrant_embeddings, scaling_and_squaring, symmetric_contrastive_loss, warp)
+
+
+def test_sc_loss_explicit_loops():
+    torch.manual_seed(0)
+    e = F.normalize(torch.randn(4, 4, 6), dim=-1)
+    y = torch.tensor([0, 1, 0, 1])
+    tau = 0.5
+    per = []
+    for i in range(4):
+        acc, n = 0.0, 0
+        for (ai, a), (bi, b) in itertools.product(enumerate(REGIONS), repeat=2):
+            if a != b and (a, b) not in SYMMETRIC:
+                continue
+            cands = [k for k in range(4) if not (a == b and k == i)]
+            den = sum(math.exp(float(e[i, ai] @ e[k, bi]) / tau) for k in cands)
+            for p in cands:
+                if y[p] == y[i]:
+                    acc += -math.log(math.exp(float(e[i, ai] @ e[p, bi]) / tau) / den)
+                    n += 1
+        per.append(acc / n)
+    assert symmetric_contrastive_loss(e, y, tau).item() == pytest.approx(sum(per) / 4, rel=1e-5)
+
+
+def test_scaling_and_squaring_is_diffeomorphic():
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    v = torch.stack([8 * torch.sin(xx / 6), 2 * torch.sin(yy / 7) * torch.cos(xx / 9)], 0)[None]
+    assert jacobian_determinant(v).min() < 0            # used as a displacement, the field folds
+    phi = scaling_and_squaring(v, steps=7)
+    assert jacobian_determinant(phi).min() > 0          # its exponential is not
+    # a constant velocity integrates to itself (a translation)
+    c = torch.full((1, 2, 16, 16), 0.7)
+    assert torch.allclose(scaling_and_squaring(c)[..., 4:-4, 4:-4], c[..., 4:-4, 4:-4], atol=1e-4)
+
+
+def test_bspline_upsampling():
+    c = torch.full((1, 2, 8, 8), 1.5)
+    assert torch.allclose(bspline_upsample(c, (64, 64)), torch.full((1, 2, 64, 64), 1.5), atol=1e-5)
+    r = torch.randn(1, 2, 8, 8)
+    up = bspline_upsample(r, (64, 64))
+    assert up.shape == (1, 2, 64, 64)
+    assert up.abs().max() <= r.abs().max() + 1e-5       # a convex combination of the control values
+    assert (up[..., 1:, :] - up[..., :-1, :]).abs().max() < (r[..., 1:, :] - r[..., :-1, :]).abs().max()
+
+
+def test_warp_identity_and_quadrants():
+    x = torch.randn(1, 3, 10, 10)
+    assert torch.allclose(warp(x, torch.zeros(1, 2, 10, 10)), x, atol=1e-5)
+    tok = torch.arange(16.0).reshape(1, 16, 1)          # a 4x4 grid
+    q = quadrant_embeddings(tok, 4)[0, :, 0]
+    assert q.tolist() == [2.5, 4.5, 10.5, 12.5]         # UL, UR, BL, BR means
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_planted_signal_scvit(shuffle):
+    """Class = where the motion is (upper vs lower face), symmetric left/right."""
+    from training.models.selfme import SCViT, scvit_loss
+
+    g = torch.Generator().manual_seed(0)
+
+    def make(n):
+        y = torch.arange(n) % 2
+        x = 0.1 * torch.randn(n, 2, 64, 64, generator=g)
+        for i in range(n):
+            rows = slice(8, 24) if y[i] == 0 else slice(40, 56)
+            x[i, 1, rows, 8:24] -= 2.0
+            x[i, 1, rows, 40:56] -= 2.0
+        if shuffle:
+            y = y[torch.randperm(n, generator=g)]
+        return x, y
+
+    torch.manual_seed(0)
+    m = SCViT(2, 2, img_size=64)
+    xtr, ytr = make(32)
+    xte, yte = make(16)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    for _ in range(15):
+        m.train()
+        for i in range(0, 32, 8):
+            logits, reg = m(xtr[i:i + 8])
+            loss = scvit_loss(logits, reg, ytr[i:i + 8])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    m.eval()
+    with torch.no_grad():
+        acc = (m(xte)[0].argmax(1) == yte).float().mean().item()
+    assert (acc < 0.8) if shuffle else (acc > 0.9), (shuffle, acc)
