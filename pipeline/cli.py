@@ -92,7 +92,9 @@ def cmd_train(args) -> int:
         print(f"error: no store for {ds.name} at {store}; run `make preprocess DATASET={ds.name}` first",
               file=sys.stderr)
         return 2
-    tag = f"{args.method}-{args.config}" + (f"-{args.view}" if args.method == "dvscl" else "")
+    tag = f"{args.method}-{args.config}" + (f"-{args.view}" if args.method == "dvscl" else "") \
+        + (f"-{args.motion}" if args.method == "selfme" else "") \
+        + (f"-{args.protocol}" if args.method == "attrcl" else "")
     out = Path(args.out) if args.out else cat.runs_root.parent / "train" / ds.name / tag
     if args.method == "dvscl":
         from training.dvscl import train_dvscl
@@ -116,7 +118,8 @@ def cmd_train(args) -> int:
     elif args.method == "selfme":
         from training.selfme import train_selfme
 
-        summary = train_selfme(store, ds.scheme, out, args.config, args.weights or None, progress=not args.no_progress)
+        summary = train_selfme(store, ds.scheme, out, args.config, args.weights or None, progress=not args.no_progress,
+                               motion=args.motion)
     else:
         print(f"error: METHOD={args.method}: unknown; use dvscl, fdp, attrcl, microauclip or selfme", file=sys.stderr)
         return 2
@@ -181,6 +184,8 @@ def main(argv=None) -> int:
     a.add_argument("--protocol", default="split", choices=["split", "loso"],
                    help="AttrCL: subject-disjoint 3:2 split x 5 runs (the paper) or LOSO")
     a.add_argument("--text-model", default="", help="AttrCL: local BERT/sentence-transformers folder")
+    a.add_argument("--motion", default="learned", choices=["learned", "tvl1"],
+                   help="SelfME: the learned motion (default) or the TV-L1 baseline")
     a.add_argument("--out", default="")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(fn=cmd_train)

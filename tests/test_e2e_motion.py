@@ -139,10 +139,13 @@ def test_all_feeds(dataset_copy):
     # SelfME's classification stage (SCViT) on the stored TV-L1 motion
     from training import selfme as sm
 
-    sm.CONFIGS["smoke"] = {**sm.CONFIGS["tiny"], "epochs": 1}
+    sm.CONFIGS["smoke"] = {**sm.CONFIGS["tiny"], "epochs": 1, "motion_epochs": 1, "motion_pairs": 16}
     s = sm.train_selfme(cat.store_root / "t", ds.scheme, root.parent / "selfme", "smoke", log=lambda *a: None,
-                        progress=False)
+                        progress=False, motion="tvl1")
     assert s["folds"] == 3 and s["samples"] == 20
+    s = sm.train_selfme(cat.store_root / "t", ds.scheme, root.parent / "selfme-learned", "smoke",
+                        log=lambda *a: None, progress=False, motion="learned")
+    assert s["motion"] == "learned" and s["samples"] == 20
 
 
 def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):

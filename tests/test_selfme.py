@@ -96,3 +96,53 @@ def test_planted_signal_scvit(shuffle):
     with torch.no_grad():
         acc = (m(xte)[0].argmax(1) == yte).float().mean().item()
     assert (acc < 0.8) if shuffle else (acc > 0.9), (shuffle, acc)
+
+
+def test_tps_round_trip_and_equivariance():
+    from training.models.motion_learner import TPS, KeypointDetector, equivariance_loss
+
+    g = torch.Generator().manual_seed(0)
+    t = TPS(3, sigma_tps=0.0, generator=g)                      # affine part only: exactly invertible
+    a = torch.cat([t.theta[..., 1:], t.theta[..., :1]], -1)     # [A | b] with z' = A z + b
+    A, b = a[..., :2], a[..., 2]
+    Ai = torch.linalg.inv(A)
+    inv = TPS(3, theta=torch.cat([-(Ai @ b[..., None]), Ai], -1), w=torch.zeros(3, 25, 2))
+    z = torch.rand(3, 10, 2) * 2 - 1
+    assert torch.allclose(inv(t(z)), z, atol=1e-5) and torch.allclose(t(inv(z)), z, atol=1e-5)
+    # a small non-linear TPS and the one with negated parameters nearly undo each other
+    t2 = TPS(3, sigma_affine=0.0, sigma_tps=0.002, generator=g)
+    back = TPS(3, theta=t2.theta, w=-t2.w)
+    assert (back(t2(z)) - z).abs().max() < 0.01
+    # the identity transform costs no equivariance loss
+    ident = TPS(2, theta=torch.tensor([[0.0, 1, 0], [0, 0, 1]]).expand(2, 2, 3), w=torch.zeros(2, 25, 2))
+    assert equivariance_loss(KeypointDetector(), torch.rand(2, 3, 32, 32), ident).item() < 1e-4
+
+
+def test_motion_learner_learns_to_reconstruct():
+    """On pairs whose target is the source shifted, training lowers the reconstruction loss."""
+    from training.models.motion_learner import MotionLearner
+
+    torch.manual_seed(0)
+    base = torch.rand(8, 3, 32, 32)
+    src = torch.nn.functional.avg_pool2d(base, 3, 1, 1)
+    tgt = torch.roll(src, 2, dims=-1)
+    m = MotionLearner(k=4)
+    opt = torch.optim.Adam(m.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        loss = (m(src, tgt)["prediction"] - tgt).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+    assert m.motion(src, tgt, 2.0).shape == (8, 2, 8, 8)
+
+
+def test_a_run_folder_belongs_to_one_configuration(tmp_path):
+    from training.loso import check_identity
+
+    check_identity(tmp_path, {"method": "x", "config": {"lr": 1}})
+    check_identity(tmp_path, {"method": "x", "config": {"lr": 1}})
+    with pytest.raises(ValueError, match="another configuration"):
+        check_identity(tmp_path, {"method": "x", "config": {"lr": 2}})

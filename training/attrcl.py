@@ -89,7 +89,8 @@ def train_attrcl(store_path: Path, scheme: dict, out: Path, config: str = "tiny"
         return run_loso(items, lambda tr, te, k: _fit_predict(data, tr, te, len(classes), cfg, cfg["seed"] + k,
                                                               device, rates, progress),
                         classes, out, log, meta=lambda: {"method": "attrcl", "config": config, "protocol": "loso",
-                                                         "train_samples_per_s": float(np.mean(rates))})
+                                                         "train_samples_per_s": float(np.mean(rates))},
+                        identity={"method": "attrcl", "config": cfg, "protocol": "loso", "text": text_model})
     runs = []
     out.mkdir(parents=True, exist_ok=True)
     for r in range(cfg["runs"]):

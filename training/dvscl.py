@@ -144,4 +144,5 @@ def train_dvscl(store_path: Path, scheme: dict, out: Path, config: str = "tiny",
     return run_loso(items, fold, lab.classes, out, log,
                     meta={"method": "dvscl", "config": config, "view": view, "pretrain_pairs": len(pre),
                           "pretrain_seconds": t_pre, "pretrain_samples_per_s": cfg["epochs"] * len(pre) / t_pre,
-                          "device": device, "weights": weights})
+                          "device": device, "weights": weights},
+                    identity={"method": "dvscl", "config": cfg, "view": view, "weights": weights})

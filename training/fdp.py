@@ -79,4 +79,5 @@ def train_fdp(store_path: Path, scheme: dict, out: Path, config: str = "tiny", d
 
     return run_loso(items, fold, classes, out, log,
                     meta=lambda: {"method": "fdp", "config": config, "parameters": n_params, "device": device,
-                                  "train_samples_per_s": float(np.mean(rates)) if rates else None})
+                                  "train_samples_per_s": float(np.mean(rates)) if rates else None},
+                    identity={"method": "fdp", "config": cfg})

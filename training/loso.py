@@ -14,11 +14,31 @@ from training.metrics import plot_confusion, scores
 from training.splits import loso_folds
 
 
+def check_identity(out_dir: Path, identity: dict | None) -> None:
+    """A run folder belongs to one configuration: resuming it with another is an error
+    (finished folds of a different run would be pooled silently otherwise)."""
+    if identity is None:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "run.json"
+    ident = json.loads(json.dumps(identity, default=str))
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != ident:
+            diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
+            raise ValueError(f"{out_dir} holds a run with another configuration (differs in {diff}); "
+                             "give another --out or delete the folder")
+    else:
+        path.write_text(json.dumps(ident, indent=1))
+
+
 def run_loso(items: pd.DataFrame, fold_fn, classes: list[str], out_dir: Path, log=print,
-             meta=None) -> dict:
+             meta=None, identity: dict | None = None) -> dict:
     """items: sample_id, subject, label (one row per labelled sample, in a fixed order).
-    fold_fn(train_idx, test_idx, fold_no) -> predicted class indices for test_idx."""
+    fold_fn(train_idx, test_idx, fold_no) -> predicted class indices for test_idx.
+    identity: what defines the run (method, config, data); a resumed folder must match."""
     out_dir = Path(out_dir)
+    check_identity(out_dir, identity if identity is None else {**identity, "samples": list(items["sample_id"])})
     (out_dir / "folds").mkdir(parents=True, exist_ok=True)
     folds = loso_folds(items["subject"].to_numpy())
     done = 0

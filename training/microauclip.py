@@ -62,6 +62,10 @@ def train_microauclip(store_path: Path, scheme: dict, out: Path, config: str = "
     log(f"MicroAUCLIP: config {config}, AUs {aus}, device {device}; CLIP ViT-B/32 "
         + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)")
         + ", last 3 layers of both encoders trainable")
+    from training.loso import check_identity
+
+    check_identity(out, {"method": "microauclip", "config": cfg, "weights": weights,
+                         "samples": [r["sample_id"] for r in ds.rows]})
     (out / "folds").mkdir(parents=True, exist_ok=True)
     rates = []
     for k, (subj, tr, te) in enumerate(loso_folds(subjects)):
