@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 DATASET ?= demo
 WORKERS ?= 2
 METHODS ?=
+CLUSTER ?=
 CATALOG ?= catalog.yaml
 EXTRA ?=
 
@@ -36,7 +37,7 @@ $(VENV)/.stamp: pyproject.toml Makefile
 setup: $(VENV)/.stamp
 
 preprocess: $(VENV)/.stamp
-	$(VENV)/bin/mepipe --catalog $(CATALOG) preprocess --dataset $(DATASET) --workers $(WORKERS) $(if $(METHODS),--methods $(METHODS)) $(EXTRA)
+	$(VENV)/bin/mepipe --catalog $(CATALOG) preprocess --dataset $(DATASET) --workers $(WORKERS) $(if $(METHODS),--methods $(METHODS)) $(if $(CLUSTER),--cluster $(CLUSTER)) $(EXTRA)
 
 train: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) train --method $(METHOD) --dataset $(DATASET) --config $(CONFIG) --view $(VIEW) $(EXTRA)

@@ -18,7 +18,7 @@ MODALITIES = ("rgb", "depth", "gray")
 
 # key -> (type, required)
 _TOP = {"store_root": (str, True), "runs_root": (str, True), "label_schemes": (dict, True),
-        "datasets": (dict, True)}
+        "datasets": (dict, True), "clusters": (dict, False)}
 _DS = {"description": (str, False), "adapter": (str, True), "root_env": (str, True),
        "root_default": (str, False), "generate": (str, False), "fps": ((int, float), True),
        "modalities": (list, True), "annotation": (str, False), "annotation_sheet": (str, False),
@@ -106,6 +106,12 @@ class Catalog:
     runs_root: Path
     label_schemes: dict
     datasets: dict[str, Dataset]
+    clusters: dict = field(default_factory=dict)
+
+    def cluster(self, name: str) -> dict:
+        if name not in self.clusters:
+            raise CatalogError(f"unknown cluster profile {name!r}; the catalog has {sorted(self.clusters)}")
+        return self.clusters[name]
 
     def dataset(self, name: str) -> Dataset:
         if name not in self.datasets:
@@ -190,5 +196,13 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
             generate=d.get("generate"), known_bad=d.get("known_bad"),
             description=d.get("description", ""), emotion_synonyms=d.get("emotion_synonyms") or {},
             unlabelled=d.get("unlabelled"), base_dir=base)
+    from pipeline.cluster import KINDS, PROFILE_KEYS
+
+    clusters = {}
+    for name, prof in (raw.get("clusters") or {}).items():
+        _check(prof, PROFILE_KEYS, f"clusters.{name}")
+        if prof["kind"] not in KINDS:
+            raise CatalogError(f"clusters.{name}.kind: {prof['kind']!r} is not one of {KINDS}")
+        clusters[name] = dict(prof)
     return Catalog(path=path, store_root=(base / raw["store_root"]), runs_root=(base / raw["runs_root"]),
-                   label_schemes=schemes, datasets=datasets)
+                   label_schemes=schemes, datasets=datasets, clusters=clusters)

@@ -34,11 +34,20 @@ def cmd_preprocess(args) -> int:
         print(f"error: --methods {bad}: unknown; known: {sorted(FEEDS)}", file=sys.stderr)
         return 2
     _ensure_demo(ds)
-    res = run(cat, ds, workers=args.workers, progress=not args.no_progress, methods=methods)
+    res = run(cat, ds, workers=args.workers, progress=not args.no_progress, methods=methods,
+              cluster=args.cluster or None)
     if res.committed:
         summary = json.loads((res.run_dir / "summary.json").read_text())
         rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, summary)
         print(f"[{ds.name}] QC report: {rep}")
+    return 0
+
+
+def cmd_cluster_script(args) -> int:
+    from pipeline.cluster import job_script
+
+    cat = load_catalog(args.catalog)
+    print(job_script(cat.cluster(args.cluster)), end="")
     return 0
 
 
@@ -162,7 +171,11 @@ def main(argv=None) -> int:
     a.add_argument("--workers", type=int, default=2)
     a.add_argument("--methods", default="", help="comma-separated method feeds (default: all)")
     a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--cluster", default="", help="cluster profile of the catalog (default: a LocalCluster)")
     a.set_defaults(fn=cmd_preprocess)
+    a = sub.add_parser("cluster-script", help="print the batch job script of a cluster profile (submits nothing)")
+    a.add_argument("--cluster", required=True)
+    a.set_defaults(fn=cmd_cluster_script)
     a = sub.add_parser("versions", help="list the versions (commits) of a dataset's store")
     a.add_argument("--dataset", default="demo")
     a.set_defaults(fn=cmd_versions)

@@ -184,19 +184,21 @@ def write_shard(fork, store_path: str, parent: str | None, slots: list, array_na
 
 
 class LazyClient:
-    """A dask LocalCluster started on first use (a run with nothing to do starts none)."""
+    """A dask cluster started on first use (a run with nothing to do starts none): the
+    LocalCluster of `workers` by default, or the catalog's cluster profile."""
 
-    def __init__(self, workers: int, log=print):
-        self.workers, self.log, self.client = workers, log, None
+    def __init__(self, workers: int, log=print, profile: dict | None = None):
+        self.workers, self.log, self.client, self.profile = workers, log, None, profile
 
     def __call__(self):
         if self.client is None:
-            from dask.distributed import Client, LocalCluster
+            from dask.distributed import Client
 
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=40)
-            self.client = Client(cluster)
-            self.log(f"dask dashboard: {self.client.dashboard_link} ({self.workers} worker(s))")
+            from pipeline.cluster import make_cluster
+
+            self.client = Client(make_cluster(self.profile, self.workers))
+            kind = (self.profile or {}).get("kind", "local")
+            self.log(f"dask dashboard: {self.client.dashboard_link} ({kind} cluster)")
         return self.client
 
     def close(self):
@@ -207,7 +209,7 @@ class LazyClient:
 
 
 def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool = True,
-        methods: list[str] | None = None) -> RunResult:
+        methods: list[str] | None = None, cluster: str | None = None) -> RunResult:
     """Preprocess dataset `ds` into its store and commit one version (or nothing, if up to date)."""
     t0 = time.perf_counter()
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -217,7 +219,7 @@ def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool =
     samples, excl_ingest = ingest(ds, cat, log)
     log(f"[{ds.name}] {len(samples)} samples from the annotation, {len(excl_ingest)} rows excluded at ingest")
     store = Store(cat.store_root / ds.name)
-    get_client = LazyClient(workers, log)
+    get_client = LazyClient(workers, log, cat.cluster(cluster) if cluster else None)
     try:
         with store.lock():
             return _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0,

@@ -1,0 +1,82 @@
+"""Where the dask workers run: a LocalCluster (the default), or a SLURM / PBS cluster
+built with dask-jobqueue from a named profile in catalog.yaml (`clusters:`).
+
+Workers retire before the job's walltime (`--lifetime` = walltime - margin, with
+`--lifetime-stagger` so they do not all leave at once); the cluster scales adaptively
+between the profile's job limits; `job_script()` shows what would be submitted.
+"""
+from __future__ import annotations
+
+import re
+
+KINDS = ("local", "slurm", "pbs")
+# key -> (type, required)
+PROFILE_KEYS = {"kind": (str, True), "queue": (str, False), "account": (str, False), "cores": (int, False),
+                "processes": (int, False), "memory": (str, False), "walltime": (str, False), "gpus": (int, False),
+                "python": (str, False), "min_jobs": (int, False), "max_jobs": (int, False),
+                "lifetime_margin_min": (int, False), "stagger_min": (int, False),
+                "job_extra_directives": (list, False), "scheduler_host": (str, False), "workers": (int, False)}
+
+
+def walltime_minutes(walltime: str) -> int:
+    """'HH:MM:SS' or 'D-HH:MM:SS' -> minutes."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d{2}):(\d{2})", walltime.strip())
+    if not m:
+        raise ValueError(f"walltime {walltime!r}: expected HH:MM:SS or D-HH:MM:SS")
+    d, h, mi, s = (int(x) if x else 0 for x in m.groups())
+    return d * 1440 + h * 60 + mi + (1 if s else 0)
+
+
+def cluster_kwargs(p: dict) -> dict:
+    """dask-jobqueue keyword arguments of a slurm/pbs profile."""
+    walltime = p.get("walltime", "01:00:00")
+    life = walltime_minutes(walltime) - p.get("lifetime_margin_min", 10)
+    if life < 5:
+        raise ValueError(f"walltime {walltime} leaves no time after the lifetime margin")
+    extra = list(p.get("job_extra_directives", []))
+    if p.get("gpus"):
+        extra.append(f"--gres=gpu:{p['gpus']}" if p["kind"] == "slurm" else f"-l ngpus={p['gpus']}")
+    kw = {"queue": p.get("queue"), "account": p.get("account"), "cores": p.get("cores", 4),
+          "processes": p.get("processes", 1), "memory": p.get("memory", "8GB"), "walltime": walltime,
+          "job_extra_directives": extra,
+          "worker_extra_args": ["--lifetime", f"{life}m", "--lifetime-stagger", f"{p.get('stagger_min', 4)}m"],
+          "scheduler_options": {"dashboard_address": ":0",
+                                **({"host": p["scheduler_host"]} if p.get("scheduler_host") else {})}}
+    if p.get("gpus"):   # GPU work is routed with worker resources on client.submit (not graph annotations)
+        kw["worker_extra_args"] += ["--resources", f"GPU={p['gpus']}"]
+    if p.get("python"):
+        kw["python"] = p["python"]
+    return kw
+
+
+def make_cluster(profile: dict | None, workers: int = 2):
+    """A started cluster for `profile` (None = the default LocalCluster of `workers`)."""
+    p = profile or {"kind": "local", "workers": workers}
+    if p["kind"] == "local":
+        from dask.distributed import LocalCluster
+
+        return LocalCluster(n_workers=p.get("workers", workers), threads_per_worker=1, processes=True,
+                            dashboard_address=":0", silence_logs=40)
+    if p["kind"] == "slurm":
+        from dask_jobqueue import SLURMCluster as C
+    elif p["kind"] == "pbs":
+        from dask_jobqueue import PBSCluster as C
+    else:
+        raise ValueError(f"cluster kind {p['kind']!r}; use one of {KINDS}")
+    cluster = C(**cluster_kwargs(p))
+    cluster.adapt(minimum_jobs=p.get("min_jobs", 0), maximum_jobs=p.get("max_jobs", 4))
+    return cluster
+
+
+def job_script(profile: dict) -> str:
+    """The batch script a slurm/pbs profile would submit (nothing is submitted)."""
+    if profile["kind"] == "local":
+        return "# profile 'local': no batch job (a LocalCluster on this machine)\n"
+    from dask_jobqueue import PBSCluster, SLURMCluster
+
+    C = SLURMCluster if profile["kind"] == "slurm" else PBSCluster
+    c = C(**cluster_kwargs(profile))
+    try:
+        return c.job_script()
+    finally:
+        c.close()
