@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
+
+from training.loop import shuffled_batches
 
 from training.feeds import MicroAUCLIPDataset
 from training.metrics import scores
@@ -87,21 +88,19 @@ def train_microauclip(store_path: Path, scheme: dict, out: Path, config: str = "
         g = np.random.default_rng(cfg["seed"] + k)
         for ep in range(cfg["epochs"]):
             model.train()
-            order = g.permutation(tr)
             t0 = time.perf_counter()
-            for i in tqdm(range(0, len(order), cfg["batch"]), desc=f"MicroAUCLIP fold {k + 1} epoch {ep + 1}",
-                          disable=not progress, leave=False):
-                b = [ds[j] for j in order[i:i + cfg["batch"]]]
+            for idx in shuffled_batches(tr, cfg["batch"], g, f"MicroAUCLIP fold {k + 1} epoch {ep + 1}", progress):
+                b = [ds[j] for j in idx]
                 flow = torch.stack([x["flow"] for x in b]).to(device)
                 lm = torch.stack([x["landmarks"] for x in b]).to(device)
-                yb = torch.from_numpy(y[order[i:i + cfg["batch"]]]).to(device)
+                yb = torch.from_numpy(y[idx]).to(device)
                 o = model(flow, lm)
                 loss = total_loss(o, model.text_features(), yb, model.clip.logit_scale.exp(), cfg["alpha"], cfg["beta"])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             sched.step()
-            rates.append(len(order) / (time.perf_counter() - t0))
+            rates.append(len(tr) / (time.perf_counter() - t0))
         model.eval()
         with torch.no_grad():
             b = [ds[j] for j in te]

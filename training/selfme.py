@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from training.feeds import SelfMEDataset
+from training.loop import shuffled_batches
 from training.loso import run_loso
 from training.models.selfme import SCViT, scvit_loss
 
@@ -112,11 +113,8 @@ def train_selfme(store_path: Path, scheme: dict, out: Path, config: str = "tiny"
         rng = np.random.default_rng(cfg["seed"] + k)
         for ep in range(cfg["epochs"]):
             model.train()
-            order = rng.permutation(tr)
             t0 = time.perf_counter()
-            for i in tqdm(range(0, len(order), cfg["batch"]), desc=f"SCViT fold {k + 1} epoch {ep + 1}",
-                          disable=not progress, leave=False):
-                idx = order[i:i + cfg["batch"]]
+            for idx in shuffled_batches(tr, cfg["batch"], rng, f"SCViT fold {k + 1} epoch {ep + 1}", progress):
                 x = motions[cfg["gamma_train"]][idx].to(device)
                 logits, regions = model(x)
                 loss = scvit_loss(logits, regions, y[idx].to(device), cfg["omega"], cfg["tau"])
@@ -124,7 +122,7 @@ def train_selfme(store_path: Path, scheme: dict, out: Path, config: str = "tiny"
                 loss.backward()
                 opt.step()
             sched.step()
-            rates.append(len(order) / (time.perf_counter() - t0))
+            rates.append(len(tr) / (time.perf_counter() - t0))
         model.eval()
         with torch.no_grad():
             return model(motions[cfg["gamma_test"]][te].to(device))[0].argmax(1).cpu().numpy()
