@@ -25,7 +25,7 @@ def _check_jpeg_complete(path: Path) -> None:
         raise FrameReadError(f"{path}: truncated JPEG (no end-of-image marker)")
 
 
-VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv")
+from stages.adapters.unlabelled import VIDEO_EXT  # noqa: E402  (one list of video suffixes)
 
 
 def split_ref(ref: str | Path) -> tuple[Path, int | None]:

@@ -11,3 +11,10 @@ def shuffled_batches(indices, batch: int, rng: np.random.Generator, desc: str, p
     order = rng.permutation(np.asarray(indices))
     for i in tqdm(range(0, len(order), batch), desc=desc, disable=not progress, leave=False):
         yield order[i:i + batch]
+
+
+def step(opt, loss) -> None:
+    """One optimiser step on `loss`."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()

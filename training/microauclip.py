@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from training.loop import shuffled_batches
+from training.loop import shuffled_batches, step
 
 from training.feeds import MicroAUCLIPDataset
 from training.metrics import scores
@@ -96,9 +96,7 @@ def train_microauclip(store_path: Path, scheme: dict, out: Path, config: str = "
                 yb = torch.from_numpy(y[idx]).to(device)
                 o = model(flow, lm)
                 loss = total_loss(o, model.text_features(), yb, model.clip.logit_scale.exp(), cfg["alpha"], cfg["beta"])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                step(opt, loss)
             sched.step()
             rates.append(len(tr) / (time.perf_counter() - t0))
         model.eval()

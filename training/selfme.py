@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from training.feeds import SelfMEDataset
-from training.loop import shuffled_batches
+from training.loop import shuffled_batches, step
 from training.loso import run_loso
 from training.models.selfme import SCViT, scvit_loss
 
@@ -118,9 +118,7 @@ def train_selfme(store_path: Path, scheme: dict, out: Path, config: str = "tiny"
                 x = motions[cfg["gamma_train"]][idx].to(device)
                 logits, regions = model(x)
                 loss = scvit_loss(logits, regions, y[idx].to(device), cfg["omega"], cfg["tau"])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                step(opt, loss)
             sched.step()
             rates.append(len(tr) / (time.perf_counter() - t0))
         model.eval()
