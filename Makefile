@@ -18,7 +18,7 @@ METHOD ?= dvscl
 CONFIG ?= tiny
 VIEW ?= depth
 
-.PHONY: setup preprocess validate train test test-fast bench demo versions info clean
+.PHONY: setup preprocess batch validate train test test-fast bench demo versions verify tag publish pull info clean
 
 $(VENV)/.stamp: pyproject.toml Makefile
 	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.12 found (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -49,7 +49,26 @@ demo: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) demo
 
 versions: $(VENV)/.stamp
-	$(VENV)/bin/mepipe --catalog $(CATALOG) versions --dataset $(DATASET)
+	$(VENV)/bin/mepipe --catalog $(CATALOG) versions list --dataset $(DATASET)
+
+# a scheduled run (cron / sbatch): waits for the store lock, log file per run, exit status
+batch: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) batch --dataset $(DATASET) --workers $(WORKERS) $(if $(METHODS),--methods $(METHODS)) $(if $(CLUSTER),--cluster $(CLUSTER)) $(EXTRA)
+
+verify: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) verify --dataset $(DATASET) $(if $(REF),--ref $(REF))
+
+tag: $(VENV)/.stamp
+	@test -n "$(TAG)" || { echo "usage: make tag DATASET=x TAG=name [REF=snapshot]"; exit 2; }
+	$(VENV)/bin/mepipe --catalog $(CATALOG) versions tag --dataset $(DATASET) --name $(TAG) $(if $(REF),--ref $(REF))
+
+publish: $(VENV)/.stamp
+	@test -n "$(TAG)" -a -n "$(URL)" || { echo "usage: make publish DATASET=x TAG=name URL=s3://bucket/prefix"; exit 2; }
+	$(VENV)/bin/mepipe --catalog $(CATALOG) publish --dataset $(DATASET) --tag $(TAG) --to $(URL)
+
+pull: $(VENV)/.stamp
+	@test -n "$(URL)" -a -n "$(DEST)" || { echo "usage: make pull URL=s3://bucket/prefix[@tag] DEST=folder"; exit 2; }
+	$(VENV)/bin/mepipe --catalog $(CATALOG) pull $(URL) $(DEST)
 
 info: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) info --dataset $(DATASET)

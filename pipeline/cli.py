@@ -20,9 +20,14 @@ def _ensure_demo(ds, log=print):
 
 
 def cmd_preprocess(args) -> int:
+    """Exit 0: committed or up to date; 1: the run failed or samples failed (listed);
+    2: bad arguments or catalog; 3: the store stayed locked by another run."""
+    import logging
+    import traceback
+
     from pipeline.qc import write_report
-    from pipeline.runner import run
-    from pipeline.store import Store
+    from pipeline.runner import new_run_id, run
+    from pipeline.store import Store, StoreLockedError
 
     cat = load_catalog(args.catalog)
     ds = cat.dataset(args.dataset)
@@ -33,14 +38,49 @@ def cmd_preprocess(args) -> int:
     if bad:
         print(f"error: --methods {bad}: unknown; known: {sorted(FEEDS)}", file=sys.stderr)
         return 2
-    _ensure_demo(ds)
-    res = run(cat, ds, workers=args.workers, progress=not args.no_progress, methods=methods,
-              cluster=args.cluster or None)
-    if res.committed:
-        summary = json.loads((res.run_dir / "summary.json").read_text())
-        rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, summary)
-        print(f"[{ds.name}] QC report: {rep}")
-    return 0
+    run_id = new_run_id()
+    log_path = cat.runs_root / ds.name / run_id / "run.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"mepipe.run.{run_id}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    fh = logging.FileHandler(log_path)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(fh)
+
+    def log(msg):
+        print(msg, flush=True)
+        logger.info(msg)
+
+    log(f"[{ds.name}] run {run_id} (pid {os.getpid()}); log {log_path}")
+    try:
+        _ensure_demo(ds, log=log)
+        res = run(cat, ds, workers=args.workers, progress=not args.no_progress, methods=methods,
+                  cluster=args.cluster or None, lock_wait=args.wait, run_id=run_id, log=log)
+        if res.committed:
+            summary = json.loads((res.run_dir / "summary.json").read_text())
+            rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, summary)
+            log(f"[{ds.name}] QC report: {rep}")
+        if res.failed:
+            log(f"[{ds.name}] FAILED: {len(res.failed)} sample task(s) failed after retries (committed as "
+                "excluded; the next run retries them):")
+            for d in res.failed:
+                log(f"  {d}")
+            return 1
+        return 0
+    except StoreLockedError as e:
+        log(f"[{ds.name}] not run: {e}")
+        return 3
+    except CatalogError:
+        raise
+    except Exception as e:
+        logger.info(traceback.format_exc())
+        log(f"[{ds.name}] FAILED: {type(e).__name__}: {e}. Nothing was committed; the previous version is "
+            f"intact; details in {log_path}")
+        return 1
+    finally:
+        logger.removeHandler(fh)
+        fh.close()
 
 
 def cmd_cluster_script(args) -> int:
@@ -51,26 +91,99 @@ def cmd_cluster_script(args) -> int:
     return 0
 
 
-def cmd_versions(args) -> int:
+def _store(cat, args, create=False):
+    """The store a command reads: --store (a folder or s3://bucket/prefix, optionally
+    @tag) or the catalog's store of --dataset."""
     from pipeline.store import Store
 
+    if getattr(args, "store", ""):
+        return Store(args.store, create=False)
+    return Store(cat.store_root / cat.dataset(args.dataset).name, create=create)
+
+
+def cmd_versions(args) -> int:
+    from pipeline import versions as V
+
     cat = load_catalog(args.catalog)
-    ds = cat.dataset(args.dataset)
-    st = Store(cat.store_root / ds.name, create=False)
-    for v in st.versions():
-        m = v["metadata"] or {}
-        c = m.get("counts", {})
-        print(f"{v['snapshot']}  {v['written_at']:%Y-%m-%d %H:%M:%S}  {v['message']}"
-              + (f"  [code {m.get('code_version')}, ok {c.get('ok')}/{c.get('samples')}]" if c else ""))
+    st = _store(cat, args)
+    action = args.action or "list"
+    try:
+        if action == "list":
+            for v in st.versions():
+                m = v["metadata"] or {}
+                c = m.get("counts", {})
+                tags = f"  tags: {', '.join(v['tags'])}" if v["tags"] else ""
+                print(f"{v['snapshot']}  {v['written_at']:%Y-%m-%d %H:%M:%S}  {v['message']}"
+                      + (f"  [code {m.get('code_version')}, ok {c.get('ok')}/{c.get('samples')}]" if c else "")
+                      + tags)
+        elif action == "show":
+            print(json.dumps(V.provenance(st, args.ref), indent=1, default=str))
+        elif action == "card":
+            print(V.card(st, args.ref))
+        elif action == "diff":
+            if not args.ref or not args.to:
+                print("error: versions diff needs --ref A --to B", file=sys.stderr)
+                return 2
+            print(V.format_diff(V.diff(st, args.ref, args.to)))
+        elif action == "tag":
+            if not args.name:
+                print("error: versions tag needs --name", file=sys.stderr)
+                return 2
+            snap = V.tag(st, args.name, args.ref)
+            print(f"tagged {snap} as {args.name}")
+    except V.VersionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from pipeline.verify import verify
+    from pipeline.versions import VersionError, resolve
+
+    cat = load_catalog(args.catalog)
+    st = _store(cat, args)
+    try:
+        snap = resolve(st, args.ref)
+    except VersionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    rep = verify(st, snap)
+    for p in rep.problems:
+        print(f"  PROBLEM {p}")
+    print("OK" if rep.ok else f"FAILED: {len(rep.problems)} problem(s)")
+    return 0 if rep.ok else 1
+
+
+def cmd_publish(args) -> int:
+    from pipeline.remote import RemoteError, publish
+
+    cat = load_catalog(args.catalog)
+    st = _store(cat, args)
+    try:
+        publish(st.path, args.tag, args.to)
+    except RemoteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_pull(args) -> int:
+    from pathlib import Path
+
+    from pipeline.remote import RemoteError, pull
+
+    try:
+        pull(args.url, Path(args.dest))
+    except RemoteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_info(args) -> int:
-    from pipeline.store import Store
-
     cat = load_catalog(args.catalog)
-    ds = cat.dataset(args.dataset)
-    st = Store(cat.store_root / ds.name, create=False)
+    st = _store(cat, args)
     info = st.info(args.snapshot)
     print(f"store {st.path} @ {args.snapshot or st.head()}")
     print(f"samples: {info['counts']}")
@@ -96,8 +209,8 @@ def cmd_train(args) -> int:
 
     cat = load_catalog(args.catalog)
     ds = cat.dataset(args.dataset)
-    store = cat.store_root / ds.name
-    if not store.exists():
+    store = args.store or cat.store_root / ds.name
+    if not args.store and not store.exists():
         print(f"error: no store for {ds.name} at {store}; run `make preprocess DATASET={ds.name}` first",
               file=sys.stderr)
         return 2
@@ -172,15 +285,47 @@ def main(argv=None) -> int:
     a.add_argument("--methods", default="", help="comma-separated method feeds (default: all)")
     a.add_argument("--no-progress", action="store_true")
     a.add_argument("--cluster", default="", help="cluster profile of the catalog (default: a LocalCluster)")
+    a.add_argument("--wait", type=float, default=0.0,
+                   help="seconds to wait for a store locked by another run (default: fail at once)")
     a.set_defaults(fn=cmd_preprocess)
+    a = sub.add_parser("batch", help="preprocess for cron/sbatch: no progress bars, waits for the store lock, "
+                       "log file per run, exit status 0 ok / 1 failed / 3 still locked")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--workers", type=int, default=2)
+    a.add_argument("--methods", default="")
+    a.add_argument("--cluster", default="")
+    a.add_argument("--wait", type=float, default=3600.0, help="seconds to wait for the store lock (default 3600)")
+    a.set_defaults(fn=cmd_preprocess, no_progress=True)
     a = sub.add_parser("cluster-script", help="print the batch job script of a cluster profile (submits nothing)")
     a.add_argument("--cluster", required=True)
     a.set_defaults(fn=cmd_cluster_script)
-    a = sub.add_parser("versions", help="list the versions (commits) of a dataset's store")
+    store_help = "a store folder or s3://bucket/prefix, optionally @tag (default: the catalog's store of --dataset)"
+    a = sub.add_parser("versions", help="list / show / card / diff / tag the versions of a store")
+    a.add_argument("action", nargs="?", default="list", choices=["list", "show", "card", "diff", "tag"])
     a.add_argument("--dataset", default="demo")
+    a.add_argument("--store", default="", help=store_help)
+    a.add_argument("--ref", default=None, help="tag, snapshot id or 'main' (default: latest)")
+    a.add_argument("--to", default=None, help="diff: the second version")
+    a.add_argument("--name", default="", help="tag: the new tag's name (tags are immutable)")
     a.set_defaults(fn=cmd_versions)
+    a = sub.add_parser("verify", help="re-read a version and check every array against its write-time checksums")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--store", default="", help=store_help)
+    a.add_argument("--ref", default=None)
+    a.set_defaults(fn=cmd_verify)
+    a = sub.add_parser("publish", help="upload a store so that URL@TAG opens remotely (S3-compatible)")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--store", default="", help=store_help)
+    a.add_argument("--tag", required=True)
+    a.add_argument("--to", required=True, help="s3://bucket/prefix (endpoint/credentials: AWS_* environment)")
+    a.set_defaults(fn=cmd_publish)
+    a = sub.add_parser("pull", help="download a published store to a local folder")
+    a.add_argument("url", help="s3://bucket/prefix[@tag]")
+    a.add_argument("dest")
+    a.set_defaults(fn=cmd_pull)
     a = sub.add_parser("info", help="arrays (shape, dtype, bytes) and sample counts of a version")
     a.add_argument("--dataset", default="demo")
+    a.add_argument("--store", default="", help=store_help)
     a.add_argument("--snapshot", default=None)
     a.set_defaults(fn=cmd_info)
     a = sub.add_parser("validate", help="check a dataset copy (annotation, frames, depth) without writing anything")
@@ -199,6 +344,8 @@ def main(argv=None) -> int:
     a.add_argument("--text-model", default="", help="AttrCL: local BERT/sentence-transformers folder")
     a.add_argument("--motion", default="learned", choices=["learned", "tvl1"],
                    help="SelfME: the learned motion (default) or the TV-L1 baseline")
+    a.add_argument("--store", default="", help="train from this store instead of the catalog's, e.g. a "
+                   "published s3://bucket/prefix@tag (read in place, not copied)")
     a.add_argument("--out", default="")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(fn=cmd_train)

@@ -49,6 +49,14 @@ def cluster_kwargs(p: dict) -> dict:
     return kw
 
 
+def gpu_resources(profile: dict | None, uses_gpu: bool) -> dict | None:
+    """dask resources for a task: {"GPU": 1} when the task's stage runs on a GPU and the
+    cluster's workers declare GPUs (profile `gpus`), else None (a CPU task, or no GPUs to
+    wait for: the stage then runs on the CPU). Given to `client.submit(resources=...)`,
+    not as a graph annotation (graph optimisation drops those)."""
+    return {"GPU": 1} if uses_gpu and (profile or {}).get("gpus") else None
+
+
 def make_cluster(profile: dict | None, workers: int = 2):
     """A started cluster for `profile` (None = the default LocalCluster of `workers`)."""
     p = profile or {"kind": "local", "workers": workers}
@@ -56,7 +64,8 @@ def make_cluster(profile: dict | None, workers: int = 2):
         from dask.distributed import LocalCluster
 
         return LocalCluster(n_workers=p.get("workers", workers), threads_per_worker=1, processes=True,
-                            dashboard_address=":0", silence_logs=40)
+                            dashboard_address=":0", silence_logs=40,
+                            resources={"GPU": p["gpus"]} if p.get("gpus") else None)
     if p["kind"] == "slurm":
         from dask_jobqueue import SLURMCluster as C
     elif p["kind"] == "pbs":

@@ -23,15 +23,19 @@ import pandas as pd
 import zarr
 
 import pipeline
+from pipeline.card import dataset_card
+from pipeline.cluster import gpu_resources
+from pipeline.faults import fault_point
 from pipeline.catalog import Catalog, Dataset
 from pipeline.fingerprint import sample_fingerprints
 from pipeline.ingest import ingest
 from pipeline.io import sha256_file
-from pipeline.store import BRANCH, Store, ensure_arrays, write_table_array
-from pipeline.tasks import GROUP_VERSIONS, process_clip
+from pipeline.store import BRANCH, Store, ensure_arrays, sample_sha, write_table_array, write_text_array
+from pipeline.tasks import GROUP_VERSIONS, process_clip, uses_gpu
 from schemas.arrays import ARRAYS, GROUPS, RAGGED_SHARD, SHARD_SAMPLES, arrays_of_group
 from schemas.feeds import groups_for
-from schemas.tables import AU_FRAME_SCHEMA, EXCLUSION_SCHEMA, MANIFEST_SCHEMA, VIDEO_SCHEMA, conform
+from schemas.tables import (AU_FRAME_SCHEMA, CARD, CHECKSUM_SCHEMA, EXCLUSION_SCHEMA, MANIFEST_SCHEMA, VIDEO_SCHEMA,
+                            conform)
 
 
 def code_version() -> str:
@@ -41,6 +45,40 @@ def code_version() -> str:
     except Exception:
         sha = ""
     return f"{pipeline.__version__}" + (f"+g{sha}" if sha else "")
+
+
+def source_checksums(cat: Catalog, ds: Dataset) -> dict[str, str]:
+    """sha256 of the source annotation files (and known-bad lists) of `ds`, by path
+    relative to its root; a composite lists each present part's files."""
+    out = {}
+    parts = [cat.dataset(p) for p in ds.parts] if ds.parts else [ds]
+    for d in parts:
+        for key in ("annotation", "known_bad"):
+            if not getattr(d, key, None):
+                continue
+            try:
+                f = d.file(key)
+            except Exception:         # a composite part without a root (skipped and said at ingest)
+                continue
+            out[(f"{d.name}:" if ds.parts else "") + getattr(d, key)] = sha256_file(f)
+    return out
+
+
+def _checksums(plans: list, rows: list[dict], old: pd.DataFrame | None,
+               new: dict[int, dict[str, str]]) -> pd.DataFrame:
+    """The checksums table of this version: values written now, plus the old rows of
+    samples (and arrays) that stayed where they were and were not rewritten."""
+    old_by = {} if old is None else {sid: dict(zip(d["array"], d["sha256"]))
+                                     for sid, d in old.groupby("sample_id")}
+    out = []
+    for p in plans:
+        sid = rows[p.index]["sample_id"]
+        shas = {}
+        if p.old is not None and int(p.old["index"]) == p.index:
+            shas.update(old_by.get(sid, {}))
+        shas.update(new.get(p.index, {}))
+        out += [{"sample_id": sid, "index": p.index, "array": a, "sha256": h} for a, h in sorted(shas.items())]
+    return pd.DataFrame(out, columns=["sample_id", "index", "array", "sha256"])
 
 
 @dataclass
@@ -65,6 +103,12 @@ class RunResult:
     timings: dict
     committed: bool
     seconds: float
+
+    @property
+    def failed(self) -> list[str]:
+        """Samples whose task failed after its retries (retried by the next run)."""
+        e = self.excluded
+        return [] if e is None or not len(e) else list(e.loc[e["stage"] == "task", "detail"])
 
 
 PRE_STAGES = ("ingest", "screen", "select")   # exclusions decided before any clip task runs
@@ -120,6 +164,9 @@ def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds
                 and int(o["clip_start"]) != starts[i]:
             same["clip"] = False                     # its ragged region moved: rewrite it
         moved = int(o["index"]) != i
+        if o["status"] == "excluded" and o.get("reason") == "task_failed":
+            plans.append(Plan(i, "compute", groups, fps=fps))   # a crashed task is retried next run
+            continue
         if all(same.values()):
             if o["status"] == "excluded":
                 plans.append(Plan(i, "excluded", old=o, fps=fps))
@@ -136,12 +183,16 @@ def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds
     return plans
 
 
-def _put(group, name: str, index: int, value, region: tuple | None):
-    if ARRAYS[name].ragged:
+def _put(group, name: str, index: int, value, region: tuple | None) -> str | None:
+    """Write one sample's value; returns the sha256 of what was written (None: nothing)."""
+    spec = ARRAYS[name]
+    if spec.ragged:
         if region is not None and region[1]:
             group[name][region[0]:region[0] + region[1]] = value
-    else:
-        group[name][index] = value
+            return sample_sha(value, spec.dtype)
+        return None
+    group[name][index] = value
+    return sample_sha(value, spec.dtype)
 
 
 def write_shard(fork, store_path: str, parent: str | None, slots: list, array_names: list[str]):
@@ -150,23 +201,25 @@ def write_shard(fork, store_path: str, parent: str | None, slots: list, array_na
 
     slots: (index, action, payload, region, old_region): 'compute' (payload = process_clip
     result), 'copy' (payload = old index). region = (clip_start, clip_len) of the ragged
-    arrays (None without clip products). Returns (fork, infos).
+    arrays (None without clip products). Returns (fork, infos, shas): shas[index] =
+    {array: sha256 of the values written}.
     """
     group = zarr.open_group(fork.store, mode="r+")
     old_group = None
-    infos = []
+    infos, shas = [], {}
     for index, action, payload, region, old_region in slots:
+        sh = shas.setdefault(index, {})
         if action == "compute":
             res = payload
             if res["status"] == "ok":
                 for name, arr in res["arrays"].items():
-                    _put(group, name, index, arr, region)
+                    sh[name] = _put(group, name, index, arr, region)
             else:
                 for name in array_names:
                     spec = ARRAYS[name]
                     n = region[1] if spec.ragged and region else 1
                     zero = np.zeros((n, *spec.shape) if spec.ragged else spec.shape, spec.dtype)
-                    _put(group, name, index, zero, region)
+                    sh[name] = _put(group, name, index, zero, region)
             infos.append((index, {k: v for k, v in res.items() if k != "arrays"}))
         elif action == "copy":
             if old_group is None:
@@ -176,11 +229,12 @@ def write_shard(fork, store_path: str, parent: str | None, slots: list, array_na
                     continue
                 if ARRAYS[name].ragged:
                     if old_region is not None and region is not None:
-                        _put(group, name, index, old_group[name][old_region[0]:old_region[0] + old_region[1]], region)
+                        sh[name] = _put(group, name, index,
+                                        old_group[name][old_region[0]:old_region[0] + old_region[1]], region)
                 else:
-                    group[name][index] = old_group[name][payload]
+                    sh[name] = _put(group, name, index, old_group[name][payload], None)
             infos.append((index, None))
-    return fork, infos
+    return fork, infos, {i: {k: v for k, v in d.items() if v} for i, d in shas.items()}
 
 
 class LazyClient:
@@ -208,11 +262,17 @@ class LazyClient:
             self.client = None
 
 
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
 def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool = True,
-        methods: list[str] | None = None, cluster: str | None = None) -> RunResult:
-    """Preprocess dataset `ds` into its store and commit one version (or nothing, if up to date)."""
+        methods: list[str] | None = None, cluster: str | None = None, lock_wait: float = 0.0,
+        run_id: str | None = None) -> RunResult:
+    """Preprocess dataset `ds` into its store and commit one version (or nothing, if up to
+    date). A store locked by another run is an error at once, or after `lock_wait` s."""
     t0 = time.perf_counter()
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    run_id = run_id or new_run_id()
     run_dir = cat.runs_root / ds.name / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     root = ds.root()
@@ -221,7 +281,7 @@ def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool =
     store = Store(cat.store_root / ds.name)
     get_client = LazyClient(workers, log, cat.cluster(cluster) if cluster else None)
     try:
-        with store.lock():
+        with store.lock(wait=lock_wait, log=log):
             return _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0,
                                log, progress, groups_for(methods, ds.has_depth))
     finally:
@@ -282,6 +342,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     rows = samples.to_dict("records")
     timings: list[dict] = []
     slot_info: dict[int, dict | None] = {}
+    new_shas: dict[int, dict[str, str]] = {}
     forks = []
     client = get_client() if todo or copies else None
     if client is not None:
@@ -294,7 +355,8 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
                 box = (int(o["crop_x0"]), int(o["crop_y0"]), int(o["crop_x1"]), int(o["crop_y1"]))
                 angle = float(o["eye_angle"])
             f = client.submit(process_clip, rows[p.index], str(root), params, p.need, box, ds.has_depth, angle,
-                              retries=2, key=f"clip-{p.index}-{run_id}")
+                              retries=2, key=f"clip-{p.index}-{run_id}",
+                              resources=gpu_resources(get_client.profile, uses_gpu(p.need, params)))
             futs[f] = p
         by_shard: dict[int, list] = {}
         for p in plans:
@@ -346,10 +408,11 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
         bar.close()
         for f in tqdm(as_completed(writers), total=len(writers), desc=f"{ds.name}: shards", unit="shard",
                       disable=not progress):
-            fork, infos = f.result()
+            fork, infos, shas = f.result()
             forks.append(fork)
             for index, info in infos:
                 slot_info[index] = info
+            new_shas.update(shas)
 
     # a partial (e.g. depth-only) recompute keeps the other arrays of its row, which the
     # run branch inherits from the parent snapshot; a moved row is always recomputed whole.
@@ -399,10 +462,12 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
         manifest[c] = (manifest[c] if c in manifest else pd.Series([None] * len(manifest))).astype("Int32")
     exclusions = pd.concat([excl_ingest, pd.DataFrame(excl_rows, columns=excl_ingest.columns)],
                            ignore_index=True)
+    checksums = _checksums(plans, rows, store.table("checksums", parent), new_shas)
     g = zarr.open_group(session.store, mode="a")
     man_sha = write_table_array(g, "manifest", conform(manifest, MANIFEST_SCHEMA))
+    ck_sha = write_table_array(g, "checksums", conform(checksums, CHECKSUM_SCHEMA))
     ex_sha = write_table_array(g, "exclusions", conform(exclusions, EXCLUSION_SCHEMA))
-    table_shas = {"manifest": man_sha, "exclusions": ex_sha}
+    table_shas = {"manifest": man_sha, "exclusions": ex_sha, "checksums": ck_sha}
     if scr is not None:
         table_shas["au_frames"] = write_table_array(g, "au_frames", conform(scr.au_frames, AU_FRAME_SCHEMA))
         table_shas["videos"] = write_table_array(g, "videos", conform(scr.videos, VIDEO_SCHEMA))
@@ -411,6 +476,10 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
         "run_id": run_id, "dataset": ds.name, "code_version": code_version(),
         "group_versions": GROUP_VERSIONS, "groups": list(groups), "params": ds.params, "adapter": ds.adapter,
         "annotation_sha256": sha256_file(ds.file("annotation")) if ds.annotation else None,
+        "sources": source_checksums(cat, ds), "fps": ds.fps, "label_scheme": ds.label_scheme,
+        "landmark_backends": sorted({b for b in manifest.get("landmark_backend", pd.Series()).dropna()}),
+        "exclusion_reasons": {f"{k[0]}/{k[1]}": int(v) for k, v in
+                              exclusions.groupby(["stage", "reason"]).size().items()},
         "counts": {"samples": n, "ok": n_ok, "excluded_in_arrays": n - n_ok,
                    "excluded_at_ingest": len(excl_ingest), "recomputed": len(todo),
                    "copied": len(copies), "unchanged": kept},
@@ -420,8 +489,13 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
             "videos_estimated": scr.recomputed, **scr.timings},
         "python": sys.version.split()[0], "platform": platform.platform(),
     }
+    meta["card_sha256"] = write_text_array(g, CARD, dataset_card(
+        meta, ds.scheme, ds.description, {a: g[a].shape for a in ARRAYS if a in g}, manifest, exclusions))
+    fault_point("before_commit")
     snap = session.amend(f"preprocess {ds.name}: {len(todo)} computed, {n_ok}/{n} ok", metadata=meta)
+    fault_point("after_commit")
     store.repo.reset_branch(BRANCH, snap, from_snapshot_id=parent)
+    fault_point("after_reset")
     store.repo.delete_branch(branch)
     tm = pd.DataFrame(timings)
     stage_ms = {c: float(tm[c].mean()) for c in tm.columns} if len(tm) else {}

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import io
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,11 +38,29 @@ class StoreLockedError(RuntimeError):
 
 
 class Store:
+    """A dataset's store. `path` is a local folder or ``s3://bucket/prefix`` (a published
+    store, read-only here), optionally with ``@<tag>``: then `head()` is that tag's
+    snapshot, so every reader (training included) reads the tagged version."""
+
     def __init__(self, path: str | Path, create: bool = True):
-        self.path = Path(path)
-        storage = ic.local_filesystem_storage(str(self.path))
+        from pipeline.remote import icechunk_storage, is_remote, parse_url, split_ref
+
+        base, self.ref_tag = split_ref(str(path))
+        self.remote = is_remote(base)
+        if self.remote:
+            loc = parse_url(base)
+            self.path = Path(loc.url)
+            storage = icechunk_storage(loc)
+            create = False
+        else:
+            self.path = Path(base)
+            storage = ic.local_filesystem_storage(str(self.path))
         if ic.Repository.exists(storage):
             self.repo = ic.Repository.open(storage)
+            if self.ref_tag and self.ref_tag not in self.repo.list_tags():
+                raise KeyError(f"{base}: no tag {self.ref_tag!r}; tags: {sorted(self.repo.list_tags())}")
+        elif self.remote:
+            raise FileNotFoundError(f"no published store at {base}")
         elif create:
             self.path.mkdir(parents=True, exist_ok=True)
             self.repo = ic.Repository.create(storage)
@@ -53,24 +72,41 @@ class Store:
 
     # -- locking -------------------------------------------------------------------
     @contextmanager
-    def lock(self):
+    def lock(self, wait: float = 0.0, log=print):
+        """Hold the store's run lock. A held lock is an error at once (wait=0) or after
+        waiting up to `wait` seconds (scheduled runs). The OS releases it when the holder
+        dies, `kill -9` included."""
+        if self.remote:
+            raise StoreLockedError(f"{self.path} is a published store: read-only here")
         lockfile = self.path.parent / f"{self.path.name}.lock"
         fd = os.open(lockfile, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                raise StoreLockedError(f"store {self.path} is locked by another run ({holder}); "
-                                       "wait for it to finish") from None
+            deadline, said = time.monotonic() + wait, False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                    if time.monotonic() >= deadline:
+                        waited = f" after waiting {wait:.0f} s" if wait else ""
+                        raise StoreLockedError(f"store {self.path} is locked by another run ({holder}){waited}; "
+                                               "wait for it to finish") from None
+                    if not said:
+                        log(f"store {self.path} is locked by another run ({holder}); waiting up to {wait:.0f} s")
+                        said = True
+                    time.sleep(min(1.0, max(deadline - time.monotonic(), 0.05)))
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+            os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
             yield
         finally:
             os.close(fd)
 
     # -- reading -------------------------------------------------------------------
     def head(self) -> str:
+        """The snapshot readers get: the tag given with the path, else main's head."""
+        if self.ref_tag:
+            return self.repo.lookup_tag(self.ref_tag)
         return self.repo.lookup_branch(BRANCH)
 
     def session(self, snapshot_id: str | None = None, tag: str | None = None):
@@ -78,7 +114,7 @@ class Store:
             return self.repo.readonly_session(tag=tag)
         if snapshot_id:
             return self.repo.readonly_session(snapshot_id=snapshot_id)
-        return self.repo.readonly_session(branch=BRANCH)
+        return self.repo.readonly_session(snapshot_id=self.head())
 
     def group(self, snapshot_id: str | None = None, tag: str | None = None) -> zarr.Group:
         return zarr.open_group(self.session(snapshot_id, tag).store, mode="r")
@@ -92,10 +128,12 @@ class Store:
         return read_table_array(arr).to_pandas()
 
     def versions(self) -> list[dict]:
-        out = []
-        for s in self.repo.ancestry(branch=BRANCH):
+        out, tags = [], {}
+        for t in sorted(self.repo.list_tags()):
+            tags.setdefault(self.repo.lookup_tag(t), []).append(t)
+        for s in self.repo.ancestry(snapshot_id=self.head()):
             out.append({"snapshot": s.id, "written_at": s.written_at, "message": s.message,
-                        "metadata": s.metadata})
+                        "metadata": s.metadata, "tags": tags.get(s.id, [])})
         return out
 
     def info(self, snapshot_id: str | None = None) -> dict:
@@ -111,6 +149,31 @@ class Store:
         man = self.table("manifest", snapshot_id)
         counts = man["status"].value_counts().to_dict() if man is not None else {}
         return {"arrays": arrays, "counts": counts}
+
+
+def sample_sha(value, dtype: str) -> str:
+    """sha256 of one sample's values as stored (C order, the array's dtype)."""
+    return hashlib.sha256(np.ascontiguousarray(value, dtype=dtype).tobytes()).hexdigest()
+
+
+def write_text_array(group: zarr.Group, path: str, text: str) -> str:
+    """Store UTF-8 text (the dataset card) as a uint8 array; returns its sha256."""
+    data = np.frombuffer(text.encode(), dtype=np.uint8)
+    sha = hashlib.sha256(data.tobytes()).hexdigest()
+    if path in group:
+        del group[path]
+    arr = group.create_array(path, shape=data.shape, dtype="uint8", chunks=(max(len(data), 1),), fill_value=0)
+    arr[:] = data
+    arr.attrs.update({"format": "markdown", "sha256": sha})
+    return sha
+
+
+def read_text_array(arr) -> str:
+    data = arr[:].tobytes()
+    want = arr.attrs.get("sha256")
+    if want and hashlib.sha256(data).hexdigest() != want:
+        raise IOError(f"{arr.path}: checksum mismatch (stored {want})")
+    return data.decode()
 
 
 def write_table_array(group: zarr.Group, name: str, table: pa.Table) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.faults import clip_fault
 from pipeline.io import FrameReadError, read_depth, read_rgb
 from pipeline.models import landmark_backend_for
 from schemas.arrays import ALIGN, CROP, DI_FRAMES, FLOW224, TIM_FRAMES, TIM_SIZE
@@ -104,6 +105,12 @@ def check_magnifier(params: dict) -> None:
 _MAGNETS: dict = {}
 
 
+def uses_gpu(need: tuple, params: dict) -> bool:
+    """Whether a clip task with these product groups has a GPU stage: the learned
+    magnifier (seed 004 with params.magnify.method = learned). Everything else is CPU."""
+    return "micro" in need and params["magnify"]["method"] == "learned"
+
+
 def learned_magnifier(path: str):
     if path not in _MAGNETS:
         import torch
@@ -115,7 +122,7 @@ def learned_magnifier(path: str):
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as e:
             raise MagnifierMissing(f"{path}: not a state_dict of stages.magnet.MagNet ({e})") from e
-        _MAGNETS[path] = net.eval()
+        _MAGNETS[path] = net.eval().to("cuda" if torch.cuda.is_available() else "cpu")
     return _MAGNETS[path]
 
 
@@ -204,6 +211,7 @@ def process_clip(row: dict, root: str, params: dict, need: tuple, box: tuple | N
     recomputed. Returns {status, arrays, box, landmark_backend, eye_angle, timings} or an
     exclusion dict.
     """
+    clip_fault(row["sample_id"])   # crash tests only (MEPIPE_FAULT); a no-op otherwise
     cv2.setNumThreads(1)   # one task per core: the engine parallelises across clips, not inside OpenCV
     root = Path(root)
     timings: dict = {}

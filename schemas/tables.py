@@ -101,8 +101,21 @@ VIDEO_SCHEMA = pa.schema([
     pa.field("n_pairs", pa.int64()),
 ])
 
+# one row per (sample, array): sha256 of the sample's values as written (C order, the
+# array's dtype; for a ragged array the sample's frames). `mepipe verify` re-reads and
+# compares; rows are carried over for samples a run did not rewrite.
+CHECKSUM_SCHEMA = pa.schema([
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("index", pa.int64(), nullable=False),         # row of the arrays
+    pa.field("array", pa.string(), nullable=False),
+    pa.field("sha256", pa.string(), nullable=False),
+])
+
 TABLES = {"manifest": MANIFEST_SCHEMA, "exclusions": EXCLUSION_SCHEMA, "samples": SAMPLE_SCHEMA,
-          "au_frames": AU_FRAME_SCHEMA, "videos": VIDEO_SCHEMA}
+          "au_frames": AU_FRAME_SCHEMA, "videos": VIDEO_SCHEMA, "checksums": CHECKSUM_SCHEMA}
+
+# the generated dataset card (markdown, UTF-8 bytes in a uint8 array) of each version
+CARD = "docs/dataset_card"
 
 
 def conform(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:

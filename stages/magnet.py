@@ -77,9 +77,11 @@ def magnify_pair_learned(net: MagNet, onset, apex, alpha: float):
     """Magnified apex (H, W, 3) float32 in 0..255 from uint8 RGB onset/apex (H, W divisible by 4)."""
     import numpy as np
 
+    dev = next(net.parameters()).device   # runs where the net is (a GPU worker's cuda, else CPU)
+
     def t(x):
-        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float().to(dev) / 127.5 - 1.0
 
     with torch.no_grad():
         out = net.eval()(t(onset), t(apex), float(alpha))
-    return ((out[0].permute(1, 2, 0).numpy() + 1.0) * 127.5).astype(np.float32)
+    return ((out[0].permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).astype(np.float32)

@@ -56,3 +56,38 @@ def test_local_profile_runs_the_pipeline(dataset_copy):
     cat = load_catalog(catalog)
     res = run(cat, cat.dataset("t"), cluster="here", methods=["dvscl"], log=lambda *a: None, progress=False)
     assert res.committed and (res.manifest["status"] == "ok").all()
+
+
+def _gpu_stage(x):
+    return x
+
+
+def test_gpu_stage_is_routed_to_gpu_workers_by_submit_resources():
+    """Only a GPU stage asks for the GPU resource, and only when the profile has GPUs; a
+    task submitted with it runs on the worker that declares a GPU, never on the other."""
+    from dask.distributed import Client, LocalCluster, Worker
+
+    from pipeline.cluster import gpu_resources
+    from pipeline.tasks import uses_gpu
+
+    learned = {"magnify": {"method": "learned"}}
+    assert uses_gpu(("crop", "micro"), learned) and not uses_gpu(("crop", "flow"), learned)
+    assert not uses_gpu(("micro",), {"magnify": {"method": "eulerian"}})
+    assert gpu_resources(SLURM, True) == {"GPU": 1}
+    assert gpu_resources(SLURM, False) is None
+    assert gpu_resources({"kind": "local"}, True) is None        # no GPUs declared: run on the CPU
+
+    async def add_gpu_worker(addr):
+        return await Worker(addr, resources={"GPU": 1}, nthreads=1)
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc, \
+            Client(lc) as c:
+        gpu_w = c.sync(add_gpu_worker, lc.scheduler_address)
+        try:
+            futs = [c.submit(_gpu_stage, i, resources=gpu_resources(SLURM, True), pure=False) for i in range(8)]
+            cpu = [c.submit(_gpu_stage, i, pure=False) for i in range(8)]
+            c.gather(futs + cpu)
+            where = c.who_has(futs)
+            assert all(list(ws) == [gpu_w.address] for ws in where.values()), where
+        finally:
+            c.sync(gpu_w.close)

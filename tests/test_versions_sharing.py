@@ -1,0 +1,216 @@
+"""Versions (list / show / card / diff / tag), integrity (`verify`, a flipped byte on disk)
+and sharing through a real S3-compatible server (moto's standalone server on loopback):
+publish -> a second lab opens the tag read-only and gets bit-identical arrays -> trains
+from the remote store -> pulls it; consumer credentials cannot write."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.catalog import load_catalog
+from pipeline.cli import main as cli
+from pipeline.remote import RemoteError, publish, pull
+from pipeline.runner import run
+from pipeline.store import Store
+from pipeline.verify import verify
+from pipeline.versions import VersionError, diff, provenance, tag
+from schemas.arrays import ARRAYS
+from schemas.tables import TABLES
+from tests.conftest import write_catalog
+
+pytestmark = pytest.mark.slow
+QUIET = dict(log=lambda *a: None, progress=False, methods=["dvscl"], workers=2)
+
+
+@pytest.fixture(scope="module")
+def two_versions(demo_source, tmp_path_factory):
+    """A store with two versions of the demo: v1, then a depth-fill change (depth only)."""
+    tmp = tmp_path_factory.mktemp("versions")
+    root = tmp / "data"
+    shutil.copytree(demo_source, root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEPIPE_TEST_ROOT", str(root))
+        cat = load_catalog(write_catalog(tmp))
+        r1 = run(cat, cat.dataset("t"), **QUIET)
+        cat2 = load_catalog(write_catalog(tmp, params="depth:\n  fill: min\n"))
+        r2 = run(cat2, cat2.dataset("t"), **QUIET)
+    return tmp, cat, r1, r2
+
+
+def test_versions_tag_show_card_diff(two_versions, capsys):
+    tmp, cat, r1, r2 = two_versions
+    st = Store(cat.store_root / "t", create=False)
+    assert tag(st, "v1", r1.snapshot) == r1.snapshot
+    with pytest.raises(VersionError, match="immutable"):
+        tag(st, "v1", r2.snapshot)                     # re-tagging is refused
+    assert st.repo.lookup_tag("v1") == r1.snapshot     # and changed nothing
+    with pytest.raises(VersionError, match="neither a tag"):
+        provenance(st, "nope")
+    p = provenance(st, "v1")
+    assert p["tags"] == ["v1"] and p["counts"]["ok"] == 20
+    ann = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
+    import hashlib
+    want = hashlib.sha256((tmp / "data" / ann).read_bytes()).hexdigest()
+    assert p["sources"] == {ann: want}
+    assert p["exclusion_reasons"] == {"ingest/apex_before_onset": 1}
+    assert p["landmark_backends"] == ["dlib"] and p["label_scheme"] == "casme3_7"
+    # the card: generated from the provenance and the schemas, stored in the version
+    cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
+        assert cli(["--catalog", str(tmp / "catalog.yaml"), "versions", "card", "--dataset", "t", "--ref", "v1"]) == 0
+        card = capsys.readouterr().out
+        assert cli(["--catalog", str(tmp / "catalog.yaml"), "versions", "list", "--dataset", "t"]) == 0
+        listing = capsys.readouterr().out
+        assert cli(["--catalog", str(tmp / "catalog.yaml"), "versions", "tag", "--dataset", "t", "--name", "v1"]) == 1
+        assert "immutable" in capsys.readouterr().err
+    finally:
+        os.chdir(cwd)
+    assert "# Dataset card: t" in card and "`pairs/rgb_diff`" in card and "(20, 310, 310, 3)" in card
+    assert want in card and "apex_before_onset" in card and "| dvscl | 000 |" in card
+    assert r1.snapshot in listing and "tags: v1" in listing
+    # diff: only the depth arrays of every sample changed, and the parameter that did it
+    d = diff(st, "v1", r2.snapshot)
+    assert d["params_changed"] == {"depth.fill": ("nearest", "min")}
+    assert not d["added"] and not d["removed"] and not d["status_changed"]
+    assert set(d["values_changed"]) <= {"pairs/onset_depth", "pairs/apex_depth", "pairs/depth_diff"}
+    assert len(d["values_changed"]["pairs/onset_depth"]) == 20
+    assert "pairs/rgb_diff" not in d["chunks_rewritten"] and "pairs/onset_depth" in d["chunks_rewritten"]
+    assert diff(st, "v1", "v1")["values_changed"] == {}
+
+
+def test_verify_detects_a_flipped_byte_and_names_it(two_versions):
+    tmp, cat, r1, r2 = two_versions
+    src = cat.store_root / "t"
+    rep = verify(Store(src, create=False), log=lambda *a: None)
+    assert rep.ok and rep.checked == 20 * 8, rep.problems       # 8 dvscl arrays x 20 samples
+    bad = tmp / "damaged"
+    shutil.copytree(src, bad)
+    chunk_files = sorted((bad / "chunks").iterdir(), key=lambda f: f.stat().st_size)
+    target = chunk_files[-1]                      # the largest shard
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    target.write_bytes(bytes(data))
+    rep = verify(Store(bad, create=False), log=lambda *a: None)
+    assert not rep.ok
+    assert any(p.startswith("pairs/") and "sample " in p for p in rep.problems), rep.problems
+    # the untouched original still verifies
+    assert verify(Store(src, create=False), log=lambda *a: None).ok
+
+
+# --- a loopback S3 server with two users: a publisher (read/write) and a consumer (read) ---
+
+@pytest.fixture(scope="module")
+def s3():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    moto = Path(sys.executable).parent / "moto_server"
+    # the first 6 requests (IAM set-up below) are unauthenticated; every later one is checked
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="6")
+    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        import boto3
+
+        url = f"http://127.0.0.1:{port}"
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
+                           aws_secret_access_key="setup")
+
+        def user(name, actions):
+            iam.create_user(UserName=name)
+            iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+            k = iam.create_access_key(UserName=name)["AccessKey"]
+            return k["AccessKeyId"], k["SecretAccessKey"]
+
+        users = {"publisher": user("publisher", ["s3:*"]),
+                 "reader": user("reader", ["s3:GetObject", "s3:ListBucket"])}
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=users["publisher"][0],
+                     aws_secret_access_key=users["publisher"][1]).create_bucket(Bucket="labs")
+        yield url, users
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def as_user(mp, s3, who):
+    url, users = s3
+    mp.setenv("AWS_ENDPOINT_URL", url)
+    mp.setenv("AWS_ACCESS_KEY_ID", users[who][0])
+    mp.setenv("AWS_SECRET_ACCESS_KEY", users[who][1])
+    mp.setenv("AWS_REGION", "us-east-1")
+    mp.delenv("AWS_PROFILE", raising=False)
+    mp.delenv("AWS_SESSION_TOKEN", raising=False)
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    mp.setenv("AWS_CONFIG_FILE", "/nonexistent")
+
+
+def test_publish_open_remote_train_and_pull(two_versions, s3, tmp_path, capsys):
+    tmp, cat, r1, r2 = two_versions
+    local = Store(cat.store_root / "t", create=False)
+    if "v1" not in local.repo.list_tags():
+        tag(local, "v1", r1.snapshot)
+    logs = []
+    with pytest.MonkeyPatch.context() as mp:
+        as_user(mp, s3, "publisher")
+        with pytest.raises(RemoteError, match="does not exist"):
+            publish(local.path, "nope", "s3://labs/demo")
+        res = publish(local.path, "v1", "s3://labs/demo", log=logs.append)
+        assert res["uploaded"] > 0 and res["snapshot"] == r1.snapshot
+        again = publish(local.path, "v1", "s3://labs/demo", log=logs.append)
+        assert again["uploaded"] == 0                       # content-addressed: nothing twice
+    secret_w = s3[1]["publisher"][1]
+    assert not any(secret_w in line for line in logs)
+    assert secret_w not in json.dumps(provenance(local, "v1"), default=str)
+
+    # the second lab: read-only credentials, opens the tag in place, gets the same bytes
+    with pytest.MonkeyPatch.context() as mp:
+        as_user(mp, s3, "reader")
+        remote = Store("s3://labs/demo@v1", create=False)
+        assert remote.head() == r1.snapshot
+        gl, gr = local.group(r1.snapshot), remote.group()
+        for name in ARRAYS:
+            if name in gl:
+                a, b = gl[name][:], gr[name][:]
+                assert a.dtype == b.dtype and np.array_equal(a, b), name
+        for name in TABLES:
+            ta, tb = local.table(name, r1.snapshot), remote.table(name)
+            assert (ta is None) == (tb is None)
+            if ta is not None:
+                assert ta.equals(tb), name
+        assert verify(remote, log=lambda *a: None).ok
+        # consumers cannot write: publishing with their credentials is refused by the server
+        with pytest.raises(RemoteError, match="AccessDenied"):
+            publish(local.path, "v1", "s3://labs/other")
+        with pytest.raises(Exception):
+            remote.repo.create_tag("mine", r1.snapshot)
+        assert remote.repo.list_tags() == {"v1"}
+        # train from the remote store (not copied first)
+        out = tmp_path / "train"
+        rc = cli(["--catalog", str(tmp / "catalog.yaml"), "train", "--dataset", "t", "--method", "dvscl",
+                  "--store", "s3://labs/demo@v1", "--out", str(out), "--no-progress"])
+        assert rc == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary and (out / "summary.json").is_file()
+        # pull to local disk: the same snapshot, verifiable offline
+        dest = tmp_path / "pulled"
+        info = pull("s3://labs/demo@v1", dest, log=lambda *a: None)
+        assert info["tags"] == ["v1"]
+    pulled = Store(f"{dest}@v1", create=False)
+    assert pulled.head() == r1.snapshot
+    assert verify(pulled, log=lambda *a: None).ok
+    np.testing.assert_array_equal(pulled.group()["pairs/rgb_diff"][:], gl["pairs/rgb_diff"][:])
