@@ -290,6 +290,10 @@ def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool =
 
 def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0, log, progress,
                 groups):
+    # scratch branches of runs that were killed (we hold the lock: none is in use)
+    for b in store.repo.list_branches():
+        if b.startswith("run-"):
+            store.repo.delete_branch(b)
     parent = store.head()
     old = store.table("manifest", parent)
     old_excl = store.table("exclusions", parent)
@@ -325,10 +329,6 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     log(f"[{ds.name}] {len(todo)} to compute, {len(copies)} to copy, {kept} unchanged; "
         f"{get_client.workers} worker(s)")
 
-    # stale scratch branches of killed runs
-    for b in store.repo.list_branches():
-        if b.startswith("run-"):
-            store.repo.delete_branch(b)
     branch = f"run-{run_id}"
     store.repo.create_branch(branch, parent)
     s = store.repo.writable_session(branch)
