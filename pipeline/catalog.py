@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.io import symlink_loop
 from pipeline.params import ParamError, resolve
 
 ADAPTERS = ("casme3_part_a", "casme3_part_c", "casme2", "casme2_sq", "samm", "smic_hs", "mmew", "4dme")
@@ -73,9 +74,11 @@ class Dataset:
             p = (self.base_dir / self.root_default).resolve()
         else:
             p = Path(val).expanduser()
+        if symlink_loop(p):
+            raise CatalogError(f"dataset {self.name!r}: root {p} ({key}={self.root_env}) is a symlink loop")
         try:
             p = p.resolve(strict=False)
-        except RuntimeError as e:  # symlink loop
+        except (RuntimeError, OSError) as e:  # a symlink loop (Python < 3.13 raises RuntimeError)
             raise CatalogError(f"dataset {self.name!r}: root {p} ({key}) cannot be resolved: {e}") from e
         if must_exist and not p.is_dir():
             raise CatalogError(f"dataset {self.name!r}: root {p} ({key}={self.root_env}) is not a directory")
@@ -88,6 +91,8 @@ class Dataset:
             raise CatalogError(f"datasets.{self.name}.{key}: not set")
         p = self.root() / rel
         root = self.root()
+        if symlink_loop(p):
+            raise CatalogError(f"datasets.{self.name}.{key}: {p} is a symlink loop")
         if not p.resolve().is_relative_to(root.resolve()):
             raise CatalogError(f"datasets.{self.name}.{key}: {rel} leaves the dataset root {root}")
         if not p.is_file():

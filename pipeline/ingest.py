@@ -8,11 +8,13 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.catalog import CatalogError, Dataset
+from pipeline.io import image_size, symlink_loop
 from stages.adapters.annotated import AnnotationError, annotated_samples, find_header
 from stages.adapters.common import as_frame, index_frames, safe_part
 from stages.adapters.layouts import LAYOUTS
 from stages.adapters.casme2_sq import casme2_sq_samples
 from stages.adapters.smic import smic_samples
+from stages.labels import class_index
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -21,6 +23,8 @@ def index_tree(frames_root: Path, rel_prefix: str) -> dict:
     """{folder relative to frames_root: {frame number: path relative to the dataset root}}
     for every folder that holds image files, numbers parsed from the names (never listing
     order). Symlink loops and unreadable folders are errors naming the folder."""
+    if symlink_loop(frames_root):
+        raise CatalogError(f"frames folder {frames_root} is a symlink loop")
     if not frames_root.is_dir():
         raise CatalogError(f"frames folder {frames_root} not found")
     out = {}
@@ -86,14 +90,77 @@ def read_known_bad(path: Path) -> set:
     return bad
 
 
-def ingest(ds: Dataset, catalog=None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ingest(ds: Dataset, catalog=None, log=print, scheme_notes: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(samples, exclusions) of dataset `ds` from its files; each sample lists the
-    modalities it actually has (depth only where its depth frames were found)."""
+    modalities it actually has (depth only where its depth frames were found). Samples
+    whose depth and colour frames differ in size are excluded; with `scheme_notes`, an
+    emotion outside the label scheme is noted (a composite maps its parts' words itself)."""
     s, e = _ingest(ds, catalog, log)
+    if len(s) and ds.has_depth and "onset_depth_path" in s:
+        s, e = exclude_depth_size_mismatch(s, e, ds.root())
     if len(s):
         colour = [m for m in ds.modalities if m != "depth"] or ["rgb"]
         s["modalities"] = [colour + (["depth"] if isinstance(d, str) else []) for d in s["onset_depth_path"]]
+        if scheme_notes:
+            note_emotions_outside_scheme(s, ds, log)
     return s, e
+
+
+def depth_size_problem(r: dict, root: Path) -> str | None:
+    """Why sample row `r` cannot use its depth frames (their size differs from the colour
+    frame they go with: the crop box would land elsewhere on the face), or None. Sizes
+    come from the file headers; an unreadable header is left to the frame readers."""
+    for ckey, dkey in (("onset_path", "onset_depth_path"), ("apex_path", "apex_depth_path")):
+        if not isinstance(r.get(dkey), str):
+            continue
+        cs, ds_ = image_size(root / r[ckey]), image_size(root / r[dkey])
+        if cs is not None and ds_ is not None and cs != ds_:
+            return (f"{_where(r)}: depth frame {r[dkey]} is {ds_[1]}x{ds_[0]} but its colour frame {r[ckey]} is "
+                    f"{cs[1]}x{cs[0]} (depth must share the colour frame's pixel grid)")
+    return None
+
+
+def exclude_depth_size_mismatch(s: pd.DataFrame, e: pd.DataFrame, root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Move the samples whose depth and colour frames differ in size to the exclusions."""
+    keep, excl = [], []
+    for r in s.to_dict("records"):
+        problem = depth_size_problem(r, root)
+        keep.append(problem is None)
+        if problem is not None:
+            excl.append({"sample_id": r["sample_id"], "dataset": r["dataset"], "ann_file": r["ann_file"],
+                         "ann_row": r["ann_row"], "stage": "ingest", "reason": "depth_size_mismatch",
+                         "detail": problem})
+    if not excl:
+        return s, e
+    e = pd.concat([e, pd.DataFrame(excl, columns=e.columns)], ignore_index=True) if len(e) else \
+        pd.DataFrame(excl, columns=e.columns)
+    return s[keep].reset_index(drop=True), e
+
+
+EMOTION_NOTE = "emotion not in label scheme"
+
+
+def _where(r: dict) -> str:
+    """'<sheet> row <n>' of a sample from an annotation sheet, else its sample id."""
+    row = r.get("ann_row")
+    return f"{r['ann_file']} row {int(row)}" if row is not None and row == row else r["sample_id"]
+
+
+def note_emotions_outside_scheme(s: pd.DataFrame, ds: Dataset, log=print) -> None:
+    """Labelled samples whose emotion is not a word of the dataset's label scheme stay in
+    the store (their arrays are fine, and another scheme or an unsupervised method can
+    use them) but say so in their manifest note; label-based readers skip them."""
+    odd = []
+    for i, r in enumerate(s.to_dict("records")):
+        if r.get("source", "labelled") != "labelled" or class_index(r["emotion"], ds.scheme) is not None:
+            continue
+        raw = "(empty)" if r.get("emotion_raw") is None else repr(r["emotion_raw"])
+        part = f"{EMOTION_NOTE}: {raw} ({_where(r)}) is not a word of label scheme {ds.label_scheme}"
+        s.at[i, "note"] = part if not isinstance(r.get("note"), str) else f"{r['note']}; {part}"
+        odd.append(f"{_where(r)} {raw}")
+    if odd:
+        log(f"[{ds.name}] {len(odd)} labelled sample(s) with an emotion outside label scheme {ds.label_scheme} "
+            f"(kept; label-based readers skip them): {', '.join(odd[:5])}")
 
 
 def _ingest(ds: Dataset, catalog=None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -160,7 +227,7 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> tuple[pd.DataFrame, pd.
             link.unlink()
         if not link.exists():
             link.symlink_to(proot, target_is_directory=True)
-        s, e = ingest(pds, catalog, log)
+        s, e = ingest(pds, catalog, log, scheme_notes=False)
         word_to_class = {w: c for c, words in mapping.items() for w in words}
         keep = []
         for r in s.to_dict("records"):

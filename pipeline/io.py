@@ -1,8 +1,11 @@
 """Reading frames and hashing files. Every error names the file."""
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
+import os
+import struct
 from pathlib import Path
 
 import cv2
@@ -13,6 +16,30 @@ from stages.depth import DepthError, check_depth
 
 class FrameReadError(IOError):
     """A frame file that is missing, empty, truncated or not decodable."""
+
+
+class DepthReadError(FrameReadError, DepthError):
+    """A depth file that is missing, empty or not decodable: both a read error and an
+    unusable depth map, so a clip task reports it as ``depth_unusable`` like any other
+    depth problem (and `validate` does the same)."""
+
+
+def _absent(path: Path, what: str) -> str:
+    """Why `path` cannot be opened: a symlink loop, a dangling symlink, or not there."""
+    if symlink_loop(path):
+        return f"{path}: {what} is a symlink loop"
+    if path.is_symlink():
+        return f"{path}: {what} is a symlink to {os.readlink(path)!r}, which does not exist"
+    return f"{path}: {what} not found"
+
+
+def symlink_loop(path: str | Path) -> bool:
+    """True if following `path` (or one of its parent folders) loops (ELOOP)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 def _check_jpeg_complete(path: Path) -> None:
@@ -92,7 +119,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if index is not None:
         return read_video_frame(path, index)
     if not path.is_file():
-        raise FrameReadError(f"{path}: file not found")
+        raise FrameReadError(_absent(path, "frame file"))
     if path.stat().st_size == 0:
         raise FrameReadError(f"{path}: empty file (0 bytes)")
     if path.suffix.lower() in (".jpg", ".jpeg"):
@@ -107,12 +134,12 @@ def read_depth(path: str | Path) -> np.ndarray:
     """(H, W) uint16 depth, read unchanged (16-bit PNG)."""
     path = Path(path)
     if not path.is_file():
-        raise FrameReadError(f"{path}: depth file not found")
+        raise DepthReadError(_absent(path, "depth file"))
     if path.stat().st_size == 0:
-        raise FrameReadError(f"{path}: empty depth file (0 bytes)")
+        raise DepthReadError(f"{path}: empty depth file (0 bytes)")
     d = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if d is None:
-        raise FrameReadError(f"{path}: not a decodable depth image")
+        raise DepthReadError(f"{path}: not a decodable depth image (truncated or not a PNG)")
     if d.ndim == 3:
         raise DepthError(f"{path}: depth has {d.shape[2]} channels, expected one 16-bit channel")
     try:
@@ -120,6 +147,56 @@ def read_depth(path: str | Path) -> np.ndarray:
     except DepthError as e:
         raise DepthError(f"{path}: {e}") from None
     return d
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of a PNG, JPEG or BMP file from its header alone (no decoding),
+    or None when the header is unreadable or the format is another one (the frame's
+    reader then reports the file)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+            if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+                w, h = struct.unpack(">II", head[16:24])
+                return h, w
+            if head[:2] == b"BM" and len(head) >= 26:
+                w, h = struct.unpack("<ii", head[18:26])
+                return abs(h), w
+            if head[:2] == b"\xff\xd8":
+                f.seek(2)
+                return _jpeg_size(f)
+    except OSError:
+        return None
+    return None
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(f) -> tuple[int, int] | None:
+    """Walk the JPEG marker segments up to the start-of-frame, which holds the size."""
+    while True:
+        b = f.read(1)
+        while b == b"\xff":                   # fill bytes before a marker
+            b = f.read(1)
+        if not b:
+            return None
+        marker = b[0]
+        if marker in (0x01, *range(0xD0, 0xD8)):   # markers without a length
+            continue
+        seg = f.read(2)
+        if len(seg) < 2:
+            return None
+        length = struct.unpack(">H", seg)[0]
+        if marker in _SOF:
+            data = f.read(5)
+            if len(data) < 5:
+                return None
+            h, w = struct.unpack(">HH", data[1:5])
+            return h, w
+        f.seek(length - 2, 1)
+        if f.read(1) != b"\xff":
+            return None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

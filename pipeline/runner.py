@@ -323,7 +323,10 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     same_excl = old_excl is not None and _ingest_keys(old_excl) == _ingest_keys(excl_ingest)
     screen_same = scr is None or (not scr.recomputed and store.table("videos", parent) is not None and
                                   set(store.table("videos", parent)["video"]) == set(scr.videos["video"]))
-    if not todo and not copies and arrays_ok and old is not None and len(old) == n and same_excl and screen_same:
+    # an annotation edit that changes no frame (a label, AU or note) still needs new tables
+    same_sources = (store.repo.lookup_snapshot(parent).metadata or {}).get("sources") == source_checksums(cat, ds)
+    if not todo and not copies and arrays_ok and old is not None and len(old) == n and same_excl and screen_same \
+            and same_sources:
         log(f"[{ds.name}] up to date: 0 samples recomputed ({kept} unchanged) at snapshot {parent}")
         return RunResult(parent, run_dir, 0, 0, kept, old_excl, old, {}, False, time.perf_counter() - t0)
     log(f"[{ds.name}] {len(todo)} to compute, {len(copies)} to copy, {kept} unchanged; "

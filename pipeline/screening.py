@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.catalog import CatalogError, Dataset
-from pipeline.io import FrameReadError, iter_video, read_rgb, sha256_file, video_frame_count
+from pipeline.io import FrameReadError, image_size, iter_video, read_rgb, sha256_file, video_frame_count
 from pipeline.models import landmark_backend_for
 from stages.adapters.common import index_frames
 from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
@@ -55,21 +55,41 @@ def list_recordings(ds: Dataset) -> list[dict]:
         for name in sorted(os.listdir(sdir)):
             p = sdir / name
             if p.is_file() and p.suffix.lower() in VIDEO_EXT:
-                try:
-                    n, fps = video_frame_count(p)
-                except FrameReadError:
-                    n, fps = 0, None
-                out.append({"subject": subj, "name": p.stem, "kind": "file", "path": f"{rel}/{subj}/{name}",
-                            "depth_path": None, "n_frames": n, "fps": fps if fps and fps > 0 else None})
+                out.append(_video_file(p, subj, f"{rel}/{subj}/{name}"))
             elif p.is_dir() and (p / "color").is_dir():
-                frames = index_frames(os.listdir(p / "color"), (".jpg", ".jpeg", ".png", ".bmp"))
-                dpath = f"{rel}/{subj}/{name}/depth" if (p / "depth").is_dir() else None
-                out.append({"subject": subj, "name": name, "kind": "frames", "path": f"{rel}/{subj}/{name}/color",
-                            "depth_path": dpath, "n_frames": len(frames), "fps": None,
-                            "frames": {k: f"{rel}/{subj}/{name}/color/{f}" for k, f in frames.items()},
-                            "depth_frames": ({k: f"{dpath}/{f}" for k, f in index_frames(
-                                os.listdir(p / "depth"), (".png",)).items()} if dpath else {})})
+                out.append(_frame_folder(root, p, subj, name, f"{rel}/{subj}/{name}"))
     return out
+
+
+def _video_file(p: Path, subj: str, rel: str) -> dict:
+    """A recording stored as a video file; one that cannot be opened keeps the decoder's
+    message (a truncated MP4 whose index is missing, for example)."""
+    rec = {"subject": subj, "name": p.stem, "kind": "file", "path": rel, "depth_path": None}
+    try:
+        n, fps = video_frame_count(p)
+    except FrameReadError as e:
+        n, fps, rec["error"] = 0, None, str(e)
+    return {**rec, "n_frames": n, "fps": fps if fps and fps > 0 else None}
+
+
+def _frame_folder(root: Path, p: Path, subj: str, name: str, rel: str) -> dict:
+    """A recording stored as a frame folder (``color/`` and an optional ``depth/``). Depth
+    frames of another size than the colour frames are not used (a screening exclusion
+    says so): the crop box found on the colour frame would land elsewhere on the face."""
+    frames = {k: f"{rel}/color/{f}" for k, f in
+              index_frames(os.listdir(p / "color"), (".jpg", ".jpeg", ".png", ".bmp")).items()}
+    dpath = f"{rel}/depth" if (p / "depth").is_dir() else None
+    depth = {k: f"{dpath}/{f}" for k, f in index_frames(os.listdir(p / "depth"), (".png",)).items()} if dpath else {}
+    rec = {"subject": subj, "name": name, "kind": "frames", "path": f"{rel}/color", "n_frames": len(frames),
+           "fps": None, "frames": frames}
+    both = sorted(set(frames) & set(depth))
+    if both:
+        cs, ds_ = image_size(root / frames[both[0]]), image_size(root / depth[both[0]])
+        if cs is not None and ds_ is not None and cs != ds_:
+            rec["depth_error"] = (f"{depth[both[0]]}: depth frames are {ds_[1]}x{ds_[0]} but the colour frames "
+                                  f"({frames[both[0]]}) are {cs[1]}x{cs[0]}; depth not used for this recording")
+            dpath, depth = None, {}
+    return {**rec, "depth_path": dpath, "depth_frames": depth}
 
 
 def _content_id(root: Path, rec: dict) -> str:

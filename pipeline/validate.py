@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from pipeline.catalog import Dataset
-from pipeline.ingest import ingest
+from pipeline.ingest import EMOTION_NOTE, ingest
 from pipeline.io import FrameReadError, read_depth, read_rgb
 from stages.depth import DepthError
 from stages.labels import class_index
@@ -34,6 +34,8 @@ def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
     for r in samples.to_dict("records"):
         if r.get("note"):
             for part in str(r["note"]).split("; "):
+                if part.startswith(EMOTION_NOTE):
+                    continue                      # reported below as a problem
                 notes[part.split(":")[0]].append((r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"], part))
         if class_index(r["emotion"], ds.scheme) is None:
             problems["emotion_not_in_scheme"].append((r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -142,7 +143,8 @@ def temporal_median(f: np.ndarray, width: int) -> np.ndarray:
     r = width // 2
     pad = np.pad(f, ((r, r), (0, 0)), mode="edge")
     win = np.lib.stride_tricks.sliding_window_view(pad, width, axis=0)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():          # an all-NaN window (no face) is NaN, expected
+        warnings.simplefilter("ignore", RuntimeWarning)
         out = np.nanmedian(win, axis=-1)
     out[np.isnan(f).any(axis=1)] = np.nan
     return out

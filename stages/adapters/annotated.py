@@ -82,12 +82,13 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
                               "is empty or would leave the dataset root"))
             continue
         onset, apex, offset = (as_frame(cell(r, k)) for k in ("onset", "apex", "offset"))
-        raw_onset = cell(r, "onset")
         if onset is None:
             excl.append(_excl(dataset, ann_file, row, "frame_not_numeric",
-                              f"{ann_file} row {row} ({subj}/{clip}): onset {raw_onset!r} is not a frame number"))
+                              f"{ann_file} row {row} ({subj}/{clip}): {_not_a_frame('onset', cell(r, 'onset'))}"))
             continue
         notes = []
+        if offset is None and "offset" in cols:
+            notes.append(f"{_not_a_frame('offset', cell(r, 'offset'))}: offset unknown")
         if offset == 0:
             offset = apex if layout.offset_zero_means == "apex" else None
             notes.append("offset 0 in the annotation: " + ("apex used" if layout.offset_zero_means == "apex"
@@ -99,8 +100,7 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
                 apex, apex_derived = (onset + offset) // 2, True
                 notes.append(f"apex {raw_apex!r} in the annotation: midpoint used")
             else:
-                excl.append(_excl(dataset, ann_file, row, "apex_missing",
-                                  f"{ann_file} row {row} ({subj}/{clip}): apex {raw_apex!r} and no usable offset"))
+                excl.append(_apex_exclusion(layout, dataset, ann_file, row, f"{subj}/{clip}", raw_apex))
                 continue
         sid = f"{dataset}/{subj}/{clip}/{onset}-{apex}"
         if onset == 0:
@@ -119,7 +119,7 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
             continue
         if sid in seen:
             excl.append(_excl(dataset, ann_file, row, "duplicate_row",
-                              f"{ann_file} row {row}: same clip and onset/apex as row {seen[sid]}", sid))
+                              _duplicate_detail(ann_file, row, seen[sid], (cell(r, "emotion"), cell(r, "au"))), sid))
             continue
         try:
             aus = au_numbers(cell(r, "au"))
@@ -156,7 +156,7 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
                                   f"{ann_file} row {row}: depth frame(s) {dlost} missing for {frames_prefix}/{rel}", sid))
                 continue
             dpaths = (dframes[onset], dframes[apex])
-        seen[sid] = row
+        seen[sid] = (row, (emotion_raw, cell(r, "au")))
         end = offset if offset is not None else apex + (apex - onset)
         seq = [frames[k] for k in range(onset, end + 1) if k in frames]
         gaps = [k for k in range(onset, end + 1) if k not in frames]
@@ -177,6 +177,35 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
     if len(s):
         s = s.sort_values("sample_id", kind="stable").reset_index(drop=True)
     return s, pd.DataFrame(excl, columns=EXCLUSION_COLUMNS)
+
+
+def _blank(value) -> bool:
+    return value is None or (not isinstance(value, str) and pd.isna(value)) or str(value).strip() == ""
+
+
+def _not_a_frame(role: str, raw) -> str:
+    """'onset cell is empty' / "apex '12a' is not a frame number"."""
+    return f"{role} cell is empty" if _blank(raw) else f"{role} {raw!r} is not a frame number"
+
+
+def _apex_exclusion(layout: Layout, dataset, ann_file, row, clip: str, raw_apex) -> dict:
+    """An apex that is no frame number and cannot be derived: empty -> apex_missing,
+    anything else ('12a') -> frame_not_numeric."""
+    why = ("this layout does not derive a missing apex" if layout.apex_missing == "exclude"
+           else "and there is no usable offset to take the midpoint with")
+    reason = "apex_missing" if _blank(raw_apex) else "frame_not_numeric"
+    return _excl(dataset, ann_file, row, reason, f"{ann_file} row {row} ({clip}): {_not_a_frame('apex', raw_apex)} ({why})")
+
+
+def _duplicate_detail(ann_file, row, first: tuple, labels: tuple) -> str:
+    """A duplicated row names the row that is kept, and says when their labels disagree."""
+    first_row, first_labels = first
+    same = all((_blank(a) and _blank(b)) or str(a).strip() == str(b).strip() for a, b in zip(first_labels, labels))
+    detail = f"{ann_file} row {row}: same clip and onset/apex as row {first_row} (row {first_row} is kept)"
+    if not same:
+        detail += (f"; the labels differ: emotion/AU {labels[0]!r}/{labels[1]!r} here, "
+                   f"{first_labels[0]!r}/{first_labels[1]!r} in row {first_row}")
+    return detail
 
 
 def find_header(raw: pd.DataFrame, required: list[str], max_rows: int = 40) -> int:

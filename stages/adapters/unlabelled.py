@@ -15,9 +15,11 @@ VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv")
 
 def unlabelled_videos(listing: list[dict], *, dataset: str, fps: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """listing: dicts {subject, name, kind ('file'|'frames'), path, depth_path, n_frames,
-    fps (None = the catalog's), frames (frame numbers, frame folders only)}.
+    fps (None = the catalog's), frames (frame numbers, frame folders only), error (why a
+    video file could not be opened), depth_error (why its depth is not used)}.
 
-    Returns (videos, exclusions): a video with no frames or an unsafe name is excluded."""
+    Returns (videos, exclusions): a video with no frames or an unsafe name is excluded;
+    a recording whose depth is not used keeps its colour frames and records why."""
     rows, excl = [], []
     for v in listing:
         subj, name = safe_part(v["subject"]), safe_part(v["name"])
@@ -26,10 +28,14 @@ def unlabelled_videos(listing: list[dict], *, dataset: str, fps: float) -> tuple
                          "stage": "ingest", "reason": "unsafe_path", "detail": f"{v['path']}: unsafe name"})
             continue
         if not v.get("n_frames"):
+            why = f" ({v['error']})" if v.get("error") else ""
             excl.append({"sample_id": None, "dataset": dataset, "ann_file": v["path"], "ann_row": None,
                          "stage": "ingest", "reason": "video_empty",
-                         "detail": f"{v['path']}: no decodable frames"})
+                         "detail": f"{v['path']}: no decodable frames{why}"})
             continue
+        if v.get("depth_error"):
+            excl.append({"sample_id": None, "dataset": dataset, "ann_file": v["path"], "ann_row": None,
+                         "stage": "ingest", "reason": "depth_size_mismatch", "detail": v["depth_error"]})
         rows.append({"dataset": dataset, "subject": subj, "video": f"{subj}/{name}", "kind": v["kind"],
                      "path": v["path"], "depth_path": v.get("depth_path"),
                      "fps": float(v.get("fps") or fps), "n_frames": int(v["n_frames"])})
