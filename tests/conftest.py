@@ -43,6 +43,20 @@ def demo_source(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("demo_src") / "casme3", log=lambda *a: None)
 
 
+@pytest.fixture(scope="session")
+def small_demo_source(demo_source, tmp_path_factory):
+    """The demo's Part A trimmed to its first 7 annotation rows (fast whole-pipeline runs)."""
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("small_demo") / "casme3"
+    shutil.copytree(demo_source, root)
+    ann_path = root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
+    ann = pd.read_excel(ann_path, sheet_name="label").head(7)
+    with pd.ExcelWriter(ann_path) as w:
+        ann.to_excel(w, sheet_name="label", index=False)
+    return root
+
+
 def write_catalog(tmp: Path, env: str = "MEPIPE_TEST_ROOT", params: str = "") -> Path:
     text = textwrap.dedent(f"""\
         store_root: stores

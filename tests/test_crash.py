@@ -20,25 +20,15 @@ from pipeline.verify import verify
 from tests.conftest import REPO, write_catalog
 
 pytestmark = pytest.mark.slow
-ANN = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
-N_ROWS = 7                     # the first annotation rows of the demo: 7 clips
 
 
 @pytest.fixture(scope="module")
-def small(demo_source, tmp_path_factory):
-    """The demo trimmed to its first rows (fast runs), and a clean reference run of it."""
-    tmp = tmp_path_factory.mktemp("crash_src")
-    root = tmp / "data"
-    shutil.copytree(demo_source, root)
-    ann = pd.read_excel(root / ANN, sheet_name="label").head(N_ROWS)
-    with pd.ExcelWriter(root / ANN) as w:
-        ann.to_excel(w, sheet_name="label", index=False)
-    ref = tmp / "ref"
-    ref.mkdir()
-    cat = write_catalog(ref)
-    p = batch(cat, root)
+def small(small_demo_source, tmp_path_factory):
+    """The trimmed demo and the checksums of a clean reference run of it."""
+    ref = tmp_path_factory.mktemp("crash_ref")
+    p = batch(write_catalog(ref), small_demo_source)
     assert p.returncode == 0, p.stdout + p.stderr
-    return root, checksums(ref / "stores" / "t")
+    return small_demo_source, checksums(ref / "stores" / "t")
 
 
 def batch(catalog: Path, root: Path, *extra, fault: str = "", fault_file: Path | None = None, wait: bool = True):
