@@ -82,5 +82,9 @@ test-fast: $(VENV)/.stamp
 bench: $(VENV)/.stamp
 	$(PY) benchmarks/bench_stages.py
 
+.PHONY: bench-usual
+bench-usual: $(VENV)/.stamp
+	$(PY) benchmarks/bench_usual_way.py
+
 clean:
 	rm -rf data/stores data/runs

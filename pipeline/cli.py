@@ -56,7 +56,8 @@ def cmd_preprocess(args) -> int:
     try:
         _ensure_demo(ds, log=log)
         res = run(cat, ds, workers=args.workers, progress=not args.no_progress, methods=methods,
-                  cluster=args.cluster or None, lock_wait=args.wait, run_id=run_id, log=log)
+                  cluster=args.cluster or None, lock_wait=args.wait, run_id=run_id, log=log,
+                  checkpoint_s=args.checkpoint_s)
         if res.committed:
             summary = json.loads((res.run_dir / "summary.json").read_text())
             rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, summary)
@@ -287,6 +288,8 @@ def main(argv=None) -> int:
     a.add_argument("--cluster", default="", help="cluster profile of the catalog (default: a LocalCluster)")
     a.add_argument("--wait", type=float, default=0.0,
                    help="seconds to wait for a store locked by another run (default: fail at once)")
+    a.add_argument("--checkpoint-s", type=float, default=120.0,
+                   help="make written shards durable every N seconds (a killed run resumes from there)")
     a.set_defaults(fn=cmd_preprocess)
     a = sub.add_parser("batch", help="preprocess for cron/sbatch: no progress bars, waits for the store lock, "
                        "log file per run, exit status 0 ok / 1 failed / 3 still locked")
@@ -295,6 +298,8 @@ def main(argv=None) -> int:
     a.add_argument("--methods", default="")
     a.add_argument("--cluster", default="")
     a.add_argument("--wait", type=float, default=3600.0, help="seconds to wait for the store lock (default 3600)")
+    a.add_argument("--checkpoint-s", type=float, default=120.0,
+                   help="make written shards durable every N seconds (a killed run resumes from there)")
     a.set_defaults(fn=cmd_preprocess, no_progress=True)
     a = sub.add_parser("cluster-script", help="print the batch job script of a cluster profile (submits nothing)")
     a.add_argument("--cluster", required=True)

@@ -9,6 +9,7 @@ exclusions table with a reason.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import platform
 import subprocess
@@ -34,7 +35,7 @@ from pipeline.store import BRANCH, Store, ensure_arrays, sample_sha, write_table
 from pipeline.tasks import GROUP_VERSIONS, process_clip, uses_gpu
 from schemas.arrays import ARRAYS, GROUPS, RAGGED_SHARD, SHARD_SAMPLES, arrays_of_group
 from schemas.feeds import groups_for
-from schemas.tables import (AU_FRAME_SCHEMA, CARD, CHECKSUM_SCHEMA, EXCLUSION_SCHEMA, MANIFEST_SCHEMA, VIDEO_SCHEMA,
+from schemas.tables import (AU_FRAME_SCHEMA, CARD, CHECKPOINT, CHECKPOINT_SCHEMA, CHECKSUM_SCHEMA, EXCLUSION_SCHEMA, MANIFEST_SCHEMA, VIDEO_SCHEMA,
                             conform)
 
 
@@ -79,6 +80,69 @@ def _checksums(plans: list, rows: list[dict], old: pd.DataFrame | None,
         shas.update(new.get(p.index, {}))
         out += [{"sample_id": sid, "index": p.index, "array": a, "sha256": h} for a, h in sorted(shas.items())]
     return pd.DataFrame(out, columns=["sample_id", "index", "array", "sha256"])
+
+
+def _layout_key(parent: str, n: int, total_frames: int, names: list[str], groups: tuple) -> str:
+    """Identifies what a run's scratch branch was laid out for (same parent, sample count,
+    ragged size, arrays): only such a branch can be resumed."""
+    spec = {"parent": parent, "n": n, "total_frames": total_frames, "names": sorted(names), "groups": list(groups)}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Resumed:
+    branch: str
+    done: dict          # index -> {"info": task result without arrays (None: a copy), "shas": {...}}
+
+
+def _resumable(store: Store, layout_key: str, plans: list, log, name: str) -> Resumed | None:
+    """The scratch branch of a killed run laid out like this one, with the samples its
+    checkpoints hold whose fingerprints still match (the others are recomputed)."""
+    for b in store.repo.list_branches():
+        if not b.startswith("run-"):
+            continue
+        snap = store.repo.lookup_branch(b)
+        meta = store.repo.lookup_snapshot(snap).metadata or {}
+        if meta.get("checkpoint_layout") != layout_key:
+            continue
+        ck = store.table(CHECKPOINT.removeprefix("tables/"), snap)
+        done = {}
+        for r in ([] if ck is None else ck.to_dict("records")):
+            i = int(r["index"])
+            if i < len(plans) and plans[i].action in ("compute", "copy") and json.loads(r["fps"]) == plans[i].fps:
+                done[i] = {"info": json.loads(r["info"]) if r["info"] else None, "shas": json.loads(r["shas"])}
+        log(f"[{name}] resuming killed run {meta.get('run_id')}: {len(done)} sample(s) already written "
+            f"(checkpoint of {meta.get('checkpoint_at')})")
+        return Resumed(b, done)
+    return None
+
+
+def _jsonable(o):
+    return o.item() if hasattr(o, "item") else (list(o) if isinstance(o, tuple) else str(o))
+
+
+def _checkpoint(store: Store, session, branch: str, unsaved: list, slot_info: dict, new_shas: dict,
+                plans: list, layout_key: str, run_id: str):
+    """Make the shards written so far durable on the scratch branch (amended in place,
+    so the branch stays one commit above its parent) with the table of what they hold.
+    Returns a new session on the branch."""
+    session.merge(*[fork for fork, _, _ in unsaved])
+    for _, infos, shas in unsaved:
+        for index, info in infos:
+            slot_info[index] = info
+        new_shas.update(shas)
+    unsaved.clear()
+    idx = sorted(set(slot_info) | set(new_shas))
+    table = pd.DataFrame({
+        "index": idx, "fps": [json.dumps(plans[i].fps, sort_keys=True) for i in idx],
+        "info": [None if slot_info.get(i) is None else json.dumps(slot_info[i], default=_jsonable) for i in idx],
+        "shas": [json.dumps(new_shas.get(i, {}), sort_keys=True) for i in idx]})
+    g = zarr.open_group(session.store, mode="a")
+    write_table_array(g, CHECKPOINT.removeprefix("tables/"), conform(table, CHECKPOINT_SCHEMA))
+    at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    session.amend(f"checkpoint of run {run_id}: {len(idx)} samples written",
+                  metadata={"checkpoint_layout": layout_key, "run_id": run_id, "checkpoint_at": at})
+    return store.repo.writable_session(branch)
 
 
 @dataclass
@@ -183,16 +247,39 @@ def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds
     return plans
 
 
-def _put(group, name: str, index: int, value, region: tuple | None) -> str | None:
-    """Write one sample's value; returns the sha256 of what was written (None: nothing)."""
-    spec = ARRAYS[name]
-    if spec.ragged:
-        if region is not None and region[1]:
-            group[name][region[0]:region[0] + region[1]] = value
-            return sample_sha(value, spec.dtype)
-        return None
-    group[name][index] = value
-    return sample_sha(value, spec.dtype)
+class _ShardBuffer:
+    """The values one writer task puts into its shard, written with one call per array:
+    a shard written sample by sample would store a new shard object per sample (Icechunk
+    keeps every superseded one until garbage collection) and re-encode it each time."""
+
+    def __init__(self):
+        self.rows: dict[str, dict[int, np.ndarray]] = {}      # array -> first row -> rows
+
+    def put(self, name: str, index: int, value, region: tuple | None) -> str | None:
+        """Buffer one sample's value; returns the sha256 of what will be written."""
+        spec = ARRAYS[name]
+        value = np.asarray(value, dtype=spec.dtype)
+        if spec.ragged:
+            if region is None or not region[1]:
+                return None
+            self.rows.setdefault(name, {})[region[0]] = value
+        else:
+            self.rows.setdefault(name, {})[index] = value[None]
+        return sample_sha(value, spec.dtype)
+
+    def flush(self, group) -> None:
+        for name, parts in self.rows.items():
+            starts = sorted(parts)
+            lo, hi = starts[0], max(s + len(parts[s]) for s in starts)
+            covered = sum(len(p) for p in parts.values()) == hi - lo and all(
+                a + len(parts[a]) == b for a, b in zip(starts, starts[1:]))
+            if covered:
+                block = np.concatenate([parts[s] for s in starts])
+            else:                      # rows of the region this run keeps: read them back first
+                block = np.asarray(group[name][lo:hi])
+                for s in starts:
+                    block[s - lo:s - lo + len(parts[s])] = parts[s]
+            group[name][lo:hi] = block
 
 
 def write_shard(fork, store_path: str, parent: str | None, slots: list, array_names: list[str]):
@@ -205,6 +292,7 @@ def write_shard(fork, store_path: str, parent: str | None, slots: list, array_na
     {array: sha256 of the values written}.
     """
     group = zarr.open_group(fork.store, mode="r+")
+    buf = _ShardBuffer()
     old_group = None
     infos, shas = [], {}
     for index, action, payload, region, old_region in slots:
@@ -213,13 +301,13 @@ def write_shard(fork, store_path: str, parent: str | None, slots: list, array_na
             res = payload
             if res["status"] == "ok":
                 for name, arr in res["arrays"].items():
-                    sh[name] = _put(group, name, index, arr, region)
+                    sh[name] = buf.put(name, index, arr, region)
             else:
                 for name in array_names:
                     spec = ARRAYS[name]
                     n = region[1] if spec.ragged and region else 1
                     zero = np.zeros((n, *spec.shape) if spec.ragged else spec.shape, spec.dtype)
-                    sh[name] = _put(group, name, index, zero, region)
+                    sh[name] = buf.put(name, index, zero, region)
             infos.append((index, {k: v for k, v in res.items() if k != "arrays"}))
         elif action == "copy":
             if old_group is None:
@@ -229,11 +317,12 @@ def write_shard(fork, store_path: str, parent: str | None, slots: list, array_na
                     continue
                 if ARRAYS[name].ragged:
                     if old_region is not None and region is not None:
-                        sh[name] = _put(group, name, index,
-                                        old_group[name][old_region[0]:old_region[0] + old_region[1]], region)
+                        sh[name] = buf.put(name, index, old_group[name][old_region[0]:old_region[0] + old_region[1]],
+                                           region)
                 else:
-                    sh[name] = _put(group, name, index, old_group[name][payload], None)
+                    sh[name] = buf.put(name, index, old_group[name][payload], None)
             infos.append((index, None))
+    buf.flush(group)
     return fork, infos, {i: {k: v for k, v in d.items() if v} for i, d in shas.items()}
 
 
@@ -268,9 +357,11 @@ def new_run_id() -> str:
 
 def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool = True,
         methods: list[str] | None = None, cluster: str | None = None, lock_wait: float = 0.0,
-        run_id: str | None = None) -> RunResult:
+        run_id: str | None = None, checkpoint_s: float = 120.0) -> RunResult:
     """Preprocess dataset `ds` into its store and commit one version (or nothing, if up to
-    date). A store locked by another run is an error at once, or after `lock_wait` s."""
+    date). A store locked by another run is an error at once, or after `lock_wait` s.
+    Written shards are checkpointed on the run's scratch branch every `checkpoint_s`
+    seconds, so a killed run resumes from there instead of starting over."""
     t0 = time.perf_counter()
     run_id = run_id or new_run_id()
     run_dir = cat.runs_root / ds.name / run_id
@@ -283,17 +374,15 @@ def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool =
     try:
         with store.lock(wait=lock_wait, log=log):
             return _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0,
+                               checkpoint_s,
                                log, progress, groups_for(methods, ds.has_depth))
     finally:
         get_client.close()
 
 
-def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0, log, progress,
+def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0, checkpoint_s,
+                log, progress,
                 groups):
-    # scratch branches of runs that were killed (we hold the lock: none is in use)
-    for b in store.repo.list_branches():
-        if b.startswith("run-"):
-            store.repo.delete_branch(b)
     parent = store.head()
     old = store.table("manifest", parent)
     old_excl = store.table("exclusions", parent)
@@ -327,31 +416,46 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     same_sources = (store.repo.lookup_snapshot(parent).metadata or {}).get("sources") == source_checksums(cat, ds)
     if not todo and not copies and arrays_ok and old is not None and len(old) == n and same_excl and screen_same \
             and same_sources:
+        for b in store.repo.list_branches():   # scratch branches of killed runs (we hold the lock)
+            if b.startswith("run-"):
+                store.repo.delete_branch(b)
         log(f"[{ds.name}] up to date: 0 samples recomputed ({kept} unchanged) at snapshot {parent}")
         return RunResult(parent, run_dir, 0, 0, kept, old_excl, old, {}, False, time.perf_counter() - t0)
     log(f"[{ds.name}] {len(todo)} to compute, {len(copies)} to copy, {kept} unchanged; "
         f"{get_client.workers} worker(s)")
 
-    branch = f"run-{run_id}"
-    store.repo.create_branch(branch, parent)
-    s = store.repo.writable_session(branch)
-    g = zarr.open_group(s.store, mode="a")
-    ensure_arrays(g, [a for a in names if not ARRAYS[a].ragged], n, {"dataset": ds.name})
-    ensure_arrays(g, [a for a in names if ARRAYS[a].ragged], total_frames, {"dataset": ds.name})
-    g.attrs.update({"dataset": ds.name, "layout": "one row per sample along axis 0; see tables/manifest"})
-    s.commit("layout", allow_empty=True)
+    layout_key = _layout_key(parent, n, total_frames, names, groups)
+    resumed = _resumable(store, layout_key, plans, log, ds.name)
+    for b in store.repo.list_branches():      # other runs' scratch branches: killed, not resumable
+        if b.startswith("run-") and (resumed is None or b != resumed.branch):
+            store.repo.delete_branch(b)
+    if resumed is None:
+        branch = f"run-{run_id}"
+        store.repo.create_branch(branch, parent)
+        s = store.repo.writable_session(branch)
+        g = zarr.open_group(s.store, mode="a")
+        ensure_arrays(g, [a for a in names if not ARRAYS[a].ragged], n, {"dataset": ds.name})
+        ensure_arrays(g, [a for a in names if ARRAYS[a].ragged], total_frames, {"dataset": ds.name})
+        g.attrs.update({"dataset": ds.name, "layout": "one row per sample along axis 0; see tables/manifest"})
+        s.commit("layout", allow_empty=True)
+        done_before: dict[int, dict] = {}
+    else:
+        branch, done_before = resumed.branch, resumed.done
     session = store.repo.writable_session(branch)
 
     rows = samples.to_dict("records")
     timings: list[dict] = []
-    slot_info: dict[int, dict | None] = {}
-    new_shas: dict[int, dict[str, str]] = {}
-    forks = []
-    client = get_client() if todo or copies else None
+    slot_info: dict[int, dict | None] = {i: d["info"] for i, d in done_before.items()}
+    new_shas: dict[int, dict[str, str]] = {i: d["shas"] for i, d in done_before.items()}
+    forks, unsaved = [], []
+    to_run = [p for p in todo + copies if p.index not in done_before]
+    client = get_client() if to_run else None
     if client is not None:
         params = ds.params
         futs = {}
         for p in todo:
+            if p.index in done_before:
+                continue
             box = angle = None
             if "crop" not in p.need:
                 o = p.old
@@ -363,10 +467,11 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
             futs[f] = p
         by_shard: dict[int, list] = {}
         for p in plans:
-            by_shard.setdefault(p.index // SHARD_SAMPLES, []).append(p)
+            if p.index not in done_before:
+                by_shard.setdefault(p.index // SHARD_SAMPLES, []).append(p)
         pending = {sh: {p.index for p in ps if p.action == "compute"} for sh, ps in by_shard.items()}
         done: dict[int, object] = {}
-        writers = []
+        writers = set()
 
         def submit_writer(sh):
             slots = []
@@ -381,18 +486,30 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
                     slots.append((p.index, "copy", p.old_index, region, old_region))
             if not slots:
                 return
-            fork = session.fork()
-            writers.append(client.submit(write_shard, fork, str(store.path), parent, slots, names,
-                                         retries=2, key=f"shard-{sh}-{run_id}"))
+            w = client.submit(write_shard, session.fork(), str(store.path), parent, slots, names,
+                              retries=2, key=f"shard-{sh}-{run_id}")
+            writers.add(w)
+            ac.add(w)
 
         from dask.distributed import as_completed
         from tqdm import tqdm
 
+        ac = as_completed(list(futs))
         for sh, pend in pending.items():
             if not pend:
                 submit_writer(sh)
         bar = tqdm(total=len(futs), desc=f"{ds.name}: clips", unit="clip", disable=not progress)
-        for f in as_completed(list(futs)):
+        last_ck = time.monotonic()
+        for f in ac:
+            if f in writers:             # a shard is written: its fork waits for the next checkpoint
+                fork, infos, shas = f.result()
+                unsaved.append((fork, infos, shas))
+                if time.monotonic() - last_ck >= checkpoint_s and not ac.is_empty():
+                    session = _checkpoint(store, session, branch, unsaved, slot_info, new_shas, plans,
+                                          layout_key, run_id)
+                    fault_point("after_checkpoint")
+                    last_ck = time.monotonic()
+                continue
             p = futs[f]
             if f.status == "error":
                 exc = f.exception()
@@ -409,18 +526,19 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
             if not pending[sh]:
                 submit_writer(sh)
         bar.close()
-        for f in tqdm(as_completed(writers), total=len(writers), desc=f"{ds.name}: shards", unit="shard",
-                      disable=not progress):
-            fork, infos, shas = f.result()
-            forks.append(fork)
-            for index, info in infos:
-                slot_info[index] = info
-            new_shas.update(shas)
+    for fork, infos, shas in unsaved:
+        forks.append(fork)
+        for index, info in infos:
+            slot_info[index] = info
+        new_shas.update(shas)
 
     # a partial (e.g. depth-only) recompute keeps the other arrays of its row, which the
     # run branch inherits from the parent snapshot; a moved row is always recomputed whole.
     if forks:
         session.merge(*forks)
+    g = zarr.open_group(session.store, mode="a")
+    if CHECKPOINT in g:
+        del g[CHECKPOINT]            # the checkpoint table belongs to the scratch branch only
 
     man_rows, excl_rows = [], []
     for p in plans:
@@ -485,7 +603,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
                               exclusions.groupby(["stage", "reason"]).size().items()},
         "counts": {"samples": n, "ok": n_ok, "excluded_in_arrays": n - n_ok,
                    "excluded_at_ingest": len(excl_ingest), "recomputed": len(todo),
-                   "copied": len(copies), "unchanged": kept},
+                   "copied": len(copies), "unchanged": kept, "resumed": len(done_before)},
         "tables": table_shas,
         "au_estimator": None if scr is None else {
             "name": ds.params["au"]["estimator"], "phi": ds.params["au"]["phi"],

@@ -15,7 +15,7 @@ from pipeline.faults import clip_fault
 from pipeline.io import FrameReadError, read_depth, read_rgb
 from pipeline.models import landmark_backend_for
 from schemas.arrays import ALIGN, CROP, DI_FRAMES, FLOW224, TIM_FRAMES, TIM_SIZE
-from stages.align import eye_angle, warp_face
+from stages.align import eye_angle, warp_faces
 from stages.crop import apply_crop, crop_box, cut, landmarks_to_crop
 from stages.depth import DepthError, zero_fill
 from stages.diff import frame_diff, rgb_to_gray
@@ -161,8 +161,9 @@ def compute_clip(row: dict, root: Path, box: tuple, angle: float, params: dict, 
     f72, f112 = [], []
     for ref in seq:
         img = read_rgb(root / ref)
-        f72.append(warp_face(img, angle, box, ALIGN))
-        f112.append(warp_face(img, angle, box, TIM_SIZE))
+        a72, a112 = warp_faces(img, angle, box, (ALIGN, TIM_SIZE))
+        f72.append(a72)
+        f112.append(a112)
     f72, f112 = np.stack(f72), np.stack(f112)
     timings["clip_read_align_ms"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()

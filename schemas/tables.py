@@ -114,6 +114,16 @@ CHECKSUM_SCHEMA = pa.schema([
 TABLES = {"manifest": MANIFEST_SCHEMA, "exclusions": EXCLUSION_SCHEMA, "samples": SAMPLE_SCHEMA,
           "au_frames": AU_FRAME_SCHEMA, "videos": VIDEO_SCHEMA, "checksums": CHECKSUM_SCHEMA}
 
+# progress of a run that is still going, on its scratch branch only (never in a version):
+# the samples written so far, so that a killed run resumes instead of starting over
+CHECKPOINT = "tables/_checkpoint"
+CHECKPOINT_SCHEMA = pa.schema([
+    pa.field("index", pa.int64(), nullable=False),
+    pa.field("fps", pa.string(), nullable=False),        # JSON: the sample's fingerprints when written
+    pa.field("info", pa.string()),                       # JSON: the task's result without arrays (null: a copy)
+    pa.field("shas", pa.string(), nullable=False),       # JSON: array -> sha256 of what was written
+])
+
 # the generated dataset card (markdown, UTF-8 bytes in a uint8 array) of each version
 CARD = "docs/dataset_card"
 

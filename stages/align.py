@@ -34,11 +34,18 @@ def warp_face(img: np.ndarray, lm: np.ndarray, box: tuple[int, int, int, int], s
     """Aligned (size x size) face: rotate about the box centre to level the eyes (bilinear),
     then cut the box and resize it with area averaging (no aliasing when shrinking).
     `lm` is the (68, 2) landmarks or their eye angle (degrees); a clip uses its onset's."""
+
+    return warp_faces(img, lm, box, (size,))[0]
+
+
+def warp_faces(img: np.ndarray, lm: np.ndarray, box: tuple[int, int, int, int], sizes: tuple) -> list:
+    """`warp_face` at several output sizes from one rotation of the frame (the same values
+    as separate calls, at the cost of one warp)."""
     from stages.crop import apply_crop
 
     rot = cv2.warpAffine(img, _rotation(lm, box), (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
-    return apply_crop(rot, box, size)
+    return [apply_crop(rot, box, s) for s in sizes]
 
 
 def transform_points(pts: np.ndarray, M: np.ndarray) -> np.ndarray:

@@ -146,3 +146,36 @@ def test_two_concurrent_runs(small, tmp_path):
     logs = sorted((tmp_path / "runs" / "t").glob("*/run.log"))
     assert len(logs) == 4
     assert any("is locked by another run" in f.read_text() for f in logs)
+
+
+def test_killed_run_resumes_from_its_checkpoint(demo_source, tmp_path):
+    """20 samples = 3 shards. With a checkpoint after every shard, a run killed (SIGKILL)
+    right after its first checkpoint resumes: the next run computes only the samples of
+    the other shards and ends with the same values as a run that was never killed."""
+    cat = write_catalog(tmp_path)
+    store = tmp_path / "stores" / "t"
+    flag = tmp_path / "checkpointed"
+    p = batch(cat, demo_source, "--checkpoint-s", "0", fault="after_checkpoint:pause", fault_file=flag, wait=False)
+    wait_for(flag, p)
+    kill9(p)
+    st = Store(store, create=False)
+    assert st.table("manifest") is None                     # nothing committed to main
+    [branch] = [b for b in st.repo.list_branches() if b.startswith("run-")]
+    ck = st.table("_checkpoint", st.repo.lookup_branch(branch))
+    assert len(ck) == 8                                      # one shard made durable
+    p2 = batch(cat, demo_source, "--checkpoint-s", "0")
+    assert p2.returncode == 0, p2.stdout + p2.stderr
+    assert "resuming killed run" in p2.stdout and "8 sample(s) already written" in p2.stdout
+    st = Store(store, create=False)
+    meta = st.repo.lookup_snapshot(st.head()).metadata
+    assert meta["counts"]["resumed"] == 8 and meta["counts"]["ok"] == 20
+    assert [v["message"] for v in st.versions()][0].startswith("preprocess t")   # one version, no checkpoints
+    assert "tables/_checkpoint" not in st.group()
+    assert verify(st, log=lambda *a: None).ok
+    # the same values as an uninterrupted run
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    p3 = batch(write_catalog(clean), demo_source)
+    assert p3.returncode == 0
+    pd.testing.assert_frame_equal(checksums(store), checksums(clean / "stores" / "t"))
+    assert st.table("manifest").equals(Store(clean / "stores" / "t", create=False).table("manifest"))
