@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.catalog import load_catalog  # noqa: E402
-from training.data import PairDataset  # noqa: E402
+from training.data import PairDataset, pair_tensors  # noqa: E402
 
 
 class FileDataset(torch.utils.data.Dataset):
@@ -39,8 +39,7 @@ class FileDataset(torch.utils.data.Dataset):
         else:
             rgb = cv2.imread(str(self.folder / f"{i}_rgb.png"), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.int32) - 32768
             dep = cv2.imread(str(self.folder / f"{i}_depth.png"), cv2.IMREAD_UNCHANGED).astype(np.int64) * 2 - 65536
-        return {"rgb_diff": torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1),
-                "view_diff": torch.from_numpy(dep.astype(np.float32))[None]}
+        return pair_tensors(rgb, dep, "depth")      # the same conversion as PairDataset
 
 
 class Order(torch.utils.data.Sampler):
@@ -86,12 +85,22 @@ def main() -> None:
         cv2.imwrite(str(tmp / f"{j}_depth.png"), ((dep.astype(np.int64) + 65536) // 2).astype(np.uint16))
     order = np.random.default_rng(0).permutation(len(idx)).tolist()
     r_store = rate(pairs, order)
+    t = time.perf_counter()
+    cached = PairDataset(store, ds.scheme, view="depth", sources=("labelled", "selected"), cache_dir=tmp / "cache")
+    cached._g()
+    fill = time.perf_counter() - t
+    r_cache = rate(cached, order)
     r_png = rate(FileDataset(tmp, len(idx), "png"), order)
     r_npy = rate(FileDataset(tmp, len(idx), "npy"), order)
+    n_rows = g["pairs/rgb_diff"].shape[0]
     print(f"loader, DVSCL feed (rgb_diff + depth_diff), {len(idx)} samples, random order, batches of 16:")
     print(f"  store (Zarr/Icechunk)  {r_store:8.1f} samples/s  (x{r_store / r_png:.2f} PNG, x{r_store / r_npy:.2f} npy)")
+    print(f"  store + local cache    {r_cache:8.1f} samples/s  (x{r_cache / r_png:.2f} PNG, x{r_cache / r_npy:.2f} npy); "
+          f"filled once in {fill:.2f} s ({n_rows / fill:.0f} rows/s, {n_rows} rows incl. samples not in the feed)")
     print(f"  per-sample PNG         {r_png:8.1f} samples/s")
     print(f"  per-sample .npy        {r_npy:8.1f} samples/s")
+    if "--loader-only" in sys.argv:
+        return
 
     from training.dvscl import CONFIGS as DC, pretrain
     from training.fdp import CONFIGS as FC, train_fdp

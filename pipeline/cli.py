@@ -210,6 +210,8 @@ def cmd_train(args) -> int:
 
     cat = load_catalog(args.catalog)
     ds = cat.dataset(args.dataset)
+    if args.cache_dir:       # every Dataset of the run (and its DataLoader workers) reads it
+        os.environ["MEPIPE_FEED_CACHE"] = args.cache_dir
     store = args.store or cat.store_root / ds.name
     if not args.store and not store.exists():
         print(f"error: no store for {ds.name} at {store}; run `make preprocess DATASET={ds.name}` first",
@@ -349,6 +351,9 @@ def main(argv=None) -> int:
     a.add_argument("--text-model", default="", help="AttrCL: local BERT/sentence-transformers folder")
     a.add_argument("--motion", default="learned", choices=["learned", "tvl1"],
                    help="SelfME: the learned motion (default) or the TV-L1 baseline")
+    a.add_argument("--cache-dir", default=os.environ.get("MEPIPE_FEED_CACHE", ""),
+                   help="decode the feed arrays once into this local folder and train from there "
+                        "(keyed by snapshot; default $MEPIPE_FEED_CACHE, none)")
     a.add_argument("--store", default="", help="train from this store instead of the catalog's, e.g. a "
                    "published s3://bucket/prefix@tag (read in place, not copied)")
     a.add_argument("--out", default="")

@@ -103,6 +103,26 @@ def test_all_feeds(dataset_copy):
     pd_ = PairDataset(cat.store_root / "t", ds.scheme)
     assert tuple(pd_[0]["rgb_diff"].shape) == (3, 310, 310)
 
+    # the local feed cache gives the same tensors as the store, fills once, and is keyed by
+    # the snapshot (a memory map per array)
+    cache = root.parent / "feed_cache"
+    pc = PairDataset(cat.store_root / "t", ds.scheme, cache_dir=cache)
+    ids = [5, 0, 3, 3]
+    for a, b in zip(pd_.__getitems__(ids), pc.__getitems__(ids)):
+        assert torch.equal(a["rgb_diff"], b["rgb_diff"]) and torch.equal(a["view_diff"], b["view_diff"])
+    files = sorted((cache / pd_.snapshot).glob("*.npy"))
+    assert [f.name for f in files] == ["pairs__depth_diff.npy", "pairs__rgb_diff.npy"]
+    stamp = {f: f.stat().st_mtime_ns for f in files}
+    for m in ("fdp", "selfme"):
+        kw = {"train": False}
+        a, b = DATASETS[m](cat.store_root / "t", ds.scheme, **kw), DATASETS[m](cat.store_root / "t", ds.scheme,
+                                                                            cache_dir=cache, **kw)
+        for k in ("frames", "dynamic_image") if m == "fdp" else ("pair", "flow"):
+            assert torch.equal(a[4][k], b[4][k]), (m, k)
+    PairDataset(cat.store_root / "t", ds.scheme, cache_dir=cache).__getitems__([1])
+    assert all(f.stat().st_mtime_ns == t for f, t in stamp.items())      # not filled twice
+    assert not list((cache / pd_.snapshot).glob("*.part"))
+
     # FDP trains end to end from the stored clips under LOSO (one epoch: wiring, not accuracy)
     from training import fdp as fdp_train
 

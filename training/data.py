@@ -4,7 +4,8 @@
 as (rgb_diff, second_view_diff, label, subject). Reads go through the array names of
 schemas/ and the manifest; the Zarr group is opened lazily in each process, so the
 Dataset pickles cheaply into DataLoader workers started with the `spawn` context
-(forked workers can hang on Icechunk).
+(forked workers can hang on Icechunk). With `cache_dir` (or $MEPIPE_FEED_CACHE) the feed
+arrays are read from a local decoded copy after the first use (training.cache).
 """
 from __future__ import annotations
 
@@ -15,9 +16,20 @@ import torch
 from torch.utils.data import Dataset
 
 from stages.labels import class_index
+from training.cache import CachedGroup, take_rows
 
 VIEWS = {"depth": "pairs/depth_diff", "gray": "pairs/gray_diff"}
 RGB_DIFF = "pairs/rgb_diff"
+
+
+def pair_tensors(rgb: np.ndarray, v: np.ndarray, view: str) -> dict:
+    """Stored differences -> the model's tensors: rgb_diff (3, H, W) / 255, view_diff
+    (1, H, W) (gray / 255; depth in sensor units)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    y = torch.from_numpy(np.ascontiguousarray(v)).float()
+    if view == "gray":
+        y = y.div_(255.0)
+    return {"rgb_diff": x.contiguous(), "view_diff": y[None]}
 
 
 class PairDataset(Dataset):
@@ -38,12 +50,12 @@ class PairDataset(Dataset):
 
     def __init__(self, store_path: str | Path, scheme: dict[str, list[str]], view: str = "depth",
                  snapshot: str | None = None, tag: str | None = None,
-                 sources: tuple[str, ...] = ("labelled",)):
+                 sources: tuple[str, ...] = ("labelled",), cache_dir: str | Path | None = None):
         from pipeline.store import Store  # the store is the pipeline's; only read here
 
         if view not in VIEWS:
             raise ValueError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
-        self.store_path = str(store_path)
+        self.store_path, self.cache_dir = str(store_path), cache_dir
         store = Store(store_path, create=False)
         self.snapshot = snapshot or (store.repo.lookup_tag(tag) if tag else store.head())
         man = store.table("manifest", self.snapshot)
@@ -85,9 +97,11 @@ class PairDataset(Dataset):
         if self._group is None:
             from pipeline.store import Store
 
-            self._group = Store(self.store_path, create=False).group(self.snapshot)
+            names = (RGB_DIFF, VIEWS[self.view])
+            self._group = CachedGroup(Store(self.store_path, create=False).group(self.snapshot), self.snapshot,
+                                      names, self.cache_dir)
             # open each array once: a per-item lookup re-reads its metadata (half the cost)
-            self._arrays = {n: self._group[n] for n in (RGB_DIFF, VIEWS[self.view])}
+            self._arrays = {n: self._group[n] for n in names}
         return self._group
 
     def __getitems__(self, ids: list[int]) -> list[dict]:
@@ -95,18 +109,12 @@ class PairDataset(Dataset):
         orthogonal selection per array instead of one request per sample."""
         self._g()
         rows = np.array([self.items[i][0] for i in ids])
-        uniq, inv = np.unique(rows, return_inverse=True)
-        rgb = self._arrays[RGB_DIFF].oindex[uniq][inv]
-        v = self._arrays[VIEWS[self.view]].oindex[uniq][inv]
+        rgb, v = (take_rows(self._arrays[n], rows) for n in (RGB_DIFF, VIEWS[self.view]))
         return [self._item(i, rgb[k], v[k]) for k, i in enumerate(ids)]
 
     def _item(self, i: int, rgb: np.ndarray, v: np.ndarray) -> dict:
         _, label, subject, sid = self.items[i]
-        v = v.astype(np.float32)
-        if self.view == "gray":
-            v = v / 255.0
-        return {"rgb_diff": torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous(),
-                "view_diff": torch.from_numpy(v)[None], "label": torch.tensor(label, dtype=torch.int64),
+        return {**pair_tensors(rgb, v, self.view), "label": torch.tensor(label, dtype=torch.int64),
                 "subject": subject, "sample_id": sid}
 
     @property

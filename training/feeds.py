@@ -16,6 +16,7 @@ from schemas.arrays import DI_FRAMES
 from schemas.feeds import FEEDS
 from stages.labels import class_index
 from stages.temporal import amplify_motion, dynamic_image, uniform_indices
+from training.cache import CachedGroup
 
 
 class FeedDataset(Dataset):
@@ -24,11 +25,13 @@ class FeedDataset(Dataset):
     method = ""
 
     def __init__(self, store_path: str | Path, scheme: dict, snapshot: str | None = None,
-                 sources: tuple = ("labelled",), train: bool = False, seed: int = 0):
+                 sources: tuple = ("labelled",), train: bool = False, seed: int = 0,
+                 cache_dir: str | Path | None = None):
         from pipeline.store import Store
 
         store = Store(store_path, create=False)
         self.store_path, self.snapshot = str(store_path), snapshot or store.head()
+        self.cache_dir = cache_dir
         g = store.group(self.snapshot)
         missing = [a for a in FEEDS[self.method].arrays if a not in g]
         if missing:
@@ -64,7 +67,8 @@ class FeedDataset(Dataset):
         if self._g is None:
             from pipeline.store import Store
 
-            self._g = Store(self.store_path, create=False).group(self.snapshot)
+            self._g = CachedGroup(Store(self.store_path, create=False).group(self.snapshot), self.snapshot,
+                                  FEEDS[self.method].arrays, self.cache_dir)
         return self._g
 
     def clip(self, r) -> np.ndarray:
