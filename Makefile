@@ -25,7 +25,7 @@ $(VENV)/.stamp: pyproject.toml Makefile
 	@echo "using $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,mediapipe-runtime]'
+	$(PY) -m pip install -q -e '.[test,mediapipe-runtime,pyfeat-runtime]'
 	# mediapipe 0.10.21 is the last wheel with the face-mesh models; its metadata pins numpy<2
 	# but it runs on numpy 2, so it is installed without its declared dependencies.
 	$(PY) -m pip install -q --no-deps 'mediapipe==0.10.21'

@@ -18,10 +18,12 @@ DEFAULTS: dict[str, dict] = {
     "magnify": {"alpha": 3.0, "levels": 4, "method": "eulerian", "weights": ""},  # seed 004: x3
     # AU screening of unlabelled video (seed 000 sec. 4.1.1)
     "au": {"estimator": "landmarks", "phi": 2.1, "onset_lag_at_30fps": 8, "min_confidence": 0.75,
-           "segment_frames": 120, "aus": []},   # aus: AU numbers used for selection ([] = all)
+           "segment_frames": 120, "aus": [],    # aus: AU numbers used for selection ([] = all)
+           "pyfeat_faces": "retinaface"},       # pyfeat: its RetinaFace, or boxes of the face backend's landmarks
 }
 CHOICES = {("face", "backend"): ("dlib", "mediapipe"), ("depth", "fill"): ("nearest", "min", "mean"),
-           ("au", "estimator"): ("landmarks", "openface", "pyfeat"), ("magnify", "method"): ("eulerian", "learned")}
+           ("au", "estimator"): ("landmarks", "openface", "pyfeat"),
+           ("au", "pyfeat_faces"): ("retinaface", "landmarks"), ("magnify", "method"): ("eulerian", "learned")}
 
 
 class ParamError(ValueError):

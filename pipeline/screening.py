@@ -23,6 +23,7 @@ import pandas as pd
 from pipeline.catalog import CatalogError, Dataset
 from pipeline.io import FrameReadError, image_size, iter_video, read_rgb, sha256_file, video_frame_count
 from pipeline.models import landmark_backend_for
+from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature
 from stages.adapters.common import index_frames
 from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
 from stages.au import (AU_COLUMNS, AUS, LANDMARK_ESTIMATOR_VERSION, AUInputError, landmark_intensities,
@@ -102,11 +103,17 @@ def _content_id(root: Path, rec: dict) -> str:
     return h.hexdigest()
 
 
-def screen_fingerprint(rec: dict, content: str, params: dict) -> str:
+def screen_fingerprint(rec: dict, content: str, params: dict, models: list | None = None) -> str:
+    """Changes with the recording's content, the estimator and its parameters, the face
+    backend it uses and (py-feat) its model files."""
+    est = params["au"]["estimator"]
     au = {k: params["au"][k] for k in ("estimator", "min_confidence")}
-    face = params["face"] if params["au"]["estimator"] == "landmarks" else None
-    return hashlib.sha256(json.dumps(["screen", SCREEN_VERSION, LANDMARK_ESTIMATOR_VERSION, au, face, content],
-                                     sort_keys=True).encode()).hexdigest()[:32]
+    if est == "pyfeat":
+        au["pyfeat_faces"] = params["au"]["pyfeat_faces"]
+    uses_face = est == "landmarks" or (est == "pyfeat" and params["au"]["pyfeat_faces"] == "landmarks")
+    face = params["face"] if uses_face else None
+    return hashlib.sha256(json.dumps(["screen", SCREEN_VERSION, LANDMARK_ESTIMATOR_VERSION, au, face, content]
+                                     + ([models] if models else []), sort_keys=True).encode()).hexdigest()[:32]
 
 
 def landmark_segment(rec: dict, root: str, start: int, stop: int, face_params: dict) -> dict:
@@ -118,20 +125,7 @@ def landmark_segment(rec: dict, root: str, start: int, stop: int, face_params: d
     cv2.setNumThreads(1)   # one task per core
     root = Path(root)
     det = landmark_backend_for(face_params)
-    if rec["kind"] == "file":
-        numbers = list(range(start, stop))
-        frames = iter_video(root / rec["path"], start, stop)
-    else:
-        keys = sorted(rec["frames"])[start:stop]
-        numbers = keys
-
-        def gen():
-            for k in keys:
-                try:
-                    yield k, read_rgb(root / rec["frames"][k])
-                except FrameReadError:
-                    yield k, None
-        frames = gen()
+    numbers, frames = _frames_of(rec, root, start, stop)
     lms = np.full((len(numbers), 68, 2), np.nan, np.float32)
     pos = {k: i for i, k in enumerate(numbers)}
     seen, unreadable = set(), []
@@ -158,26 +152,96 @@ def _openface_csv(ds: Dataset, rec: dict) -> Path:
                        f"{rec['subject']}/{rec['name']}; looked for {', '.join(map(str, cands))}")
 
 
-def pyfeat_check(ds: Dataset) -> None:
-    """The py-feat estimator needs py-feat's runtime and its model files on local disk."""
-    need = ["models--py-feat--retinaface_r34", "models--py-feat--mobilefacenet", "models--py-feat--xgb_au"]
+def pyfeat_check(ds: Dataset) -> Path:
+    """The py-feat estimator needs py-feat's runtime and its model files on local disk;
+    returns the models folder."""
+    from pipeline.pyfeat_au import MODEL_FILES, model_files
+
     rel = (ds.unlabelled or {}).get("pyfeat_models") or os.environ.get("MEPIPE_PYFEAT_MODELS")
     where = Path(rel) if rel and os.path.isabs(rel) else (ds.root() / rel if rel else None)
-    missing = need if where is None else [n for n in need if not (where / n).is_dir()]
+    found = model_files(where) if where is not None else {r: None for r in MODEL_FILES}
+    missing = [f"models--{r.replace('/', '--')} ({' or '.join(MODEL_FILES[r])})" for r, p in found.items() if p is None]
     if missing:
         raise CatalogError(
             "AU estimator 'pyfeat' needs py-feat's model files on local disk (nothing is downloaded): "
             f"missing {missing} in {where or '(no folder given)'}. Put a Hugging Face cache holding "
-            "py-feat/retinaface_r34, py-feat/mobilefacenet and py-feat/xgb_au there and name it in "
+            "py-feat/retinaface_r34, py-feat/mobilefacenet and py-feat/xgb_au there "
+            "(models--py-feat--<name>/snapshots/<rev>/<file>) and name it in "
             f"datasets.{ds.name}.unlabelled.pyfeat_models or MEPIPE_PYFEAT_MODELS, or use "
             "params.au.estimator: landmarks | openface")
     try:
-        import feat.detector  # noqa: F401
-    except Exception as e:  # py-feat is installed without its heavy runtime by `make setup`
+        import feat  # noqa: F401
+    except Exception as e:
         raise CatalogError(f"AU estimator 'pyfeat': py-feat's runtime does not import ({e}); "
-                           "install it with `pip install py-feat` in .venv") from e
-    raise CatalogError("AU estimator 'pyfeat': model files found, but running py-feat's detector is not "
-                       "wired into the pipeline yet; use 'landmarks' or 'openface'")
+                           "`make setup` installs it (extra `pyfeat-runtime`)") from e
+    return where
+
+
+def _frames_of(rec: dict, root: Path, start: int, stop: int):
+    """(frame numbers, iterator of (number, RGB frame or None)) of frames start..stop-1."""
+    if rec["kind"] == "file":
+        return list(range(start, stop)), iter_video(root / rec["path"], start, stop)
+    keys = sorted(rec["frames"])[start:stop]
+
+    def gen():
+        for k in keys:
+            try:
+                yield k, read_rgb(root / rec["frames"][k])
+            except FrameReadError:
+                yield k, None
+    return keys, gen()
+
+
+def pyfeat_segment(rec: dict, root: str, start: int, stop: int, models: str, faces: str, face_params: dict,
+                   batch: int = 8) -> dict:
+    """Dask task: py-feat AU intensities (0-5) for frames start..stop-1 of one recording,
+    decoded and estimated `batch` frames at a time (bounded memory). faces: 'retinaface'
+    (py-feat finds them) or 'landmarks' (boxes around the pipeline backend's 68 points).
+    Returns frames (n,), intensities (n, len(AUS)) float32 (NaN = no face), unreadable,
+    seconds."""
+    from pipeline.pyfeat_au import au_probabilities, detector, landmark_box
+    from stages.au import pyfeat_intensities
+
+    t0 = time.perf_counter()
+    cv2.setNumThreads(1)
+    root = Path(root)
+    det = detector(models)
+    lmk = landmark_backend_for(face_params) if faces == "landmarks" else None
+    numbers, frames = _frames_of(rec, root, start, stop)
+    pos = {k: i for i, k in enumerate(numbers)}
+    inten = np.full((len(numbers), len(AUS)), np.nan, np.float32)
+    seen, unreadable, buf = set(), [], []
+
+    def flush():
+        if not buf:
+            return
+        imgs = [img for _, img in buf]
+        boxes = None
+        if lmk is not None:
+            boxes = []
+            for img in imgs:
+                lm = lmk(img)
+                boxes.append([] if lm is None else [landmark_box(lm, img.shape)])
+        probs = au_probabilities(det, imgs, boxes)
+        vals = pyfeat_intensities(probs, len(imgs))
+        for j, (k, _) in enumerate(buf):
+            inten[pos[k]] = vals[j]
+        buf.clear()
+
+    for k, img in frames:
+        seen.add(k)
+        if img is None:
+            unreadable.append(k)
+            continue
+        if buf and img.shape != buf[0][1].shape:
+            flush()
+        buf.append((k, img))
+        if len(buf) == batch:
+            flush()
+    flush()
+    unreadable += [k for k in numbers if k not in seen]
+    return {"frames": np.asarray(numbers, np.int64), "intensities": inten, "unreadable": sorted(unreadable),
+            "seconds": time.perf_counter() - t0}
 
 
 def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFrame | None,
@@ -185,15 +249,15 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
     root = ds.root()
     params = ds.params
     est = params["au"]["estimator"]
-    if est == "pyfeat":
-        pyfeat_check(ds)
+    models = pyfeat_check(ds) if est == "pyfeat" else None
     recs = list_recordings(ds)
     videos, excl = unlabelled_videos(recs, dataset=ds.name, fps=ds.fps)
     by_id = {f"{r['subject']}/{r['name']}": r for r in recs}
     prev_fp = {} if prev_videos is None else dict(zip(prev_videos["video"], prev_videos["fp_screen"]))
     fps_ = {}
     for v in videos.itertuples():
-        fps_[v.video] = screen_fingerprint(by_id[v.video], _content_id(root, by_id[v.video]), params)
+        fps_[v.video] = screen_fingerprint(by_id[v.video], _content_id(root, by_id[v.video]), params,
+                                           models_signature(models) if models else None)
     todo = [v for v in videos.itertuples() if prev_fp.get(v.video) != fps_[v.video]]
     frames_tables, timings = [], {}
     if prev_frames is not None and len(prev_frames):
@@ -202,14 +266,17 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
     log(f"[{ds.name}] AU screening: {len(videos)} unlabelled video(s), {len(todo)} to estimate "
         f"({est}), {len(videos) - len(todo)} reused")
     if todo:
-        if est == "landmarks":
+        if est in ("landmarks", "pyfeat"):
             client = get_client()
             seg = params["au"]["segment_frames"]
             futs = {}
             for v in todo:
                 for a in range(0, v.n_frames, seg):
-                    f = client.submit(landmark_segment, by_id[v.video], str(root), a, min(a + seg, v.n_frames),
-                                      params["face"], retries=2, key=f"screen-{v.video}-{a}-{fps_[v.video][:8]}")
+                    b = min(a + seg, v.n_frames)
+                    args = ((landmark_segment, by_id[v.video], str(root), a, b, params["face"]) if est == "landmarks"
+                            else (pyfeat_segment, by_id[v.video], str(root), a, b, str(models),
+                                  params["au"]["pyfeat_faces"], params["face"]))
+                    f = client.submit(*args, retries=2, key=f"screen-{v.video}-{a}-{fps_[v.video][:8]}")
                     futs[f] = (v.video, a)
             from dask.distributed import as_completed
             from tqdm import tqdm
@@ -228,8 +295,12 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
             for v in todo:
                 ps = sorted(parts[v.video], key=lambda r: r["frames"][0])
                 fr = np.concatenate([p["frames"] for p in ps])
-                lm = np.concatenate([p["landmarks"] for p in ps])
-                inten = landmark_intensities(lm)
+                if est == "landmarks":
+                    inten = landmark_intensities(np.concatenate([p["landmarks"] for p in ps]))
+                    name, version = "landmarks", LANDMARK_ESTIMATOR_VERSION
+                else:
+                    inten = np.concatenate([p["intensities"] for p in ps])
+                    name, version = "pyfeat", f"py-feat {PYFEAT_VERSION} Detectorv1/xgb"
                 unread = sum((p["unreadable"] for p in ps), [])
                 if unread:
                     excl = pd.concat([excl, pd.DataFrame([{
@@ -237,7 +308,7 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
                         "stage": "screen", "reason": "frames_unreadable",
                         "detail": f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}"}])],
                         ignore_index=True)
-                frames_tables.append(_au_rows(ds.name, v, fr, inten, "landmarks", LANDMARK_ESTIMATOR_VERSION))
+                frames_tables.append(_au_rows(ds.name, v, fr, inten, name, version))
         elif est == "openface":
             for v in todo:
                 path = _openface_csv(ds, by_id[v.video])

@@ -28,6 +28,22 @@ from schemas.tables import AU_COLUMNS, AUS  # OpenFace 2.x intensity AUs (AUxx_r
 LANDMARK_ESTIMATOR_VERSION = "1"
 
 
+def pyfeat_intensities(probs: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """py-feat AU outputs -> (n, len(AUS)) intensities 0-5 (seed 000 eq. 1: probability
+    x 5). `probs` maps py-feat's column names ('AU01', ..., one probability per frame,
+    NaN without a face) to arrays of length n. AUs py-feat does not detect (AU45: blink;
+    its AU43 'eyes closed' is another action) are NaN; its AUs outside AUS are ignored."""
+    out = np.full((n, len(AUS)), np.nan, np.float32)
+    for j, a in enumerate(AUS):
+        col = f"AU{a:02d}"
+        if col in probs:
+            p = np.asarray(probs[col], np.float32)
+            if p.shape != (n,):
+                raise ValueError(f"py-feat column {col}: {p.shape} values for {n} frames")
+            out[:, j] = 5.0 * p
+    return out
+
+
 class AUInputError(ValueError):
     pass
 
