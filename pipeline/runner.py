@@ -40,12 +40,17 @@ from schemas.tables import (AU_FRAME_SCHEMA, CARD, CHECKPOINT, CHECKPOINT_SCHEMA
 
 
 def code_version() -> str:
+    """Package version + git commit; '.dirty' when the code that makes products
+    (pipeline/, stages/, schemas/) differs from that commit."""
+    here = Path(pipeline.__file__).parent
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(pipeline.__file__).parent, timeout=5).stdout.strip()
+                             cwd=here, timeout=5).stdout.strip()
+        dirty = sha and subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "pipeline", "stages", "schemas"],
+                                       cwd=here.parent, timeout=5).returncode == 1
     except Exception:
-        sha = ""
-    return f"{pipeline.__version__}" + (f"+g{sha}" if sha else "")
+        sha, dirty = "", False
+    return f"{pipeline.__version__}" + (f"+g{sha}" if sha else "") + (".dirty" if dirty else "")
 
 
 def source_checksums(cat: Catalog, ds: Dataset) -> dict[str, str]:
