@@ -91,13 +91,18 @@ def detector(folder: str, device: str = "cpu"):
     if key not in _DETECTORS:
         import warnings
 
-        import torch  # noqa: F401  (before feat: feat sets OMP_NUM_THREADS when unset)
+        import torch  # before feat: feat sets OMP_NUM_THREADS when unset
         from feat import Detectorv1
 
-        with _models_folder(Path(folder)), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _DETECTORS[key] = Detectorv1(face_model="retinaface", landmark_model="mobilefacenet", au_model="xgb",
-                                         emotion_model=None, identity_model=None, gaze_model=None, device=device)
+        grad = torch.is_grad_enabled()    # py-feat's RetinaFace turns autograd off process-wide
+        try:
+            with _models_folder(Path(folder)), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _DETECTORS[key] = Detectorv1(face_model="retinaface", landmark_model="mobilefacenet",
+                                             au_model="xgb", emotion_model=None, identity_model=None,
+                                             gaze_model=None, device=device)
+        finally:
+            torch.set_grad_enabled(grad)
     return _DETECTORS[key]
 
 

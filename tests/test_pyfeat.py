@@ -17,6 +17,17 @@ def models(tmp_path_factory):
     return build(tmp_path_factory.mktemp("pyfeat_models"))
 
 
+def test_loading_pyfeat_leaves_autograd_on(models):
+    """py-feat's RetinaFace constructor calls torch.set_grad_enabled(False) for the whole
+    process; training in the same process must not lose its gradients."""
+    import torch
+
+    from pipeline.pyfeat_au import detector
+
+    detector(str(models))
+    assert torch.is_grad_enabled()
+
+
 def test_model_files_are_found_in_the_hub_layout(models, tmp_path):
     from pipeline.pyfeat_au import model_files
 
