@@ -108,48 +108,39 @@ def cmd_versions(args) -> int:
     cat = load_catalog(args.catalog)
     st = _store(cat, args)
     action = args.action or "list"
-    try:
-        if action == "list":
-            for v in st.versions():
-                m = v["metadata"] or {}
-                c = m.get("counts", {})
-                tags = f"  tags: {', '.join(v['tags'])}" if v["tags"] else ""
-                print(f"{v['snapshot']}  {v['written_at']:%Y-%m-%d %H:%M:%S}  {v['message']}"
-                      + (f"  [code {m.get('code_version')}, ok {c.get('ok')}/{c.get('samples')}]" if c else "")
-                      + tags)
-        elif action == "show":
-            print(json.dumps(V.provenance(st, args.ref), indent=1, default=str))
-        elif action == "card":
-            print(V.card(st, args.ref))
-        elif action == "diff":
-            if not args.ref or not args.to:
-                print("error: versions diff needs --ref A --to B", file=sys.stderr)
-                return 2
-            print(V.format_diff(V.diff(st, args.ref, args.to)))
-        elif action == "tag":
-            if not args.name:
-                print("error: versions tag needs --name", file=sys.stderr)
-                return 2
-            snap = V.tag(st, args.name, args.ref)
-            print(f"tagged {snap} as {args.name}")
-    except V.VersionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if action == "list":
+        for v in st.versions():
+            m = v["metadata"] or {}
+            c = m.get("counts", {})
+            tags = f"  tags: {', '.join(v['tags'])}" if v["tags"] else ""
+            print(f"{v['snapshot']}  {v['written_at']:%Y-%m-%d %H:%M:%S}  {v['message']}"
+                  + (f"  [code {m.get('code_version')}, ok {c.get('ok')}/{c.get('samples')}]" if c else "")
+                  + tags)
+    elif action == "show":
+        print(json.dumps(V.provenance(st, args.ref), indent=1, default=str))
+    elif action == "card":
+        print(V.card(st, args.ref))
+    elif action == "diff":
+        if not args.ref or not args.to:
+            print("error: versions diff needs --ref A --to B", file=sys.stderr)
+            return 2
+        print(V.format_diff(V.diff(st, args.ref, args.to)))
+    elif action == "tag":
+        if not args.name:
+            print("error: versions tag needs --name", file=sys.stderr)
+            return 2
+        snap = V.tag(st, args.name, args.ref)
+        print(f"tagged {snap} as {args.name}")
     return 0
 
 
 def cmd_verify(args) -> int:
     from pipeline.verify import verify
-    from pipeline.versions import VersionError, resolve
+    from pipeline.versions import resolve
 
     cat = load_catalog(args.catalog)
     st = _store(cat, args)
-    try:
-        snap = resolve(st, args.ref)
-    except VersionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    rep = verify(st, snap)
+    rep = verify(st, resolve(st, args.ref))
     for p in rep.problems:
         print(f"  PROBLEM {p}")
     print("OK" if rep.ok else f"FAILED: {len(rep.problems)} problem(s)")
@@ -157,28 +148,18 @@ def cmd_verify(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from pipeline.remote import RemoteError, publish
+    from pipeline.remote import publish
 
-    cat = load_catalog(args.catalog)
-    st = _store(cat, args)
-    try:
-        publish(st.path, args.tag, args.to)
-    except RemoteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    publish(_store(load_catalog(args.catalog), args).path, args.tag, args.to)
     return 0
 
 
 def cmd_pull(args) -> int:
     from pathlib import Path
 
-    from pipeline.remote import RemoteError, pull
+    from pipeline.remote import pull
 
-    try:
-        pull(args.url, Path(args.dest))
-    except RemoteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    pull(args.url, Path(args.dest))
     return 0
 
 
@@ -367,11 +348,17 @@ def main(argv=None) -> int:
     a = sub.add_parser("demo", help="generate the demo dataset (also done on first use)")
     a.set_defaults(fn=cmd_demo)
     args = p.parse_args(argv)
+    from pipeline.remote import RemoteError
+    from pipeline.versions import VersionError
+
     try:
         return args.fn(args)
     except CatalogError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (VersionError, RemoteError) as e:     # a wrong tag/snapshot, an S3 refusal: named, exit 1
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

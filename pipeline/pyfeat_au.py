@@ -2,10 +2,10 @@
 MobileFaceNet 68 landmarks, HOG + PCA + XGBoost AU classifiers), run fully offline from
 model files on local disk. Seed 000 eq. 1: intensity = AU probability x 5.
 
-py-feat fetches its models with `hf_hub_download(..., cache_dir=<its package folder>)`;
-we never let it download: HF_HUB_OFFLINE is set, and while the detector is built its
-model folder is pointed at the user's folder (a Hugging Face cache layout:
-``models--py-feat--<name>/snapshots/<rev>/<file>``). Missing files are reported before
+py-feat looks its models up in a Hugging Face cache inside its package folder and would
+fetch missing ones; here the hub is forced offline for the whole process (`offline()`,
+before py-feat is imported) and, while the detector is built, py-feat's model folder is
+pointed at the user's folder (``models--py-feat--<name>/snapshots/<rev>/<file>``). Missing files are reported before
 anything is loaded. Faces come from py-feat's RetinaFace (params.au.pyfeat_faces =
 'retinaface', py-feat's own pipeline) or from the pipeline's landmark backend
 ('landmarks': the box around the dlib/MediaPipe 68 points, so py-feat and the crop use

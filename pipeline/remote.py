@@ -136,20 +136,17 @@ def _local_objects(root: Path) -> tuple[list[str], list[str]]:
     return data, refs
 
 
+_HINTS = {"AccessDenied": "these credentials may not write there (consumers have read-only access)",
+          "InvalidAccessKeyId": "unknown access key (check AWS_ACCESS_KEY_ID / AWS_PROFILE)",
+          "SignatureDoesNotMatch": "wrong secret key",
+          "NoSuchBucket": "the bucket does not exist"}
+
+
 def _wrap(e: Exception, what: str, loc: Location) -> RemoteError:
-    code = ""
-    for err in (e, e.__cause__, e.__context__):
-        if err is not None and hasattr(err, "response"):
-            code = err.response.get("Error", {}).get("Code", "")
-            break
-    if not code:          # boto3's transfer errors carry the code only in their text
-        code = next((c for c in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket")
-                     if c in str(e)), "")
-    hint = {"AccessDenied": "these credentials may not write there (consumers have read-only access)",
-            "InvalidAccessKeyId": "unknown access key (check AWS_ACCESS_KEY_ID / AWS_PROFILE)",
-            "SignatureDoesNotMatch": "wrong secret key",
-            "NoSuchBucket": f"bucket {loc.bucket!r} does not exist"}.get(code, "")
-    return RemoteError(f"{what} {loc.url}: {code or type(e).__name__}" + (f" - {hint}" if hint else ""))
+    """An S3 failure as one line naming the location and the server's error code
+    (botocore puts the code in the message of its errors and of boto3's transfer errors)."""
+    code = next((c for c in _HINTS if c in str(e)), "")
+    return RemoteError(f"{what} {loc.url}: {code or type(e).__name__}" + (f" - {_HINTS[code]}" if code else ""))
 
 
 def publish(store_path: Path, tag: str, url: str, log=print) -> dict:
@@ -188,8 +185,6 @@ def publish(store_path: Path, tag: str, url: str, log=print) -> dict:
             nbytes += f.stat().st_size
         for k in refs:                       # last: the tag becomes visible only now
             client.upload_file(str(Path(store_path) / k), loc.bucket, f"{loc.prefix}/{k}")
-    except RemoteError:
-        raise
     except Exception as e:
         raise _wrap(e, "cannot upload to", loc) from e
     remote = ic.Repository.open(icechunk_storage(loc))

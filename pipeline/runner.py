@@ -126,17 +126,31 @@ def _jsonable(o):
     return o.item() if hasattr(o, "item") else (list(o) if isinstance(o, tuple) else str(o))
 
 
+def _drop_scratch_branches(store: Store, keep: str | None = None) -> None:
+    """Delete the scratch branches of killed runs (the caller holds the lock, so none is
+    in use), except `keep` (the one being resumed)."""
+    for b in store.repo.list_branches():
+        if b.startswith("run-") and b != keep:
+            store.repo.delete_branch(b)
+
+
+def _absorb(written: list, slot_info: dict, new_shas: dict) -> list:
+    """Record the results of finished writer tasks; returns their forks (to merge)."""
+    for _, infos, shas in written:
+        for index, info in infos:
+            slot_info[index] = info
+        new_shas.update(shas)
+    forks = [fork for fork, _, _ in written]
+    written.clear()
+    return forks
+
+
 def _checkpoint(store: Store, session, branch: str, unsaved: list, slot_info: dict, new_shas: dict,
                 plans: list, layout_key: str, run_id: str):
     """Make the shards written so far durable on the scratch branch (amended in place,
     so the branch stays one commit above its parent) with the table of what they hold.
     Returns a new session on the branch."""
-    session.merge(*[fork for fork, _, _ in unsaved])
-    for _, infos, shas in unsaved:
-        for index, info in infos:
-            slot_info[index] = info
-        new_shas.update(shas)
-    unsaved.clear()
+    session.merge(*_absorb(unsaved, slot_info, new_shas))
     idx = sorted(set(slot_info) | set(new_shas))
     table = pd.DataFrame({
         "index": idx, "fps": [json.dumps(plans[i].fps, sort_keys=True) for i in idx],
@@ -418,12 +432,11 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     screen_same = scr is None or (not scr.recomputed and store.table("videos", parent) is not None and
                                   set(store.table("videos", parent)["video"]) == set(scr.videos["video"]))
     # an annotation edit that changes no frame (a label, AU or note) still needs new tables
-    same_sources = (store.repo.lookup_snapshot(parent).metadata or {}).get("sources") == source_checksums(cat, ds)
+    sources = source_checksums(cat, ds)
+    same_sources = (store.repo.lookup_snapshot(parent).metadata or {}).get("sources") == sources
     if not todo and not copies and arrays_ok and old is not None and len(old) == n and same_excl and screen_same \
             and same_sources:
-        for b in store.repo.list_branches():   # scratch branches of killed runs (we hold the lock)
-            if b.startswith("run-"):
-                store.repo.delete_branch(b)
+        _drop_scratch_branches(store)
         log(f"[{ds.name}] up to date: 0 samples recomputed ({kept} unchanged) at snapshot {parent}")
         return RunResult(parent, run_dir, 0, 0, kept, old_excl, old, {}, False, time.perf_counter() - t0)
     log(f"[{ds.name}] {len(todo)} to compute, {len(copies)} to copy, {kept} unchanged; "
@@ -431,9 +444,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
 
     layout_key = _layout_key(parent, n, total_frames, names, groups)
     resumed = _resumable(store, layout_key, plans, log, ds.name)
-    for b in store.repo.list_branches():      # other runs' scratch branches: killed, not resumable
-        if b.startswith("run-") and (resumed is None or b != resumed.branch):
-            store.repo.delete_branch(b)
+    _drop_scratch_branches(store, keep=resumed.branch if resumed else None)
     if resumed is None:
         branch = f"run-{run_id}"
         store.repo.create_branch(branch, parent)
@@ -452,7 +463,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     timings: list[dict] = []
     slot_info: dict[int, dict | None] = {i: d["info"] for i, d in done_before.items()}
     new_shas: dict[int, dict[str, str]] = {i: d["shas"] for i, d in done_before.items()}
-    forks, unsaved = [], []
+    unsaved = []
     to_run = [p for p in todo + copies if p.index not in done_before]
     client = get_client() if to_run else None
     if client is not None:
@@ -531,11 +542,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
             if not pending[sh]:
                 submit_writer(sh)
         bar.close()
-    for fork, infos, shas in unsaved:
-        forks.append(fork)
-        for index, info in infos:
-            slot_info[index] = info
-        new_shas.update(shas)
+    forks = _absorb(unsaved, slot_info, new_shas)
 
     # a partial (e.g. depth-only) recompute keeps the other arrays of its row, which the
     # run branch inherits from the parent snapshot; a moved row is always recomputed whole.
@@ -602,7 +609,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
         "run_id": run_id, "dataset": ds.name, "code_version": code_version(),
         "group_versions": GROUP_VERSIONS, "groups": list(groups), "params": ds.params, "adapter": ds.adapter,
         "annotation_sha256": sha256_file(ds.file("annotation")) if ds.annotation else None,
-        "sources": source_checksums(cat, ds), "fps": ds.fps, "label_scheme": ds.label_scheme,
+        "sources": sources, "fps": ds.fps, "label_scheme": ds.label_scheme,
         "landmark_backends": sorted({b for b in manifest.get("landmark_backend", pd.Series()).dropna()}),
         "exclusion_reasons": {f"{k[0]}/{k[1]}": int(v) for k, v in
                               exclusions.groupby(["stage", "reason"]).size().items()},

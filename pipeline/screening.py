@@ -23,7 +23,7 @@ import pandas as pd
 from pipeline.catalog import CatalogError, Dataset
 from pipeline.io import FrameReadError, image_size, iter_video, read_rgb, sha256_file, video_frame_count
 from pipeline.models import landmark_backend_for
-from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature
+from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature, offline
 from stages.adapters.common import index_frames
 from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
 from stages.au import (AU_COLUMNS, AUS, LANDMARK_ESTIMATOR_VERSION, AUInputError, landmark_intensities,
@@ -128,16 +128,11 @@ def landmark_segment(rec: dict, root: str, start: int, stop: int, face_params: d
     numbers, frames = _frames_of(rec, root, start, stop)
     lms = np.full((len(numbers), 68, 2), np.nan, np.float32)
     pos = {k: i for i, k in enumerate(numbers)}
-    seen, unreadable = set(), []
-    for k, img in frames:
-        seen.add(k)
-        if img is None:
-            unreadable.append(k)
-            continue
+    unreadable = []
+    for k, img in _readable(numbers, frames, unreadable):
         lm = det(img)
         if lm is not None:
             lms[pos[k]] = lm
-    unreadable += [k for k in numbers if k not in seen]
     return {"frames": np.asarray(numbers, np.int64), "landmarks": lms, "unreadable": sorted(unreadable),
             "seconds": time.perf_counter() - t0}
 
@@ -169,6 +164,7 @@ def pyfeat_check(ds: Dataset) -> Path:
             "(models--py-feat--<name>/snapshots/<rev>/<file>) and name it in "
             f"datasets.{ds.name}.unlabelled.pyfeat_models or MEPIPE_PYFEAT_MODELS, or use "
             "params.au.estimator: landmarks | openface")
+    offline()                    # before py-feat (and huggingface_hub) load: nothing may download
     try:
         import feat  # noqa: F401
     except Exception as e:
@@ -192,6 +188,19 @@ def _frames_of(rec: dict, root: Path, start: int, stop: int):
     return keys, gen()
 
 
+def _readable(numbers: list, frames, unreadable: list):
+    """The decodable (number, frame) pairs of `frames`; the numbers of frames that could
+    not be decoded, or that the decoder never reached (a cut video), go to `unreadable`."""
+    seen = set()
+    for k, img in frames:
+        seen.add(k)
+        if img is None:
+            unreadable.append(k)
+            continue
+        yield k, img
+    unreadable += [k for k in numbers if k not in seen]
+
+
 def pyfeat_segment(rec: dict, root: str, start: int, stop: int, models: str, faces: str, face_params: dict,
                    batch: int = 8) -> dict:
     """Dask task: py-feat AU intensities (0-5) for frames start..stop-1 of one recording,
@@ -210,7 +219,7 @@ def pyfeat_segment(rec: dict, root: str, start: int, stop: int, models: str, fac
     numbers, frames = _frames_of(rec, root, start, stop)
     pos = {k: i for i, k in enumerate(numbers)}
     inten = np.full((len(numbers), len(AUS)), np.nan, np.float32)
-    seen, unreadable, buf = set(), [], []
+    unreadable, buf = [], []
 
     def flush():
         if not buf:
@@ -228,18 +237,13 @@ def pyfeat_segment(rec: dict, root: str, start: int, stop: int, models: str, fac
             inten[pos[k]] = vals[j]
         buf.clear()
 
-    for k, img in frames:
-        seen.add(k)
-        if img is None:
-            unreadable.append(k)
-            continue
+    for k, img in _readable(numbers, frames, unreadable):
         if buf and img.shape != buf[0][1].shape:
             flush()
         buf.append((k, img))
         if len(buf) == batch:
             flush()
     flush()
-    unreadable += [k for k in numbers if k not in seen]
     return {"frames": np.asarray(numbers, np.int64), "intensities": inten, "unreadable": sorted(unreadable),
             "seconds": time.perf_counter() - t0}
 

@@ -156,49 +156,47 @@ def sample_sha(value, dtype: str) -> str:
     return hashlib.sha256(np.ascontiguousarray(value, dtype=dtype).tobytes()).hexdigest()
 
 
-def write_text_array(group: zarr.Group, path: str, text: str) -> str:
-    """Store UTF-8 text (the dataset card) as a uint8 array; returns its sha256."""
-    data = np.frombuffer(text.encode(), dtype=np.uint8)
-    sha = hashlib.sha256(data.tobytes()).hexdigest()
+def _write_bytes(group: zarr.Group, path: str, raw: bytes, attrs: dict) -> str:
+    """Store `raw` as a 1-D uint8 array at `path` (replacing one there) with its sha256
+    in the attributes; returns the sha256."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    sha = hashlib.sha256(raw).hexdigest()
     if path in group:
         del group[path]
     arr = group.create_array(path, shape=data.shape, dtype="uint8", chunks=(max(len(data), 1),), fill_value=0)
     arr[:] = data
-    arr.attrs.update({"format": "markdown", "sha256": sha})
+    arr.attrs.update({**attrs, "sha256": sha})
     return sha
 
 
-def read_text_array(arr) -> str:
+def _read_bytes(arr, what: str) -> bytes:
+    """The bytes of a uint8 array written by `_write_bytes`, checked against its sha256."""
     data = arr[:].tobytes()
     want = arr.attrs.get("sha256")
     if want and hashlib.sha256(data).hexdigest() != want:
-        raise IOError(f"{arr.path}: checksum mismatch (stored {want})")
-    return data.decode()
+        raise IOError(f"{what}: checksum mismatch (stored {want})")
+    return data
+
+
+def write_text_array(group: zarr.Group, path: str, text: str) -> str:
+    """Store UTF-8 text (the dataset card) as a uint8 array; returns its sha256."""
+    return _write_bytes(group, path, text.encode(), {"format": "markdown"})
+
+
+def read_text_array(arr) -> str:
+    return _read_bytes(arr, arr.path).decode()
 
 
 def write_table_array(group: zarr.Group, name: str, table: pa.Table) -> str:
     """Store `table` as Parquet bytes in ``tables/<name>``; returns the sha256."""
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    data = np.frombuffer(buf.getvalue(), dtype=np.uint8)
-    sha = hashlib.sha256(data.tobytes()).hexdigest()
-    path = f"tables/{name}"
-    if path in group:
-        del group[path]
-    arr = group.create_array(path, shape=data.shape, dtype="uint8", chunks=(max(len(data), 1),),
-                             fill_value=0)
-    arr[:] = data
-    arr.attrs.update({"format": "parquet", "sha256": sha, "rows": table.num_rows,
-                      "columns": table.schema.names})
-    return sha
+    return _write_bytes(group, f"tables/{name}", buf.getvalue(),
+                        {"format": "parquet", "rows": table.num_rows, "columns": table.schema.names})
 
 
 def read_table_array(arr) -> pa.Table:
-    data = arr[:].tobytes()
-    want = arr.attrs.get("sha256")
-    if want and hashlib.sha256(data).hexdigest() != want:
-        raise IOError(f"table {arr.path}: checksum mismatch (stored {want})")
-    return pq.read_table(io.BytesIO(data))
+    return pq.read_table(io.BytesIO(_read_bytes(arr, f"table {arr.path}")))
 
 
 def ensure_arrays(group: zarr.Group, names: list[str], n: int, attrs: dict) -> None:

@@ -57,6 +57,23 @@ def small_demo_source(demo_source, tmp_path_factory):
     return root
 
 
+def fit_and_accuracy(model, xtr, xte, yte, loss_of, epochs: int, lr: float, batch: int = 8) -> float:
+    """Train `model` with Adam on xtr in order, `batch` at a time (loss_of(output, rows)
+    gives the loss of the batch's rows), then the accuracy of output[0] on (xte, yte)."""
+    import torch
+
+    from training.loop import step
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        model.train()
+        for i in range(0, len(xtr), batch):
+            step(opt, loss_of(model(xtr[i:i + batch]), slice(i, i + batch)))
+    model.eval()
+    with torch.no_grad():
+        return (model(xte)[0].argmax(1) == yte).float().mean().item()
+
+
 def write_catalog(tmp: Path, env: str = "MEPIPE_TEST_ROOT", params: str = "") -> Path:
     text = textwrap.dedent(f"""\
         store_root: stores

@@ -56,6 +56,13 @@ def wait_for(path: Path, proc, timeout=300):
         time.sleep(0.2)
 
 
+def paused_at(point: str, catalog: Path, root: Path, flag: Path, *extra):
+    """A `mepipe batch` run stopped alive (holding the store lock) at fault point `point`."""
+    p = batch(catalog, root, *extra, fault=f"{point}:pause", fault_file=flag, wait=False)
+    wait_for(flag, p)
+    return p
+
+
 def kill9(proc):
     os.killpg(proc.pid, signal.SIGKILL)       # the driver and its local dask workers, no cleanup
     proc.wait(30)
@@ -75,9 +82,7 @@ def test_kill9_mid_commit_then_exit_after_commit_then_rerun(small, tmp_path):
     # 1. SIGKILL while the driver holds the store lock with every shard written, just
     #    before the commit: nothing of this run may be visible
     flag = tmp_path / "at_commit"
-    p = batch(cat, root, fault="before_commit:pause", fault_file=flag, wait=False)
-    wait_for(flag, p)
-    kill9(p)
+    kill9(paused_at("before_commit", cat, root, flag))
     st = Store(store, create=False)
     assert st.table("manifest") is None                       # main still at the empty store
     # 2. the driver dies between writing the commit and moving main to it
@@ -127,8 +132,7 @@ def test_two_concurrent_runs(small, tmp_path):
     cat = write_catalog(tmp_path)
     store = tmp_path / "stores" / "t"
     flag = tmp_path / "holding"
-    first = batch(cat, root, fault="before_commit:pause", fault_file=flag, wait=False)
-    wait_for(flag, first)
+    first = paused_at("before_commit", cat, root, flag)
     second = batch(cat, root, "--wait", "0")
     assert second.returncode == 3
     assert "is locked by another run (pid" in second.stdout
@@ -155,9 +159,7 @@ def test_killed_run_resumes_from_its_checkpoint(demo_source, tmp_path):
     cat = write_catalog(tmp_path)
     store = tmp_path / "stores" / "t"
     flag = tmp_path / "checkpointed"
-    p = batch(cat, demo_source, "--checkpoint-s", "0", fault="after_checkpoint:pause", fault_file=flag, wait=False)
-    wait_for(flag, p)
-    kill9(p)
+    kill9(paused_at("after_checkpoint", cat, demo_source, flag, "--checkpoint-s", "0"))
     st = Store(store, create=False)
     assert st.table("manifest") is None                     # nothing committed to main
     [branch] = [b for b in st.repo.list_branches() if b.startswith("run-")]

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import fit_and_accuracy
 from training.models.fdp import FDP, FDPConfig, count_parameters, fdp_loss, rank_loss
 
 TINY = FDPConfig(widths=(16, 32, 48, 64), heads=(2, 2, 4, 4), stem=16, d_channels=64, size=32)
@@ -53,19 +54,8 @@ def test_planted_temporal_signal(shuffle):
     torch.manual_seed(0)
     xtr, ytr, dtr = clips(32, shuffle, 0)
     xte, yte, _ = clips(16, shuffle, 1)
-    m = FDP(2, TINY)
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    for _ in range(8):
-        m.train()
-        for i in range(0, 32, 8):
-            lo, dh, s = m(xtr[i:i + 8])
-            loss = fdp_loss(lo, dh, s, ytr[i:i + 8], dtr[i:i + 8])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    m.eval()
-    with torch.no_grad():
-        acc = (m(xte)[0].argmax(1) == yte).float().mean().item()
+    acc = fit_and_accuracy(FDP(2, TINY), xtr, xte, yte, lambda out, r: fdp_loss(*out, ytr[r], dtr[r]),
+                           epochs=8, lr=3e-3)
     if shuffle:
         assert acc < 0.8
     else:

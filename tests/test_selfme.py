@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import fit_and_accuracy
 from training.models.selfme import (REGIONS, SYMMETRIC, bspline_upsample, jacobian_determinant,
                                     quadrant_embeddings, scaling_and_squaring, symmetric_contrastive_loss, warp)
 
@@ -83,18 +84,7 @@ def test_planted_signal_scvit(shuffle):
     m = SCViT(2, 2, img_size=64)
     xtr, ytr = make(32)
     xte, yte = make(16)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    for _ in range(15):
-        m.train()
-        for i in range(0, 32, 8):
-            logits, reg = m(xtr[i:i + 8])
-            loss = scvit_loss(logits, reg, ytr[i:i + 8])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    m.eval()
-    with torch.no_grad():
-        acc = (m(xte)[0].argmax(1) == yte).float().mean().item()
+    acc = fit_and_accuracy(m, xtr, xte, yte, lambda out, r: scvit_loss(*out, ytr[r]), epochs=15, lr=1e-3)
     assert (acc < 0.8) if shuffle else (acc > 0.9), (shuffle, acc)
 
 
