@@ -26,10 +26,12 @@ from pipeline.models import landmark_backend_for
 from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature, offline
 from stages.adapters.common import index_frames
 from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
-from stages.au import (AU_COLUMNS, AUS, LANDMARK_ESTIMATOR_VERSION, AUInputError, landmark_intensities,
-                       onset_offset_frames, openface_intensities, select_pairs)
+from stages.au import (AU_COLUMNS, AUS, LANDMARK_ESTIMATOR_VERSION, OPENFACE_IMAGE_EXT, AUInputError,
+                       landmark_intensities, onset_offset_frames, openface_details_input, openface_frame_map,
+                       openface_input_kind, openface_intensities, select_pairs)
 
 SCREEN_VERSION = "1"
+OPENFACE_MAPPING_VERSION = "2"   # 2: CSV rows matched to frames the way OpenFace numbers them
 
 
 @dataclass
@@ -103,9 +105,11 @@ def _content_id(root: Path, rec: dict) -> str:
     return h.hexdigest()
 
 
-def screen_fingerprint(rec: dict, content: str, params: dict, models: list | None = None) -> str:
+def screen_fingerprint(rec: dict, content: str, params: dict, models: list | None = None,
+                       inputs: dict | None = None) -> str:
     """Changes with the recording's content, the estimator and its parameters, the face
-    backend it uses and (py-feat) its model files."""
+    backend it uses, (py-feat) its model files and (OpenFace) `inputs`: its CSV and
+    sidecar and how their rows are matched to frames."""
     est = params["au"]["estimator"]
     au = {k: params["au"][k] for k in ("estimator", "min_confidence")}
     if est == "pyfeat":
@@ -113,7 +117,8 @@ def screen_fingerprint(rec: dict, content: str, params: dict, models: list | Non
     uses_face = est == "landmarks" or (est == "pyfeat" and params["au"]["pyfeat_faces"] == "landmarks")
     face = params["face"] if uses_face else None
     return hashlib.sha256(json.dumps(["screen", SCREEN_VERSION, LANDMARK_ESTIMATOR_VERSION, au, face, content]
-                                     + ([models] if models else []), sort_keys=True).encode()).hexdigest()[:32]
+                                     + ([models] if models else []) + ([inputs] if inputs else []),
+                                      sort_keys=True).encode()).hexdigest()[:32]
 
 
 def landmark_segment(rec: dict, root: str, start: int, stop: int, face_params: dict) -> dict:
@@ -145,6 +150,61 @@ def _openface_csv(ds: Dataset, rec: dict) -> Path:
             return c
     raise CatalogError(f"datasets.{ds.name}.unlabelled.openface_dir: no OpenFace CSV for video "
                        f"{rec['subject']}/{rec['name']}; looked for {', '.join(map(str, cands))}")
+
+
+def _openface_details(csv: Path) -> Path:
+    """OpenFace's sidecar of a CSV: ``<csv stem>_of_details.txt`` next to it."""
+    return csv.with_name(f"{csv.stem}_of_details.txt")
+
+
+def _openface_inputs(ds: Dataset, rec: dict) -> dict:
+    """What an OpenFace AU table of `rec` is made from, for its fingerprint."""
+    try:
+        csv = _openface_csv(ds, rec)
+    except CatalogError:
+        return {"openface_csv": None}          # estimation says what is missing
+    det = _openface_details(csv)
+    return {"openface_mapping": OPENFACE_MAPPING_VERSION, "openface_csv": sha256_file(csv),
+            "openface_details": sha256_file(det) if det.is_file() else None}
+
+
+def openface_rows(root: Path, rec: dict, csv: Path, min_confidence: float) -> tuple[np.ndarray, np.ndarray, list]:
+    """(frame numbers (n_frames,), intensities (n_frames, len(AUS)), frame numbers OpenFace
+    did not read) of one recording from its OpenFace 2.x CSV.
+
+    OpenFace writes no file name per row: rows are matched to frames the way OpenFace
+    numbered them (`stages.au.openface_frame_map`), the input kind taken from the
+    ``_of_details.txt`` sidecar next to the CSV if there is one, else from the
+    timestamps. Every frame of the recording gets a row; frames OpenFace did not read
+    (a frame folder's files whose extension it skips) are NaN. A CSV that does not fit
+    the recording raises CatalogError naming the CSV, the counts and the folder/video."""
+    det = _openface_details(csv)
+    input_path = openface_details_input(det.read_text(errors="replace")) if det.is_file() else None
+    kind, how = None, ""
+    try:
+        fr, ts, inten = openface_intensities(pd.read_csv(csv), min_confidence, str(csv))
+        kind = openface_input_kind(ts, input_path)
+        how = (f" (input from {det}: {input_path!r} -> {kind})" if input_path else
+               f" (no {det.name}; input from the timestamps: {kind or 'cannot tell'})")
+        if rec["kind"] == "file":
+            numbers = list(range(int(rec["n_frames"])))
+            rows = openface_frame_map(fr, kind, "file", len(numbers), csv=str(csv),
+                                      source=f"video {root / rec['path']}")
+        else:
+            folder = root / rec["path"]
+            numbers = sorted(rec["frames"])
+            rows = openface_frame_map(fr, kind, "frames", rec["frames"], os.listdir(folder), csv=str(csv),
+                                      source=f"folder {folder}")
+    except AUInputError as e:
+        raise CatalogError(f"{e}{how}") from e
+    out = np.full((len(numbers), len(AUS)), np.nan, np.float32)
+    pos = {k: i for i, k in enumerate(numbers)}
+    seen = set()
+    for r, k in enumerate(rows.tolist()):
+        if k in pos:
+            out[pos[k]] = inten[r]
+            seen.add(k)
+    return np.asarray(numbers, np.int64), out, [k for k in numbers if k not in seen]
 
 
 def pyfeat_check(ds: Dataset) -> Path:
@@ -261,7 +321,8 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
     fps_ = {}
     for v in videos.itertuples():
         fps_[v.video] = screen_fingerprint(by_id[v.video], _content_id(root, by_id[v.video]), params,
-                                           models_signature(models) if models else None)
+                                           models_signature(models) if models else None,
+                                           _openface_inputs(ds, by_id[v.video]) if est == "openface" else None)
     todo = [v for v in videos.itertuples() if prev_fp.get(v.video) != fps_[v.video]]
     frames_tables, timings = [], {}
     if prev_frames is not None and len(prev_frames):
@@ -316,12 +377,15 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
         elif est == "openface":
             for v in todo:
                 path = _openface_csv(ds, by_id[v.video])
-                try:
-                    fr, _, inten = openface_intensities(pd.read_csv(path), params["au"]["min_confidence"], str(path))
-                except AUInputError as e:
-                    raise CatalogError(str(e)) from e
-                if by_id[v.video]["kind"] == "file":
-                    fr = fr - 1          # OpenFace numbers frames from 1; video frames are 0-based
+                fr, inten, unread = openface_rows(root, by_id[v.video], path, params["au"]["min_confidence"])
+                if unread:
+                    excl = pd.concat([excl, pd.DataFrame([{
+                        "sample_id": None, "dataset": ds.name, "ann_file": v.path, "ann_row": None,
+                        "stage": "screen", "reason": "frames_not_estimated",
+                        "detail": f"{v.path}: {len(unread)} frame(s) OpenFace -fdir does not read (extension "
+                                  f"not exactly {'/'.join(OPENFACE_IMAGE_EXT)}) have no AU estimate, "
+                                  f"first {unread[:5]}"}])],
+                        ignore_index=True)
                 frames_tables.append(_au_rows(ds.name, v, fr, inten, "openface", "2.x"))
     au_frames = pd.concat(frames_tables, ignore_index=True) if frames_tables else _au_rows(ds.name, None, [], [], est, "")
     samples, sel_excl, rows = [], [], []

@@ -74,6 +74,152 @@ def openface_intensities(df: pd.DataFrame, min_confidence: float = 0.75,
     return df["frame"].to_numpy(np.int64), ts, np.clip(out, 0, 5)
 
 
+# ---------------------------------------------------------------- OpenFace rows -> frames
+# OpenFace 2.x (lib/local/Utilities/src/SequenceCapture.cpp) numbers its CSV rows itself:
+# `frame` = 1, 2, ... by position, one row per frame/image read (success = 0 rows
+# included), and no file name. With -fdir it reads the folder's entries sorted by a plain
+# character (byte) comparison ("10.jpg" < "2.jpg", "B" < "a") and keeps those whose
+# extension is exactly one of OPENFACE_IMAGE_EXT (case-sensitive: ".JPG" is skipped);
+# `timestamp` is 0 on every row. From a video it counts decoded frames in time order,
+# `timestamp` = (frame - 1) / fps. Its `<name>_of_details.txt` sidecar says the input.
+OPENFACE_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+OPENFACE_VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".wmv", ".webm", ".mpg", ".mpeg", ".m4v",
+                           ".flv", ".3gp", ".ogv", ".mts", ".ts")
+
+
+def _boost_extension(name: str) -> str:
+    """The extension as boost/std::filesystem's path::extension() gives it: from the last
+    dot of the file name (a dot-file such as '.jpg' counts as its own extension)."""
+    i = name.rfind(".")
+    return name[i:] if i >= 0 and name not in (".", "..") else ""
+
+
+def openface_image_order(names) -> list[str]:
+    """The images OpenFace 2.x reads from a folder given with -fdir, in the order it reads
+    them: `names` (file names of the folder, without directory parts, any order) sorted by
+    their bytes (UTF-8; 'img10.jpg' before 'img2.jpg', upper case before lower case), kept
+    when the extension is exactly '.jpg', '.jpeg', '.png' or '.bmp'. Row k (1-based) of
+    the CSV is element k - 1 of the returned list (length = the number of CSV rows)."""
+    kept = [str(n) for n in names if _boost_extension(str(n)) in OPENFACE_IMAGE_EXT]
+    return sorted(kept, key=lambda n: n.encode("utf-8", "surrogateescape"))
+
+
+def openface_details_input(text: str | None) -> str | None:
+    """The input path of an OpenFace ``<name>_of_details.txt`` (its ``Input:<path>`` line,
+    normally the first), or None if there is none."""
+    for line in (text or "").splitlines()[:20]:
+        if line.strip().startswith("Input:"):
+            path = line.strip()[len("Input:"):].strip()
+            return path or None
+    return None
+
+
+def openface_input_kind(timestamps, input_path: str | None = None) -> str | None:
+    """What OpenFace read to write a CSV: 'video', 'images' (a -fdir folder) or None (cannot tell).
+
+    `input_path`: the ``Input:`` path of the CSV's _of_details.txt sidecar, if any; it
+    decides (a path ending in a video suffix -> 'video', anything else -> 'images').
+    Otherwise `timestamps` (T,) seconds, the CSV's timestamp column: all 0 with T > 1 ->
+    'images'; strictly increasing -> 'video'; else (one row, NaN, other patterns) None."""
+    if input_path:
+        p = str(input_path).strip().rstrip("/\\").lower()
+        return "video" if p.endswith(OPENFACE_VIDEO_SUFFIXES) else "images"
+    ts = np.asarray(timestamps, np.float64).ravel()
+    if len(ts) < 2 or not np.isfinite(ts).all():
+        return None
+    if (ts == 0).all():
+        return "images"
+    if (np.diff(ts) > 0).all():
+        return "video"
+    return None
+
+
+def _basename(path: str) -> str:
+    return str(path).replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def openface_frame_map(csv_frames, input_kind: str | None, recording_kind: str, frames,
+                       names=None, *, csv: str = "OpenFace CSV", source: str = "the recording") -> np.ndarray:
+    """The recording's frame number of each row of an OpenFace 2.x CSV.
+
+    csv_frames (T,): the CSV's `frame` column (must be 1..T in order: one row per frame
+    or image, as FeatureExtraction writes it). input_kind: 'video' | 'images' | None
+    (see `openface_input_kind`). recording_kind: 'file' (a video file; `frames` = its
+    frame count) or 'frames' (a frame folder; `frames` = {frame number: path}, `names` =
+    the folder's file names as listed, needed for 'images').
+
+    Returns int64 (T,):
+    - video file, 'video' (or None): row k -> 0-based frame k - 1; T must equal the
+      recording's frame count.
+    - frame folder, 'images': row k -> the number of the k-th image in OpenFace's order
+      (`openface_image_order(names)`), T must equal that list's length; an image OpenFace
+      read that is not one of `frames` (no frame number) gives -1.
+    - frame folder, 'video' (a video made of these frames): row k -> the k-th frame in
+      numeric order; T must equal len(frames).
+    - frame folder, None: whichever of the two fits; both fitting with different answers
+      is an error (the _of_details.txt sidecar would tell).
+    Raises AUInputError naming `csv`, both counts and `source` on any mismatch, and for
+    an 'images' CSV against a video file."""
+    fr = np.asarray(csv_frames, np.float64).ravel()
+    t = len(fr)
+    if not np.array_equal(fr, np.arange(1, t + 1)):
+        bad = int(np.nonzero(fr != np.arange(1, t + 1))[0][0]) if t else 0
+        raise AUInputError(
+            f"{csv}: its 'frame' column is not 1..{t} in order (row {bad + 1} has frame "
+            f"{fr[bad]:g}); OpenFace's FeatureExtraction writes one row per frame numbered "
+            f"from 1 (a multi-face or edited CSV cannot be matched to {source})")
+    if recording_kind == "file":
+        n = int(frames if not hasattr(frames, "__len__") else len(frames))
+        if input_kind == "images":
+            raise AUInputError(f"{csv}: OpenFace read an image folder (-fdir) to write it, but {source} is a "
+                               f"video file ({n} frames); run FeatureExtraction -f on the video")
+        if t != n:
+            raise AUInputError(f"{csv}: {t} rows, but {source} has {n} frames; OpenFace writes one row per "
+                               f"decoded frame, so this CSV is not of this video (or of a cut/other copy)")
+        return np.arange(t, dtype=np.int64)
+    if recording_kind != "frames":
+        raise ValueError(f"recording_kind {recording_kind!r}: 'file' or 'frames'")
+    frames = dict(frames)
+
+    def as_video():
+        if t != len(frames):
+            raise AUInputError(f"{csv}: {t} rows, but {source} holds {len(frames)} numbered frames; read as "
+                               f"OpenFace's output for a video of these frames it needs one row per frame")
+        return np.asarray(sorted(frames), np.int64)
+
+    def as_images():
+        if names is None:
+            raise ValueError("openface_frame_map: the folder's file names are needed for an image-folder CSV")
+        order = openface_image_order(names)
+        if t != len(order):
+            raise AUInputError(
+                f"{csv}: {t} rows, but OpenFace -fdir would have read {len(order)} images from {source} "
+                f"(files ending exactly in {', '.join(OPENFACE_IMAGE_EXT)}); the CSV is not of this folder as "
+                f"it is now, or OpenFace stopped early on an unreadable image")
+        number = {_basename(p): k for k, p in frames.items()}
+        return np.asarray([number.get(n, -1) for n in order], np.int64)
+
+    if input_kind == "video":
+        return as_video()
+    if input_kind == "images":
+        return as_images()
+    got, errs = [], []
+    for f in (as_images, as_video):
+        try:
+            got.append(f())
+        except AUInputError as e:
+            errs.append(str(e))
+    if not got:
+        raise AUInputError(f"{csv}: cannot tell whether OpenFace read a video or the image folder {source} "
+                           f"(no _of_details.txt, timestamps neither all 0 nor increasing), and neither fits: "
+                           + "; ".join(errs))
+    if len(got) == 2 and not np.array_equal(got[0], got[1]):
+        raise AUInputError(f"{csv}: cannot tell whether OpenFace read a video or the image folder {source} "
+                           f"(no _of_details.txt, timestamps neither all 0 nor increasing), and the two readings "
+                           f"give different frames; put OpenFace's _of_details.txt next to the CSV")
+    return got[0]
+
+
 def openface_landmarks(df: pd.DataFrame) -> np.ndarray:
     """(T, 68, 2) 2-D landmarks (x_0..x_67, y_0..y_67) of an OpenFace CSV, in pixels."""
     df = df.rename(columns=lambda c: str(c).strip())

@@ -95,14 +95,20 @@ def test_injected_movements_are_selected_and_quiet_stretches_are_not(dataset_cop
 
 
 def test_openface_estimator_reads_csvs(dataset_copy, tmp_path):
-    """estimator: openface takes per-video OpenFace CSVs (here: the real one, renamed)."""
+    """estimator: openface takes per-video OpenFace CSVs (here: the real one's 100 rows,
+    repeated to the 240 frames of each demo video and numbered as OpenFace numbers a
+    video's frames: frame 1..240, timestamp (frame - 1) / 30)."""
     root, _ = dataset_copy
-    import shutil
+    import pandas as pd
 
+    real = pd.read_csv(feat_test_data() / "OpenFace_Test.csv")
+    csv = real.iloc[np.arange(240) % len(real)].reset_index(drop=True)
+    csv[real.columns[0]] = np.arange(1, 241)                     # 'frame'
+    csv[real.columns[1]] = np.round(np.arange(240) / 30, 3)       # ' timestamp'
     for vid in ("spNO.1/v1", "spNO.2/v1"):
         d = root / "openface" / vid.split("/")[0]
         d.mkdir(parents=True, exist_ok=True)
-        shutil.copy(feat_test_data() / "OpenFace_Test.csv", d / "v1.csv")
+        csv.to_csv(d / "v1.csv", index=False)
     catalog = screening_catalog(tmp_path, params="au: {estimator: openface, phi: 0.6}\n")
     catalog.write_text(catalog.read_text() + "      openface_dir: openface\n")
     cat = load_catalog(catalog)
@@ -110,7 +116,7 @@ def test_openface_estimator_reads_csvs(dataset_copy, tmp_path):
 
     scr = screen(cat.dataset("t"), None, None, get_client=None, log=lambda *a: None, progress=False)
     assert set(scr.au_frames["estimator"]) == {"openface"}
-    assert len(scr.au_frames) == 200
+    assert len(scr.au_frames) == 480
     assert len(scr.samples) > 0 and (scr.samples["source"] == "selected").all()
 
 
