@@ -18,7 +18,7 @@ METHOD ?= dvscl
 CONFIG ?= tiny
 VIEW ?= depth
 
-.PHONY: setup preprocess batch validate train test test-fast bench demo versions verify tag publish pull info clean
+.PHONY: setup preprocess batch plan validate train test test-fast bench demo versions verify tag publish pull info clean
 
 $(VENV)/.stamp: pyproject.toml Makefile
 	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.12 found (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -41,6 +41,10 @@ preprocess: $(VENV)/.stamp
 
 train: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) train --method $(METHOD) --dataset $(DATASET) --config $(CONFIG) --view $(VIEW) $(EXTRA)
+
+# dry run: detected layout, samples per class and scheme, exclusions, repairs, what a run would compute
+plan: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) plan --dataset $(DATASET) $(if $(OUT),--out $(OUT)) $(if $(METHODS),--methods $(METHODS)) $(EXTRA)
 
 validate: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) validate --dataset $(DATASET) $(EXTRA)

@@ -45,6 +45,21 @@ def dataset_card(meta: dict, scheme: dict, description: str, arrays: dict[str, t
         by = ok.groupby(["source", "emotion"], dropna=False).size().reset_index(name="n")
         lines += [_table(by.values.tolist(), ["source", "emotion", "ok samples"]), "",
                   f"Subjects: {ok['subject'].nunique()}.", ""]
+    for scheme_name, counts in (meta.get("class_counts") or {}).items():
+        lines += [f"Per class under label scheme `{scheme_name}` (ok labelled samples):", "",
+                  _table([[k, v] for k, v in counts.items()], ["class", "samples"]), ""]
+    if meta.get("layout"):
+        lines += ["Layout of the source copy (detected): " + "; ".join(f"{k}: {v}" for k, v in meta["layout"].items()),
+                  ""]
+    for name, kb in (meta.get("known_bad") or {}).items():
+        lines += [f"Known-bad list `{kb['file']}` ({name}): {kb['on_list']} sample(s) with a listed frame, "
+                  + ("excluded." if kb["excluded"] else "kept and noted in the manifest (exclude_known_bad: false)."),
+                  ""]
+    if meta.get("repairs"):
+        lines += ["Sheet repairs applied at ingest (catalog `repairs:`):", "",
+                  _table([[r["file"], r["row"], r["column"], r["old"], r["new"],
+                           "yes" if r["applied"] else f"no: {r.get('why', '')}", r["source"]]
+                          for r in meta["repairs"]], ["file", "row", "column", "old", "new", "applied", "source"]), ""]
     if len(exclusions):
         ex = exclusions.groupby(["stage", "reason"]).size().reset_index(name="n")
         lines += ["Exclusions (full list in the `exclusions` table, `mepipe export`):", "",

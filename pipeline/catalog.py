@@ -24,11 +24,17 @@ _DS = {"description": (str, False), "adapter": (str, True), "root_env": (str, Tr
        "root_default": (str, False), "generate": (str, False), "fps": ((int, float), True),
        "modalities": (list, True), "annotation": (str, False), "annotation_sheet": (str, False),
        "frames_dir": (str, True), "known_bad": (str, False), "label_scheme": (str, True),
-       "emotion_synonyms": (dict, False), "params": (dict, False), "unlabelled": (dict, False)}
+       "emotion_synonyms": (dict, False), "params": (dict, False), "unlabelled": (dict, False),
+       "repairs": (list, False), "max_duration_s": ((int, float), False), "exclude_known_bad": (bool, False),
+       "extra_schemes": (list, False)}
+_REPAIR = {"row": (int, True), "column": (str, True), "old": ((int, float, str, type(None)), True),
+           "new": ((int, float, str), True), "source": (str, True), "match": (dict, False)}
+_SWAP = {"swap": (list, True), "columns": (list, False), "columns_from": (str, False), "source": (str, True)}
+DEFAULT_MAX_DURATION_S = 5.0     # a labelled clip longer than this cannot be a micro-expression
 _UNL = {"frames_dir": (str, True), "openface_dir": (str, False), "pyfeat_models": (str, False)}
 # a composite of other catalog datasets (MEGC2019-CD): per part, class -> that part's emotion words
 _COMP = {"description": (str, False), "adapter": (str, True), "parts": (dict, True), "label_scheme": (str, True),
-         "expected_counts": (dict, False), "fps": ((int, float), False), "modalities": (list, False),
+         "official_list": (str, False), "fps": ((int, float), False), "modalities": (list, False),
          "params": (dict, False)}
 
 
@@ -56,7 +62,12 @@ class Dataset:
     emotion_synonyms: dict = field(default_factory=dict)
     unlabelled: dict | None = None     # frames_dir, openface_dir, pyfeat_models (relative to root)
     parts: dict | None = None          # composite: part dataset -> {class: [emotion words]}
-    expected_counts: dict | None = None
+    official_list: Path | None = None  # composite: the challenge's list of clips (it defines the set)
+    repairs: list = field(default_factory=list)      # sheet repairs (stages.adapters.repairs), with sources
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
+    exclude_known_bad: bool = False    # known-bad list: note the samples (False) or exclude them
+    extra_schemes: list = field(default_factory=list)    # other label schemes to count classes under
+    schemes: dict = field(default_factory=dict)          # name -> scheme, label_scheme first
     composite_root: Path | None = None
     base_dir: Path = Path(".")
 
@@ -124,6 +135,17 @@ class Catalog:
         return self.datasets[name]
 
 
+def _data_file(base: Path, rel: str, key: str) -> Path:
+    """A reference file named in the catalog: relative to the catalog's folder, else one
+    the project ships (stages/data/, e.g. the MEGC2019 official list)."""
+    from importlib import resources
+
+    for p in (base / rel, Path(str(resources.files("stages").joinpath("data", rel)))):
+        if p.is_file():
+            return p.resolve()
+    raise CatalogError(f"{key}: file {rel!r} not found beside the catalog ({base}) nor in the project's stages/data/")
+
+
 def _check(d: dict, spec: dict, where: str) -> None:
     if not isinstance(d, dict):
         raise CatalogError(f"{where}: expected a mapping, got {type(d).__name__}")
@@ -135,7 +157,7 @@ def _check(d: dict, spec: dict, where: str) -> None:
             if req:
                 raise CatalogError(f"{where}.{k}: required key missing")
             continue
-        if not isinstance(d[k], typ) or isinstance(d[k], bool):
+        if not isinstance(d[k], typ) or (isinstance(d[k], bool) and typ is not bool):
             tn = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
             raise CatalogError(f"{where}.{k}: expected {tn}, got {d[k]!r}")
 
@@ -148,6 +170,8 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise CatalogError(f"catalog {path}: not valid YAML: {e}") from e
+    if isinstance(raw, dict):     # x-... keys hold YAML anchors only (shared repair lists, sources)
+        raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
     _check(raw, _TOP, "catalog")
     base = path.resolve().parent
     schemes = raw["label_schemes"]
@@ -170,11 +194,15 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
                 params = resolve(d.get("params"), f"{where}.params")
             except ParamError as e:
                 raise CatalogError(str(e)) from e
+            official = None
+            if d.get("official_list"):
+                official = _data_file(base, d["official_list"], f"{where}.official_list")
             datasets[name] = Dataset(
                 name=name, adapter="composite", root_env="", fps=float(d.get("fps", 0)),
                 modalities=list(d.get("modalities", ["rgb"])), annotation=None, frames_dir="",
                 label_scheme=d["label_scheme"], scheme=schemes[d["label_scheme"]], params=params,
-                description=d.get("description", ""), parts=d["parts"], expected_counts=d.get("expected_counts"),
+                description=d.get("description", ""), parts=d["parts"], official_list=official,
+                schemes={d["label_scheme"]: schemes[d["label_scheme"]]},
                 composite_root=(base / raw["store_root"]).parent / "composites" / name, base_dir=base)
             continue
         _check(d, _DS, where)
@@ -189,6 +217,23 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
             raise CatalogError(f"{where}.generate: only 'demo' can be generated")
         if "unlabelled" in d:
             _check(d["unlabelled"], _UNL, f"{where}.unlabelled")
+        for i, rep in enumerate(d.get("repairs") or []):
+            _check(rep, _SWAP if isinstance(rep, dict) and "swap" in rep else _REPAIR, f"{where}.repairs[{i}]")
+            if "swap" in rep and (len(rep["swap"]) != 2 or not all(isinstance(r, int) for r in rep["swap"])):
+                raise CatalogError(f"{where}.repairs[{i}].swap: expected two sheet row numbers, got {rep['swap']!r}")
+            if "swap" in rep and bool(rep.get("columns")) == bool(rep.get("columns_from")):
+                raise CatalogError(f"{where}.repairs[{i}]: a swap names either columns or columns_from")
+            if not str(rep["source"]).strip():
+                raise CatalogError(f"{where}.repairs[{i}].source: say where the repair comes from")
+        if d["adapter"] in ("smic_hs", "casme2_sq") and d.get("repairs"):
+            raise CatalogError(f"{where}.repairs: adapter {d['adapter']} has no sheet rows to repair")
+        limit = d.get("max_duration_s", DEFAULT_MAX_DURATION_S)
+        if not (limit > 0 and limit < float("inf")):
+            raise CatalogError(f"{where}.max_duration_s: expected a positive number of seconds, got {limit!r}")
+        extra = list(d.get("extra_schemes") or [])
+        bad = [x for x in extra if x not in schemes]
+        if bad:
+            raise CatalogError(f"{where}.extra_schemes: {bad} not in label_schemes")
         try:
             params = resolve(d.get("params"), f"{where}.params")
         except ParamError as e:
@@ -200,7 +245,10 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
             annotation_sheet=d.get("annotation_sheet"), root_default=d.get("root_default"),
             generate=d.get("generate"), known_bad=d.get("known_bad"),
             description=d.get("description", ""), emotion_synonyms=d.get("emotion_synonyms") or {},
-            unlabelled=d.get("unlabelled"), base_dir=base)
+            unlabelled=d.get("unlabelled"), base_dir=base, repairs=list(d.get("repairs") or []),
+            max_duration_s=float(limit), exclude_known_bad=bool(d.get("exclude_known_bad", False)),
+            extra_schemes=extra,
+            schemes={k: schemes[k] for k in dict.fromkeys([d["label_scheme"], *extra])})
     from pipeline.cluster import KINDS, PROFILE_KEYS
 
     clusters = {}

@@ -186,6 +186,17 @@ def cmd_validate(args) -> int:
     return 1 if rep["blocking"] else 0
 
 
+def cmd_plan(args) -> int:
+    from pipeline.plan import make_plan, print_plan
+
+    cat = load_catalog(args.catalog)
+    ds = cat.dataset(args.dataset)
+    _ensure_demo(ds)
+    methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()] or None
+    print_plan(ds, make_plan(cat, ds, out=args.out or None, methods=methods))
+    return 0
+
+
 def cmd_train(args) -> int:
     from pathlib import Path
 
@@ -320,6 +331,13 @@ def main(argv=None) -> int:
     a.add_argument("--dataset", default="demo")
     a.add_argument("--quick", action="store_true", help="decode only onset/apex frames")
     a.set_defaults(fn=cmd_validate)
+    a = sub.add_parser("plan", help="dry run: detected layout, samples per class and scheme, exclusions, repairs, "
+                       "what a run would compute; writes the sample/exclusion tables (no frame decoded)")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--out", default="", help="samples Parquet file (exclusions beside it as "
+                   "<stem>.exclusions.parquet); default <runs_root>/<dataset>/plan/samples.parquet")
+    a.add_argument("--methods", default="", help="plan a run of these methods' products only (as preprocess)")
+    a.set_defaults(fn=cmd_plan)
     a = sub.add_parser("train", help="train a method under LOSO on a store (tiny CPU config or the paper's)")
     a.add_argument("--method", default="dvscl")
     a.add_argument("--dataset", default="demo")

@@ -13,6 +13,7 @@ import pandas as pd
 
 
 def _frames(folder: Path, names: list[str], rng, gray=False, size=24):
+    names = list(dict.fromkeys(names))
     folder.mkdir(parents=True, exist_ok=True)
     for n in reversed(names):                   # written in reverse: listing order means nothing
         img = rng.integers(0, 256, (size, size) if gray else (size, size, 3), dtype=np.uint8)
@@ -28,9 +29,15 @@ def _xlsx(path: Path, df: pd.DataFrame, sheet="Sheet1", preamble: int = 0, heade
         df.to_excel(w, sheet_name=sheet, index=False, header=header, startrow=preamble)
 
 
+# MMEW sheet rows without a usable apex/offset -> the MEB toolkit's estimates (catalog repairs)
+MMEW_NO_APEX = {35: (40, 75), 37: (15, 54), 38: (46, 59), 39: (20, 98), 40: (25, 80), 41: (20, 93), 42: (23, 58),
+                43: (28, 61), 44: (32, 68), 144: (56, 88), 145: (32, 80), 147: (27, 85), 148: (22, 61),
+                150: (29, 108), 156: (31, 72), 158: (38, 106)}
+
+
 def casme2(root: Path, rng) -> tuple[dict, set]:
     fr = "CASME2_RAW_selected"
-    for sub, clips in {"sub01": ["EP02_01f", "EP03_02"], "sub02": ["EP01_11f"]}.items():
+    for sub, clips in {"sub01": ["EP02_01f", "EP03_02"], "sub02": ["EP01_11f"], "sub04": ["EP12_01f"]}.items():
         for c in clips:
             _frames(root / fr / sub / c, [f"img{i}.jpg" for i in range(1, 13)], rng)
     ann = pd.DataFrame([
@@ -38,6 +45,7 @@ def casme2(root: Path, rng) -> tuple[dict, set]:
         [1, "EP03_02", None, 3, "/", 11, None, "R12 + R15", "disgust"],       # "/" apex -> midpoint
         [2, "EP01_11f", None, 8, 4, 11, None, "1+2 or 4", "surprise"],        # apex < onset
         [2, "EP09_99", None, 2, 4, 6, None, "14", "others"],                  # clip folder absent
+        [4, "EP12_01f", None, 2, 6, 10, None, "4+7", "repression"],          # not in the MEGC2019 list
     ], columns=["Subject", "Filename", "Unnamed: 2", "OnsetFrame", "ApexFrame", "OffsetFrame", "Unnamed: 6",
                 "Action Units", "Estimated Emotion"])
     _xlsx(root / "CASME2-coding-20140508.xlsx", ann)
@@ -64,9 +72,9 @@ def samm(root: Path, rng) -> tuple[dict, set]:
 
 def smic_hs(root: Path, rng) -> tuple[dict, set]:
     fr = "HS"
-    for sub, emo, clip in [("s1", "negative", "s1_ne_01"), ("s1", "positive", "s1_po_01"),
-                           ("s2", "surprise", "s2_sur_01")]:
-        _frames(root / fr / sub / "micro" / emo / clip, [f"image{i:06d}.bmp" for i in range(100, 111)], rng)
+    for sub, emo, clip, n in [("s1", "negative", "s1_ne_01", 11), ("s1", "positive", "s1_po_01", 11),
+                              ("s2", "surprise", "s2_sur_01", 11), ("s1", "positive", "s1_po_02", 10)]:
+        _frames(root / fr / sub / "micro" / emo / clip, [f"image{i:06d}.bmp" for i in range(100, 100 + n)], rng)
     _frames(root / fr / "s2" / "micro" / "happy" / "s2_ha_01", [f"image{i:06d}.bmp" for i in range(1, 6)], rng)
     entry = {"adapter": "smic_hs", "fps": 100, "modalities": ["rgb"], "frames_dir": fr, "label_scheme": "megc2019_3"}
     return entry, {("emotion_folder_unknown", "HS/s2/micro/happy/s2_ha_01")}
@@ -76,12 +84,24 @@ def mmew(root: Path, rng) -> tuple[dict, set]:
     fr = "Micro_Expression"
     _frames(root / fr / "happiness" / "S01_happiness_01", [f"{i}.jpg" for i in range(1, 15)], rng)
     _frames(root / fr / "surprise" / "S02_surprise_03", [f"{i}.jpg" for i in range(1, 15)], rng)
-    ann = pd.DataFrame([
+    rows = [
         ["S01", "S01_happiness_01", 2, 6, 12, "R12A", "happiness", ""],
         ["S02", "S02_surprise_03", 3, 8, 13, "1+2", "Surprise", ""],
         ["S02", "S02_surprise_03", 3, 8, 13, "1+2", "Surprise", "duplicated row"],   # duplicate
-    ], columns=["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
-                "Estimated Emotion", "remarks"])
+    ]
+    # the release has 300 rows; rows 35..158 include the 16 without a usable apex/offset that
+    # the catalog repairs (MEB's estimates): written blank here, frames where the estimates point
+    for row in range(5, 160):
+        sub, clip = f"S{3 + row // 40:02d}", f"S{3 + row // 40:02d}_others_{row:03d}"
+        if row in MMEW_NO_APEX:
+            apex, off = MMEW_NO_APEX[row]
+            rows.append([sub, clip, 5, None, None, "4", "others", ""])
+            _frames(root / fr / "others" / clip, [f"{i}.jpg" for i in (5, apex, off)], rng, size=8)
+        else:
+            rows.append([sub, clip, 2, 4, 6, "4", "others", ""])
+            _frames(root / fr / "others" / clip, [f"{i}.jpg" for i in (2, 4, 6)], rng, size=8)
+    ann = pd.DataFrame(rows, columns=["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
+                                      "Action Units", "Estimated Emotion", "remarks"])
     _xlsx(root / "MMEW_Micro_Exp.xlsx", ann)
     entry = {"adapter": "mmew", "fps": 90, "modalities": ["rgb"], "annotation": "MMEW_Micro_Exp.xlsx",
              "frames_dir": fr, "label_scheme": "mmew_6"}
@@ -91,11 +111,21 @@ def mmew(root: Path, rng) -> tuple[dict, set]:
 def fourdme(root: Path, rng) -> tuple[dict, set]:
     fr = "gray_micro"
     _frames(root / fr / "S01" / "S01_001", [f"{i}.jpg" for i in range(0, 20)], rng, gray=True)
-    ann = pd.DataFrame([
+    rows = [
         ["S01", "S01_001", "Positive", 2, 7, 15, "T28+14", 1, 0, 0],
         ["S01", "S01_001", "Negative", 9, "x", 18, "4", 0, 1, 0],        # non-numeric apex cell
-    ], columns=["sub_ID", "fold_name", "Emotion", "Onset", "Apex", "Offset", "AUs", "Positive", "Negative",
-                "Surprise"])
+    ]
+    # the release has 267 rows; AU strings carry (k) markers; sheet rows 146 and 147 hold each
+    # other's labels (AU string and one-hot columns; the catalog swaps them back)
+    for row in range(4, 150):
+        sub = f"S{2 + row // 30:02d}"
+        clip = f"{sub}_{row:03d}"
+        _frames(root / fr / sub / clip, [f"{i}.jpg" for i in (3, 6, 9)], rng, gray=True, size=8)
+        rows.append([sub, clip, "Surprise", 3, 6, 9, "1+2+5(k)" if row % 2 else "AU12(k)+25", 0, 0, 1])
+    rows[146 - 2][6:] = ["4+7", 0, 1, 0]          # exchanged: row 146 has row 147's labels ...
+    rows[147 - 2][6:] = ["12+25(k)", 1, 0, 0]     # ... and the other way round
+    ann = pd.DataFrame(rows, columns=["sub_ID", "fold_name", "Emotion", "Onset", "Apex", "Offset", "AUs", "Positive",
+                                      "Negative", "Surprise"])
     _xlsx(root / "4DME_Labelling_Micro_release v1.xlsx", ann)
     entry = {"adapter": "4dme", "fps": 60, "modalities": ["gray"],
              "annotation": "4DME_Labelling_Micro_release v1.xlsx", "frames_dir": fr, "label_scheme": "fourdme_3"}
@@ -105,7 +135,9 @@ def fourdme(root: Path, rng) -> tuple[dict, set]:
 def casme3_part_c(root: Path, rng, real_sheet: Path | None = None) -> tuple[dict, set]:
     fr = "part_C/data"
     _frames(root / fr / "1" / "color", [f"{i}.jpg" for i in range(370, 390)], rng)
-    ann = pd.DataFrame([[1, 1, 373, 385, "R4,5", "negative"], [1, 2, 6450, 6464, "R2,7", "surprise"]],
+    _frames(root / fr / "02" / "color", [f"{i}.jpg" for i in range(10, 20)], rng)   # zero-padded folder
+    ann = pd.DataFrame([[1, 1, 373, 385, "R4,5", "negative"], [1, 2, 6450, 6464, "R2,7", "surprise"],
+                        [2, 1, 11, 17, "13?,4", "negative"]],                      # '13?': uncertain AU13
                        columns=["sub", "count", "onset", "offset", "au", "emotion"])
     _xlsx(root / "CAS(ME)3_part_C_ME.xlsx", ann, sheet="mockCrimeME")
     entry = {"adapter": "casme3_part_c", "fps": 30, "modalities": ["rgb"], "annotation": "CAS(ME)3_part_C_ME.xlsx",
@@ -143,3 +175,51 @@ def write_fixture(name: str, root: Path, seed: int = 0) -> tuple[dict, set]:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     return FIXTURES[name](root, np.random.default_rng(seed))
+
+
+# ------------------------------------------------------------------ CAS(ME)^3 as released
+V2_SHEET = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
+KNOWN_BAD = "casme3_partA_error_list_ZhouJu.xlsx"
+
+
+def casme3_release(root: Path, real_dir: Path, repairs: list[dict], rows: set[int] | None = None,
+                   face: np.ndarray | None = None, extra_level: bool = True, sheets_under_annotation: bool = True,
+                   depth_in_clip: bool = False, seed: int = 0) -> Path:
+    """A CAS(ME)^3 Part A copy laid out as the release unpacks, written from the REAL sheets
+    in `real_dir` (../shared/datasets/casme3): the v2 ME sheet and the authors' known-bad
+    list under part_A/annotation/ (public loaders keep them there) or at the root, frames
+    in part_A/data/part_A/spNO.<n>/<clip>/color/<n>.jpg with 16-bit depth in .../depth/
+    (or, `depth_in_clip`, as PNGs in the clip folder; `extra_level` False drops the second
+    part_A/). Stand-in frames: the sheet's onset, apex and offset frames of the sheet rows
+    in `rows` (all rows when None), plus the frames its `repairs` point to; frame 0 is
+    never written (the release numbers from 1: the authors' list says 0.jpg does not
+    exist). `face`: an RGB image used for every colour frame (else tiny noise images).
+    Returns the frames folder."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    ann_dir = root / "part_A" / "annotation" if sheets_under_annotation else root
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    for name in (V2_SHEET, KNOWN_BAD):
+        (ann_dir / name).write_bytes((Path(real_dir) / name).read_bytes())
+    ann = pd.read_excel(Path(real_dir) / V2_SHEET, sheet_name="label")
+    frames = root / "part_A" / "data" / ("part_A" if extra_level else "")
+    fixed = {(r["row"], r["column"]): r["new"] for r in repairs if "row" in r}
+    wanted: dict[tuple, set] = {}
+    for i, r in enumerate(ann.to_dict("records")):
+        row = i + 2
+        if rows is not None and row not in rows:
+            continue
+        nums = {r[c] for c in ("Onset", "Apex", "Offset")} | {fixed[(row, c)] for c in ("Onset", "Apex", "Offset")
+                                                            if (row, c) in fixed}
+        wanted.setdefault((r["Subject"], r["Filename"]), set()).update(int(n) for n in nums if n and n > 0)
+    img = None if face is None else cv2.cvtColor(face, cv2.COLOR_RGB2BGR)
+    for (subj, clip), nums in sorted(wanted.items()):
+        cdir = frames / subj / clip / "color"
+        ddir = frames / subj / clip / ("" if depth_in_clip else "depth")
+        cdir.mkdir(parents=True, exist_ok=True)
+        ddir.mkdir(parents=True, exist_ok=True)
+        h, w = (8, 8) if img is None else img.shape[:2]
+        for n in sorted(nums):
+            cv2.imwrite(str(cdir / f"{n}.jpg"), img if img is not None else rng.integers(0, 256, (h, w, 3), np.uint8))
+            cv2.imwrite(str(ddir / f"{n}.png"), rng.integers(400, 900, (h, w), np.uint16))
+    return frames

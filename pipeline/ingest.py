@@ -3,18 +3,35 @@ then run its adapter (stages/adapters)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.catalog import CatalogError, Dataset
 from pipeline.io import image_size, symlink_loop
-from stages.adapters.annotated import AnnotationError, annotated_samples, find_header
+from pipeline.layout import Detected, resolve
+from stages.adapters.annotated import (EXCLUSION_COLUMNS, KNOWN_BAD_NOTE, AnnotationError, annotated_samples,
+                                      find_header)
 from stages.adapters.common import as_frame, index_frames, safe_part
 from stages.adapters.layouts import LAYOUTS
 from stages.adapters.casme2_sq import casme2_sq_samples
+from stages.adapters.composite import match_official_list, parse_official_list
+from stages.adapters.repairs import RepairError, apply_repairs, from_catalog
 from stages.adapters.smic import smic_samples
 from stages.labels import class_index
+
+
+@dataclass
+class Ingested:
+    """What ingest found: the samples and exclusions, the layout it detected, the sheet
+    repairs it applied and what the known-bad list did (for plan, provenance, the card)."""
+    samples: pd.DataFrame
+    exclusions: pd.DataFrame
+    layouts: dict = field(default_factory=dict)       # dataset name -> Detected
+    repairs: list = field(default_factory=list)       # records of stages.adapters.repairs.apply_repairs
+    known_bad: dict = field(default_factory=dict)     # dataset -> {file, listed, on_list, excluded, policy}
+    composite: dict = field(default_factory=dict)     # composite: official list matching report
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -77,13 +94,22 @@ def read_annotation(path: Path, sheet, required: list[str], dataset: str) -> tup
     return df, h + 1
 
 
+REMOVE = "去除"          # the authors' list: "我们目前的解决方法" (our solution) = "去除该张" (remove it)
+
+
 def read_known_bad(path: Path) -> set:
-    """(subject, clip, frame) of the authors' damaged/occluded frame list (apex column)."""
+    """(subject, clip, frame) of the authors' damaged/occluded frame list (apex column).
+    Where the list has a solution column (CAS(ME)^3's ZhouJu list: "我们目前的解决方法"),
+    only the rows it says to remove count; its other rows (spNO.216 e: "Onset、Apex帧均+1",
+    shift both by one) are sheet repairs, carried in the catalog's `repairs:`."""
     bad = set()
     for _, sheet in pd.read_excel(path, sheet_name=None).items():
         if not {"Subject", "Filename", "Apex"} <= set(sheet.columns):
             continue
+        how = next((c for c in sheet.columns if "解决方法" in str(c) or "solution" in str(c).lower()), None)
         for r in sheet.to_dict("records"):
+            if how is not None and REMOVE not in str(r[how]):
+                continue
             s, c, a = safe_part(r["Subject"]), safe_part(r["Filename"]), as_frame(r["Apex"])
             if s and c and a is not None:
                 bad.add((s, c, a))
@@ -91,11 +117,23 @@ def read_known_bad(path: Path) -> set:
 
 
 def ingest(ds: Dataset, catalog=None, log=print, scheme_notes: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(samples, exclusions) of dataset `ds` from its files; each sample lists the
+    """(samples, exclusions) of dataset `ds` from its files (see `ingest_all`)."""
+    got = ingest_all(ds, catalog, log, scheme_notes)
+    return got.samples, got.exclusions
+
+
+def ingest_all(ds: Dataset, catalog=None, log=print, scheme_notes: bool = True) -> Ingested:
+    """Samples and exclusions of dataset `ds` from its files, with the layout detected,
+    the repairs applied and the known-bad list's effect. Each sample lists the
     modalities it actually has (depth only where its depth frames were found). Samples
     whose depth and colour frames differ in size are excluded; with `scheme_notes`, an
     emotion outside the label scheme is noted (a composite maps its parts' words itself)."""
-    s, e = _ingest(ds, catalog, log)
+    if ds.adapter == "composite":
+        got = ingest_composite(ds, catalog, log)
+    else:
+        ds, found = resolve(ds)
+        got = _ingest(ds, found)
+    s, e = got.samples, got.exclusions
     if len(s) and ds.has_depth and "onset_depth_path" in s:
         s, e = exclude_depth_size_mismatch(s, e, ds.root())
     if len(s):
@@ -103,7 +141,13 @@ def ingest(ds: Dataset, catalog=None, log=print, scheme_notes: bool = True) -> t
         s["modalities"] = [colour + (["depth"] if isinstance(d, str) else []) for d in s["onset_depth_path"]]
         if scheme_notes:
             note_emotions_outside_scheme(s, ds, log)
-    return s, e
+    for name, kb in got.known_bad.items():
+        if kb["on_list"]:
+            log(f"[{name}] known-bad list {kb['file']}: {kb['on_list']} sample(s) with a listed frame "
+                + ("excluded (exclude_known_bad: true)" if kb["excluded"] else
+                   "kept and noted (exclude_known_bad: false; true would exclude them)"))
+    got.samples, got.exclusions = s, e
+    return got
 
 
 def depth_size_problem(r: dict, root: Path) -> str | None:
@@ -163,13 +207,13 @@ def note_emotions_outside_scheme(s: pd.DataFrame, ds: Dataset, log=print) -> Non
             f"(kept; label-based readers skip them): {', '.join(odd[:5])}")
 
 
-def _ingest(ds: Dataset, catalog=None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if ds.adapter == "composite":
-        return ingest_composite(ds, catalog, log)
+def _ingest(ds: Dataset, found: Detected) -> Ingested:
+    """One (non-composite) dataset whose layout `resolve` found."""
     root = ds.root()
     index = index_tree(root / ds.frames_dir, ds.frames_dir)
+    layouts = {ds.name: found}
     if ds.adapter == "smic_hs":
-        return smic_samples(index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir)
+        return Ingested(*smic_samples(index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir), layouts)
     if ds.adapter == "casme2_sq":
         path = ds.file("annotation")
         try:
@@ -182,9 +226,10 @@ def _ingest(ds: Dataset, catalog=None, log=print) -> tuple[pd.DataFrame, pd.Data
                 raise CatalogError(f"datasets.{ds.name}.annotation: {path} has no sheet {need!r} "
                                    f"(sheets: {list(sheets)})")
         first = next(iter(sheets))
-        return casme2_sq_samples(sheets[first], sheets[names["naming rule1"]], sheets[names["naming rule2"]],
-                                 ann_file=path.name, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir,
-                                 frame_index=index, emotion_synonyms=ds.emotion_synonyms)
+        return Ingested(*casme2_sq_samples(sheets[first], sheets[names["naming rule1"]], sheets[names["naming rule2"]],
+                                           ann_file=path.name, dataset=ds.name, fps=ds.fps,
+                                           frames_prefix=ds.frames_dir, frame_index=index,
+                                           emotion_synonyms=ds.emotion_synonyms), layouts)
     layout = LAYOUTS.get(ds.adapter)
     if layout is None:
         raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")
@@ -193,69 +238,128 @@ def _ingest(ds: Dataset, catalog=None, log=print) -> tuple[pd.DataFrame, pd.Data
     ann_path = ds.file("annotation")
     required = [layout.columns[k] for k in ("subject", "clip", "onset")]
     ann, header_row = read_annotation(ann_path, ds.annotation_sheet, required, ds.name)
+    rows = [header_row + 1 + i for i in range(len(ann))]
+    try:
+        ann, repairs, row_notes = apply_repairs(ann, rows, from_catalog(ds.repairs), ann_path.name)
+    except RepairError as e:
+        raise CatalogError(f"datasets.{ds.name}.repairs: {e}") from e
     bad = read_known_bad(ds.file("known_bad")) if ds.known_bad else None
     try:
-        return annotated_samples(ann, layout, ann_file=ann_path.name, dataset=ds.name, fps=ds.fps,
+        s, e = annotated_samples(ann, layout, ann_file=ann_path.name, dataset=ds.name, fps=ds.fps,
                                  frames_prefix=ds.frames_dir, frame_index=index,
                                  depth_index=index if ds.has_depth else None,
-                                 emotion_synonyms=ds.emotion_synonyms, bad_frames=bad, header_row=header_row)
-    except AnnotationError as e:
-        raise CatalogError(str(e)) from e
+                                 emotion_synonyms=ds.emotion_synonyms, bad_frames=bad, header_row=header_row,
+                                 row_notes=row_notes, max_duration_s=ds.max_duration_s,
+                                 exclude_bad=ds.exclude_known_bad)
+    except AnnotationError as ex:
+        raise CatalogError(str(ex)) from ex
+    known = {}
+    if bad is not None:
+        noted = int(s["note"].fillna("").str.contains(KNOWN_BAD_NOTE).sum()) if len(s) else 0
+        dropped = int((e["reason"] == "known_bad_frame").sum()) if len(e) else 0
+        known[ds.name] = {"file": ds.known_bad, "listed": len(bad), "on_list": noted + dropped,
+                          "excluded": ds.exclude_known_bad}
+    return Ingested(s, e, layouts, repairs, known)
 
 
-def ingest_composite(ds: Dataset, catalog, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A composite (MEGC2019-CD): the parts' samples under the composite's class mapping,
-    subject ids prefixed by the part (LOSO stays subject-disjoint across datasets), paths
-    prefixed by the part name (the composite root holds a link to each part's root).
-    Parts whose root is not configured are skipped and said so; when every part is
-    present the per-part counts must equal `expected_counts`."""
+def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
+    """A composite (MEGC2019-CD): the parts' samples, subject ids prefixed by the part
+    (LOSO stays subject-disjoint across datasets), paths prefixed by the part name (the
+    composite root holds a link to each part's root). With an `official_list` the
+    composite is that list (stages.adapters.composite: classes from the list, the list's
+    names kept as ref_subject/ref_clip, lines the copy lacks and clips the mapping would
+    add reported); without one, the parts' emotion words map to classes. Parts whose
+    root is not configured are skipped and said so."""
     if catalog is None:
         raise CatalogError(f"datasets.{ds.name}: a composite needs the catalog to find its parts")
     root = ds.root()
     root.mkdir(parents=True, exist_ok=True)
+    lst = _official_list(ds)
+    classes = list(ds.scheme)
+    got = Ingested(pd.DataFrame(), pd.DataFrame(columns=EXCLUSION_COLUMNS))
     all_s, all_e, counts, missing = [], [], {}, []
     for part, mapping in ds.parts.items():
         pds = catalog.dataset(part)
+        word_to_class = {w: c for c, words in mapping.items() for w in words}
         try:
             proot = pds.root()
         except CatalogError as e:
             missing.append(part)
             log(f"[{ds.name}] part {part} skipped: {e}")
+            if lst is not None:
+                _, ex, rep = match_official_list(lst, part, pd.DataFrame(), classes, word_to_class,
+                                                 ds.official_list.name, ds.name)
+                got.composite[part] = {**rep, "skipped": str(e)}
+                all_e += ex
             continue
-        link = root / part
-        if link.is_symlink() and os.readlink(link) != str(proot):
-            link.unlink()
-        if not link.exists():
-            link.symlink_to(proot, target_is_directory=True)
-        s, e = ingest(pds, catalog, log, scheme_notes=False)
-        word_to_class = {w: c for c, words in mapping.items() for w in words}
-        keep = []
-        for r in s.to_dict("records"):
-            cls = word_to_class.get(r["emotion"])
-            old_id = r["sample_id"]
-            r["sample_id"] = f"{ds.name}/{part}/" + old_id.split("/", 1)[1]
-            if cls is None:
-                all_e.append({"sample_id": r["sample_id"], "dataset": ds.name, "ann_file": r["ann_file"],
-                              "ann_row": r["ann_row"], "stage": "ingest", "reason": "not_in_composite",
-                              "detail": f"{part} {old_id}: emotion {r['emotion']!r} is not in the {ds.name} "
-                                        f"mapping of {part} (dropped by design)"})
-                continue
-            r.update({"dataset": ds.name, "subject": f"{part}_{r['subject']}", "emotion": cls})
+        _link(root / part, proot)
+        sub = ingest_all(pds, catalog, log, scheme_notes=False)
+        got.layouts.update(sub.layouts)
+        got.repairs += sub.repairs
+        got.known_bad.update(sub.known_bad)
+        if lst is not None:
+            keep, ex, rep = match_official_list(lst, part, sub.samples, classes, word_to_class,
+                                                ds.official_list.name, ds.name)
+            got.composite[part] = rep
+            all_e += [_in_composite(e, ds.name, part) for e in ex]
+        else:
+            keep = []
+            for r in sub.samples.to_dict("records"):
+                cls = word_to_class.get(r["emotion"])
+                if cls is None:
+                    all_e.append(_in_composite({"sample_id": r["sample_id"], "dataset": ds.name,
+                                                "ann_file": r["ann_file"], "ann_row": r["ann_row"],
+                                                "stage": "ingest", "reason": "not_in_composite",
+                                                "detail": f"{part} {r['sample_id']}: emotion {r['emotion']!r} is "
+                                                          f"not in the {ds.name} mapping of {part} (dropped by "
+                                                          "design)"}, ds.name, part))
+                    continue
+                keep.append({**r, "emotion": cls})
+        for r in keep:
+            r["sample_id"] = f"{ds.name}/{part}/" + r["sample_id"].split("/", 1)[1]
+            r.update({"dataset": ds.name, "subject": f"{part}_{r['subject']}"})
             for k in ("onset_path", "apex_path", "onset_depth_path", "apex_depth_path"):
                 if isinstance(r.get(k), str):
                     r[k] = f"{part}/{r[k]}"
             r["seq_paths"] = [f"{part}/{p}" for p in (r.get("seq_paths") or [])]
-            keep.append(r)
         counts[part] = len(keep)
         all_s += keep
-        e = e.copy()
-        e["dataset"] = ds.name
-        all_e += e.to_dict("records")
+        all_e += [_in_composite(e, ds.name, part) for e in sub.exclusions.to_dict("records")]
     if not all_s and missing:
         raise CatalogError(f"datasets.{ds.name}: none of its parts is available ({', '.join(missing)})")
-    if ds.expected_counts and not missing and counts != ds.expected_counts:
-        raise CatalogError(f"datasets.{ds.name}: per-dataset counts {counts} differ from the expected "
-                           f"{ds.expected_counts} (datasets.{ds.name}.expected_counts)")
     log(f"[{ds.name}] composite counts {counts}" + (f"; missing parts {missing}" if missing else ""))
-    s = pd.DataFrame(all_s).sort_values("sample_id").reset_index(drop=True) if all_s else pd.DataFrame()
-    return s, pd.DataFrame(all_e, columns=["sample_id", "dataset", "ann_file", "ann_row", "stage", "reason", "detail"])
+    for part, rep in got.composite.items():
+        if rep["missing"]:
+            log(f"[{ds.name}] {part}: {len(rep['missing'])} clip(s) of the official list not in the copy, e.g. "
+                f"{rep['missing'][0]}")
+        if rep["mapping_would_add"]:
+            log(f"[{ds.name}] {part}: {len(rep['mapping_would_add'])} clip(s) the emotion mapping would add are "
+                f"not in the official list (not used), e.g. {rep['mapping_would_add'][0]}")
+    got.samples = pd.DataFrame(all_s).sort_values("sample_id").reset_index(drop=True) if all_s else pd.DataFrame()
+    got.exclusions = pd.DataFrame(all_e, columns=EXCLUSION_COLUMNS)
+    return got
+
+
+def _official_list(ds: Dataset) -> pd.DataFrame | None:
+    if ds.official_list is None:
+        return None
+    try:
+        return parse_official_list(pd.read_csv(ds.official_list, header=None), ds.official_list.name)
+    except (ValueError, OSError) as e:
+        raise CatalogError(f"datasets.{ds.name}.official_list: {e}") from e
+
+
+def _in_composite(e: dict, name: str, part: str) -> dict:
+    """A part's exclusion record re-addressed to the composite's sample ids."""
+    sid = e.get("sample_id")
+    if isinstance(sid, str) and not sid.startswith(f"{name}/"):
+        e = {**e, "sample_id": f"{name}/{part}/" + sid.split("/", 1)[1]}
+    return {**e, "dataset": name}
+
+
+def _link(link: Path, target: Path) -> None:
+    """`link` -> `target` (re-pointed when it points elsewhere)."""
+    if link.is_symlink() and os.readlink(link) != str(target):
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(target, target_is_directory=True)

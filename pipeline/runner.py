@@ -29,12 +29,14 @@ from pipeline.cluster import gpu_resources
 from pipeline.faults import fault_point
 from pipeline.catalog import Catalog, Dataset
 from pipeline.fingerprint import sample_fingerprints
-from pipeline.ingest import ingest
+from pipeline.ingest import Ingested, ingest_all
 from pipeline.io import sha256_file
+from pipeline.layout import resolve as resolve_layout
 from pipeline.store import BRANCH, Store, ensure_arrays, sample_sha, write_table_array, write_text_array
 from pipeline.tasks import GROUP_VERSIONS, process_clip, uses_gpu
 from schemas.arrays import ARRAYS, GROUPS, RAGGED_SHARD, SHARD_SAMPLES, arrays_of_group
 from schemas.feeds import groups_for
+from stages.labels import class_counts
 from schemas.tables import (AU_FRAME_SCHEMA, CARD, CHECKPOINT, CHECKPOINT_SCHEMA, CHECKSUM_SCHEMA, EXCLUSION_SCHEMA, MANIFEST_SCHEMA, VIDEO_SCHEMA,
                             conform)
 
@@ -59,14 +61,23 @@ def source_checksums(cat: Catalog, ds: Dataset) -> dict[str, str]:
     out = {}
     parts = [cat.dataset(p) for p in ds.parts] if ds.parts else [ds]
     for d in parts:
+        try:
+            d = resolve_layout(d)[0]
+        except Exception:             # a composite part without a root (skipped and said at ingest)
+            continue
         for key in ("annotation", "known_bad"):
             if not getattr(d, key, None):
                 continue
             try:
                 f = d.file(key)
-            except Exception:         # a composite part without a root (skipped and said at ingest)
+            except Exception:
                 continue
             out[(f"{d.name}:" if ds.parts else "") + getattr(d, key)] = sha256_file(f)
+        if d.repairs:                 # a catalog repair edits the sheet as much as the file itself
+            out[(f"{d.name}:" if ds.parts else "") + "catalog:repairs"] = hashlib.sha256(
+                json.dumps(d.repairs, sort_keys=True, default=str).encode()).hexdigest()
+    if ds.official_list is not None:
+        out["official_list:" + ds.official_list.name] = sha256_file(ds.official_list)
     return out
 
 
@@ -122,8 +133,24 @@ def _resumable(store: Store, layout_key: str, plans: list, log, name: str) -> Re
     return None
 
 
+def ingest_provenance(got: Ingested, ds: Dataset, manifest: pd.DataFrame) -> dict:
+    """What ingest decided, for the commit's provenance and the card: the layouts it
+    detected, the sheet repairs (with sources), the known-bad list's effect and the
+    per-class counts of the ok labelled samples under every label scheme of `ds`."""
+    ok = manifest[(manifest["status"] == "ok") & (manifest["source"] == "labelled")] if len(manifest) else manifest
+    return {"layout": {k: v.describe() for k, v in got.layouts.items()},
+            "repairs": _plain(got.repairs), "known_bad": _plain(got.known_bad),
+            "composite_list": _plain(got.composite) if got.composite else None,
+            "class_counts": class_counts(ok["emotion"] if len(ok) else [], ds.schemes or {ds.label_scheme: ds.scheme})}
+
+
 def _jsonable(o):
     return o.item() if hasattr(o, "item") else (list(o) if isinstance(o, tuple) else str(o))
+
+
+def _plain(o):
+    """`o` as plain JSON values (numpy scalars, tuples and paths converted)."""
+    return json.loads(json.dumps(o, default=_jsonable))
 
 
 def _drop_scratch_branches(store: Store, keep: str | None = None) -> None:
@@ -386,22 +413,27 @@ def run(cat: Catalog, ds: Dataset, workers: int = 2, log=print, progress: bool =
     run_dir = cat.runs_root / ds.name / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     root = ds.root()
-    samples, excl_ingest = ingest(ds, cat, log)
-    log(f"[{ds.name}] {len(samples)} samples from the annotation, {len(excl_ingest)} rows excluded at ingest")
+    got = ingest_all(ds, cat, log)
+    ds = resolve_layout(ds)[0]
+    for name, found in got.layouts.items():
+        log(f"[{name}] layout: {found.describe()}")
+    samples, excl_ingest = got.samples, got.exclusions
+    log(f"[{ds.name}] {len(samples)} samples from the annotation, {len(excl_ingest)} rows excluded at ingest"
+        + (f"; {sum(r['applied'] for r in got.repairs)} sheet repair(s) applied" if got.repairs else ""))
     store = Store(cat.store_root / ds.name)
     get_client = LazyClient(workers, log, cat.cluster(cluster) if cluster else None)
     try:
         with store.lock(wait=lock_wait, log=log):
             return _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0,
                                checkpoint_s,
-                               log, progress, groups_for(methods, ds.has_depth))
+                               log, progress, groups_for(methods, ds.has_depth), got)
     finally:
         get_client.close()
 
 
 def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, run_dir, t0, checkpoint_s,
                 log, progress,
-                groups):
+                groups, got: Ingested):
     parent = store.head()
     old = store.table("manifest", parent)
     old_excl = store.table("exclusions", parent)
@@ -621,6 +653,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
             "name": ds.params["au"]["estimator"], "phi": ds.params["au"]["phi"],
             "videos_estimated": scr.recomputed, **scr.timings},
         "python": sys.version.split()[0], "platform": platform.platform(),
+        **ingest_provenance(got, ds, manifest),
     }
     meta["card_sha256"] = write_text_array(g, CARD, dataset_card(
         meta, ds.scheme, ds.description, {a: g[a].shape for a in ARRAYS if a in g}, manifest, exclusions))

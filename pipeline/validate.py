@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from pipeline.catalog import Dataset
-from pipeline.ingest import EMOTION_NOTE, ingest
+from pipeline.ingest import EMOTION_NOTE, ingest_all
 from pipeline.io import FrameReadError, read_depth, read_rgb
 from stages.depth import DepthError
 from stages.labels import class_index
@@ -23,9 +23,11 @@ BLOCKING = {"clip_missing", "frame_missing", "depth_missing", "frame_unreadable"
 
 
 def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
-    """{problems: {reason: [(where, detail)]}, notes: {...}, samples: n, blocking: bool}."""
+    """{problems: {reason: [(where, detail)]}, notes: {...}, samples: n, blocking: bool,
+    layout: {dataset: what was detected}, repairs: [applied repair records]}."""
     root = ds.root()
-    samples, excl = ingest(ds, catalog, log=lambda *a: None)
+    got = ingest_all(ds, catalog, log=lambda *a: None)
+    samples, excl = got.samples, got.exclusions
     problems: dict[str, list] = defaultdict(list)
     notes: dict[str, list] = defaultdict(list)
     for e in excl.itertuples():
@@ -63,11 +65,17 @@ def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
                     (ref, f"{ref}: depth {d.shape[1]}x{d.shape[0]} but colour {r[ckey]} is "
                           f"{sizes[r[ckey]][1]}x{sizes[r[ckey]][0]}"))
     blocking = any(k in BLOCKING for k in problems)
-    return {"problems": dict(problems), "notes": dict(notes), "samples": len(samples), "blocking": blocking}
+    return {"problems": dict(problems), "notes": dict(notes), "samples": len(samples), "blocking": blocking,
+            "layout": {k: v.describe() for k, v in got.layouts.items()}, "repairs": got.repairs}
 
 
 def print_report(ds: Dataset, rep: dict, examples: int = 3, out=print) -> None:
     out(f"validate {ds.name} ({ds.adapter}) at {ds.root()}: {rep['samples']} usable samples")
+    for name, line in rep.get("layout", {}).items():
+        out(f"  layout detected ({name}): {line}")
+    if rep.get("repairs"):
+        out(f"  sheet repairs: {sum(r['applied'] for r in rep['repairs'])} applied of {len(rep['repairs'])} "
+            "(catalog repairs:; `mepipe plan` lists them)")
     if not rep["problems"]:
         out("  no problems found")
     for reason, items in sorted(rep["problems"].items()):

@@ -23,6 +23,7 @@ SAMPLE_FIELDS = [
     pa.field("apex_derived", pa.bool_()),                  # apex not annotated: midpoint used
     pa.field("au_raw", pa.string()),
     pa.field("au_list", pa.list_(pa.int32())),
+    pa.field("au_marked", pa.list_(pa.int32())),           # AUs of au_list a coder marked: 4DME (k), Part C '13?'
     pa.field("emotion_raw", pa.string()),
     pa.field("emotion", pa.string()),                      # normalised spelling
     pa.field("fps", pa.float64()),
@@ -33,6 +34,8 @@ SAMPLE_FIELDS = [
     pa.field("note", pa.string()),                         # kept-but-odd annotation facts
     pa.field("seq_paths", pa.list_(pa.string())),          # every frame onset..offset (clip products)
     pa.field("modalities", pa.list_(pa.string())),         # what this sample has: rgb / gray / depth
+    pa.field("ref_subject", pa.string()),                  # subject / clip as a reference list names them
+    pa.field("ref_clip", pa.string()),                     # (MEGC2019 list: sub01, 6, s01 / s01_ne_01)
 ]
 SAMPLE_SCHEMA = pa.schema(SAMPLE_FIELDS)
 

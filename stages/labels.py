@@ -19,3 +19,25 @@ def class_index(emotion: str | None, scheme: dict[str, list[str]]) -> int | None
         if emotion in members:
             return i
     return None
+
+
+OUTSIDE = "(not in the scheme)"
+
+
+def class_counts(emotions, schemes: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, int]]:
+    """{scheme name: {class: number of `emotions` in it, in scheme order; OUTSIDE: the rest}}
+    for normalised emotion words (one per labelled sample), so a sample set can be held
+    against a paper's table."""
+    emotions = list(emotions)
+    out = {}
+    for name, scheme in schemes.items():
+        n = dict.fromkeys(scheme, 0)
+        outside = 0
+        for e in emotions:
+            i = class_index(e, scheme)
+            if i is None:
+                outside += 1
+            else:
+                n[list(scheme)[i]] += 1
+        out[name] = {**n, OUTSIDE: outside}
+    return out

@@ -6,19 +6,26 @@ import yaml
 
 from pipeline.catalog import CatalogError, load_catalog
 from pipeline.fixtures import FIXTURES, write_fixture
-from pipeline.ingest import index_tree, ingest
-from pipeline.validate import validate
+from pipeline.ingest import index_tree, ingest, ingest_all
+from pipeline.validate import print_report, validate
 from tests.conftest import CASME3_REAL, REPO
 
 
+SHIPPED = yaml.safe_load((REPO / "catalog.yaml").read_text())
+
+
 def fixture_catalog(tmp_path, name, monkeypatch):
+    """A catalog for the fixture of dataset `name`, carrying the shipped catalog's sheet
+    repairs for that dataset (they must hold on a sheet laid out as released)."""
     root = tmp_path / "data"
     entry, planted = write_fixture(name, root)
-    schemes = yaml.safe_load((REPO / "catalog.yaml").read_text())["label_schemes"]
+    if SHIPPED["datasets"].get(name, {}).get("repairs"):
+        entry["repairs"] = SHIPPED["datasets"][name]["repairs"]
+    schemes = SHIPPED["label_schemes"]
     cat = {"store_root": "stores", "runs_root": "runs", "label_schemes": schemes,
            "datasets": {"f": {**entry, "root_env": "MEPIPE_FIXTURE_ROOT"}}}
     p = tmp_path / "catalog.yaml"
-    p.write_text(yaml.safe_dump(cat))
+    p.write_text(yaml.safe_dump(cat, sort_keys=False))
     monkeypatch.setenv("MEPIPE_FIXTURE_ROOT", str(root))
     return load_catalog(p).dataset("f"), planted, root
 
@@ -30,13 +37,18 @@ def test_validate_reports_exactly_the_planted_problems(tmp_path, monkeypatch, na
     found = {(reason, where) for reason, items in rep["problems"].items() for where, _ in items}
     assert found == planted, rep["problems"]
     assert rep["samples"] > 0
+    # validate says which layout it found (the fixture's frames folder, with what is in it)
+    assert rep["layout"]["f"].startswith(f"frames {ds.frames_dir}/ (")
+    lines = []
+    print_report(ds, rep, out=lines.append)
+    assert lines[1] == f"  layout detected (f): {rep['layout']['f']}"
 
 
 def test_casme2(tmp_path, monkeypatch):
     ds, _, root = fixture_catalog(tmp_path, "casme2", monkeypatch)
     s, e = ingest(ds)
     r = s.set_index("clip")
-    assert list(s["subject"]) == ["sub01", "sub01"]
+    assert list(s["subject"]) == ["sub01", "sub01", "sub04"]
     a = r.loc["EP02_01f"]
     assert (a.onset, a.apex, a.offset, a.au_list, a.emotion) == (2, 5, 9, [4, 10], "happiness")
     assert a.onset_path.endswith("sub01/EP02_01f/img2.jpg")          # img2, not img12: number, not text order
@@ -61,21 +73,59 @@ def test_samm_header_under_preamble(tmp_path, monkeypatch):
 def test_smic_from_folders(tmp_path, monkeypatch):
     ds, _, _ = fixture_catalog(tmp_path, "smic_hs", monkeypatch)
     s, e = ingest(ds)
-    assert sorted(s["emotion"]) == ["negative", "positive", "surprise"]
-    assert s["apex_derived"].all() and (s["apex"] == 105).all() and (s["onset"] == 100).all()
+    assert sorted(s["emotion"]) == ["negative", "positive", "positive", "surprise"]
+    r = s.set_index("clip")
+    assert s["apex_derived"].all() and (s["onset"] == 100).all()
+    assert list(r.loc[["s1_ne_01", "s1_po_01", "s2_sur_01"], "apex"]) == [105, 105, 105]   # 11 frames 100..110
+    # 10 frames 100..109: onset + (offset - onset) // 2 = 104 (the MEB toolkit's and the MEGC
+    # baselines' convention; the list's middle element would be 105)
+    assert r.loc["s1_po_02", "apex"] == 104 and r.loc["s1_po_02", "offset"] == 109
+    assert "onset + (offset - onset) // 2" in r.loc["s1_po_02", "note"]
 
 
-def test_mmew_4dme_partc(tmp_path, monkeypatch):
-    ds, _, _ = fixture_catalog(tmp_path / "m", "mmew", monkeypatch)
+def test_mmew_rows_without_apex_get_the_published_estimates(tmp_path, monkeypatch):
+    from pipeline.fixtures import MMEW_NO_APEX
+
+    ds, _, _ = fixture_catalog(tmp_path, "mmew", monkeypatch)
+    got = ingest_all(ds)
+    s = got.samples.set_index("ann_row")
+    assert s.loc[2, "emotion"] == "happiness" and s.loc[2, "au_list"] == [12]
+    # every one of the 16 blank rows carries MEB's estimated apex and offset, said in its note
+    assert {r: (s.loc[r, "apex"], s.loc[r, "offset"]) for r in MMEW_NO_APEX} == MMEW_NO_APEX
+    assert not s.loc[list(MMEW_NO_APEX), "apex_derived"].any()
+    assert s.loc[35, "note"].startswith("repaired: ApexFrame (blank or not a frame number) -> 40 (MEB toolkit")
+    assert len(got.repairs) == 32 and all(r["applied"] for r in got.repairs)
+    # without the repairs those rows would be excluded (the layout derives no apex)... or midpoint
+    ds.repairs = []
+    s2 = ingest_all(ds).samples.set_index("ann_row")
+    assert 35 not in s2.index or s2.loc[35, "apex_derived"]
+
+
+def test_4dme_k_markers_and_swapped_rows(tmp_path, monkeypatch):
+    ds, _, _ = fixture_catalog(tmp_path, "4dme", monkeypatch)
+    got = ingest_all(ds)
+    s = got.samples.set_index("ann_row")
+    assert s.loc[2, "au_list"] == [14, 28] and s.loc[3, "apex_derived"]
+    # (k) markers: parsed, the marker kept in the raw string and flagged in au_marked
+    assert (s.loc[4, "au_raw"], s.loc[4, "au_list"], s.loc[4, "au_marked"]) == ("AU12(k)+25", [12, 25], [12])
+    assert (s.loc[5, "au_list"], s.loc[5, "au_marked"]) == ([1, 2, 5], [5])
+    assert "au_unparsable" not in set(got.exclusions["reason"])
+    # rows 146/147 exchanged back: the AU string and the one-hot label columns after it
+    assert (s.loc[146, "au_raw"], s.loc[147, "au_raw"]) == ("12+25(k)", "4+7")
+    assert "exchanged with row 147" in s.loc[146, "note"] and "AUs '4+7' -> '12+25(k)'" in s.loc[146, "note"]
+    (rec,) = got.repairs
+    assert rec["row"] == [146, 147] and rec["column"] == ["AUs", "Positive", "Negative", "Surprise"]
+
+
+def test_casme3_part_c_padded_subjects_and_uncertain_aus(tmp_path, monkeypatch):
+    ds, _, _ = fixture_catalog(tmp_path, "casme3_part_c", monkeypatch)
     s, _ = ingest(ds)
-    assert sorted(s["emotion"]) == ["happiness", "surprise"] and s.iloc[0]["au_list"] == [12]
-    ds, _, _ = fixture_catalog(tmp_path / "d", "4dme", monkeypatch)
-    s, _ = ingest(ds)
-    assert sorted(map(tuple, s["au_list"])) == [(4,), (14, 28)]
-    assert s.set_index("emotion").loc["negative"].apex_derived
-    ds, _, _ = fixture_catalog(tmp_path / "c", "casme3_part_c", monkeypatch)
-    s, _ = ingest(ds)
-    assert len(s) == 1 and s.iloc[0]["apex"] == 379 and s.iloc[0]["apex_derived"] and s.iloc[0]["au_list"] == [4, 5]
+    r = s.set_index("subject")
+    assert list(s["subject"]) == ["1", "2"]
+    assert r.loc["1", "apex"] == 379 and r.loc["1", "apex_derived"] and r.loc["1", "au_list"] == [4, 5]
+    # sheet subject 2 lives in folder 02; AU '13?' is AU13, marked uncertain
+    assert r.loc["2", "onset_path"] == "part_C/data/02/color/11.jpg" and r.loc["2", "apex"] == 14
+    assert (r.loc["2", "au_list"], r.loc["2", "au_marked"]) == ([4, 13], [13])
 
 
 @pytest.mark.skipif(not (CASME3_REAL / "CAS(ME)3_part_C_ME.xlsx").is_file(), reason="real files absent")
@@ -122,43 +172,62 @@ def test_annotation_path_cannot_leave_the_root(tmp_path, monkeypatch):
         ds.file("annotation")
 
 
-def composite_catalog(tmp_path, monkeypatch, expected=None):
-    schemes = yaml.safe_load((REPO / "catalog.yaml").read_text())["label_schemes"]
-    repo_ds = yaml.safe_load((REPO / "catalog.yaml").read_text())["datasets"]
+def composite_catalog(tmp_path, monkeypatch):
+    schemes = SHIPPED["label_schemes"]
     dsets = {}
     for part, env in (("casme2", "CASME2_ROOT"), ("samm", "SAMM_ROOT"), ("smic_hs", "SMIC_ROOT")):
         entry, _ = write_fixture(part, tmp_path / part)
         dsets[part] = {**entry, "root_env": env}
         monkeypatch.setenv(env, str(tmp_path / part))
-    comp = dict(repo_ds["megc2019"])
-    if expected is not None:
-        comp["expected_counts"] = expected
-    dsets["megc2019"] = comp
+    dsets["megc2019"] = dict(SHIPPED["datasets"]["megc2019"])
     p = tmp_path / "catalog.yaml"
     p.write_text(yaml.safe_dump({"store_root": "stores", "runs_root": "runs", "label_schemes": schemes,
-                                 "datasets": dsets}))
+                                 "datasets": dsets}, sort_keys=False))
     return load_catalog(p)
 
 
-def test_megc2019_composite(tmp_path, monkeypatch):
-    cat = composite_catalog(tmp_path, monkeypatch, expected={"casme2": 2, "samm": 1, "smic_hs": 3})
-    s, e = ingest(cat.dataset("megc2019"), cat, log=lambda *a: None)
-    assert sorted(set(s["subject"])) == ["casme2_sub01", "samm_006", "smic_hs_s1", "smic_hs_s2"]
-    assert set(s["emotion"]) <= {"negative", "positive", "surprise"}
+def test_megc2019_composite_is_the_official_list(tmp_path, monkeypatch):
+    import pandas as pd
+
+    cat = composite_catalog(tmp_path, monkeypatch)
+    got = ingest_all(cat.dataset("megc2019"), cat, log=lambda *a: None)
+    s, e = got.samples, got.exclusions
     by = s.set_index("sample_id")
-    assert by.loc["megc2019/casme2/sub01/EP02_01f/2-5", "emotion"] == "positive"      # CASME II happiness
-    assert by.loc["megc2019/samm/006/006_1_2/5561-5565", "emotion"] == "negative"     # SAMM anger
-    assert "not_in_composite" in set(e["reason"])                                    # SAMM Other: dropped
+    # the seven fixture clips that the official list names, with the list's class and names
+    assert sorted(by.index) == ["megc2019/casme2/sub01/EP02_01f/2-5", "megc2019/samm/006/006_1_2/5561-5565",
+                                "megc2019/samm/007/007_3_1/101-104", "megc2019/smic_hs/s1/s1_ne_01/100-105", "megc2019/smic_hs/s1/s1_po_01/100-105",
+                                "megc2019/smic_hs/s1/s1_po_02/100-104", "megc2019/smic_hs/s2/s2_sur_01/100-105"]
+    lst = pd.read_csv(REPO / "stages" / "data" / "megc2019_combined_3class_gt.csv", header=None,
+                      names=["ds", "subject", "clip", "cls"])
+    assert len(lst) == 442 and lst.groupby("ds").size().to_dict() == {"casme2": 145, "samm": 133, "smic": 164}
+    want = {"samm": ("6", "006_1_2"), "smic_hs": ("s01", "s01_ne_01")}
+    assert tuple(by.loc["megc2019/samm/006/006_1_2/5561-5565", ["ref_subject", "ref_clip"]]) == want["samm"]
+    assert tuple(by.loc["megc2019/smic_hs/s1/s1_ne_01/100-105", ["ref_subject", "ref_clip"]]) == want["smic_hs"]
+    for sid, r in by.iterrows():     # the class is the list's (0 negative, 1 positive, 2 surprise)
+        row = lst[(lst["subject"] == r["ref_subject"]) & (lst["clip"] == r["ref_clip"])]
+        assert len(row) == 1 and r["emotion"] == ["negative", "positive", "surprise"][int(row["cls"].iloc[0])]
+    assert sorted(set(s["subject"])) == ["casme2_sub01", "samm_006", "samm_007", "smic_hs_s1", "smic_hs_s2"]
+    # the list says negative where this copy's sheet says Other (not mapped): the list wins, said in the note
+    assert got.composite["samm"]["class_disagrees"] == [
+        "megc2019_combined_3class_gt.csv line 321 (samm 7 007_3_1, negative): emotion 'other' maps to None"]
+    assert "class negative from the official list" in by.loc["megc2019/samm/007/007_3_1/101-104", "note"]
+    # clips the mapping would add (CASME II sub01 EP03_02 disgust, sub04 EP12_01f repression) are not used
+    rep = got.composite["casme2"]
+    assert sorted(rep["mapping_would_add"]) == ["casme2/sub01/EP03_02/3-7 (disgust -> negative)",
+                                                "casme2/sub04/EP12_01f/2-6 (repression -> negative)"]
+    nl = e[e["reason"] == "not_in_official_list"].set_index("sample_id")
+    assert "the emotion mapping would add it as negative" in nl.loc["megc2019/casme2/sub04/EP12_01f/2-6", "detail"]
+    # every other line of the list is reported missing from this copy, by line
+    missing = e[e["reason"] == "list_clip_missing"]
+    assert len(missing) == 442 - 7 and sum(len(r["missing"]) for r in got.composite.values()) == 435
+    assert "megc2019_combined_3class_gt.csv line 2 (casme2 sub01 EP19_05f, negative)" in missing["detail"].iloc[0]
     root = cat.dataset("megc2019").root()
     assert all((root / p).is_file() for p in s["onset_path"])                         # paths via the part links
-    # the counts are asserted when every part is there
-    bad = composite_catalog(tmp_path / "again", monkeypatch, expected={"casme2": 145, "samm": 133, "smic_hs": 164})
-    with pytest.raises(CatalogError, match="differ from the expected"):
-        ingest(bad.dataset("megc2019"), bad, log=lambda *a: None)
-    # a part without a root is skipped, and then the counts are not asserted
+    # a part without a root is skipped and its list lines reported, not a failure
     monkeypatch.delenv("SAMM_ROOT")
-    s2, _ = ingest(bad.dataset("megc2019"), bad, log=lambda *a: None)
-    assert not s2["subject"].str.startswith("samm_").any() and len(s2) == 5
+    got2 = ingest_all(cat.dataset("megc2019"), cat, log=lambda *a: None)
+    assert not got2.samples["subject"].str.startswith("samm_").any() and len(got2.samples) == 5
+    assert len(got2.composite["samm"]["missing"]) == 133 and "SAMM_ROOT" in got2.composite["samm"]["skipped"]
 
 
 def test_casme2_sq_naming_rules(tmp_path, monkeypatch):

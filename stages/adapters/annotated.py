@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import re
+
 import pandas as pd
 
 from stages.adapters.common import as_frame, safe_part
-from stages.aus import AUParseError, au_numbers
+from stages.aus import AUParseError, au_marked, au_numbers
 from stages.labels import normalise_emotion
 
 EXCLUSION_COLUMNS = ["sample_id", "dataset", "ann_file", "ann_row", "stage", "reason", "detail"]
@@ -56,16 +58,23 @@ def _excl(dataset, ann_file, row, reason, detail, sample_id=None, stage="ingest"
 def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, dataset: str, fps: float,
                       frames_prefix: str, frame_index: dict, depth_index: dict | None = None,
                       emotion_synonyms: dict | None = None, bad_frames: set | None = None,
-                      header_row: int = 1, row_numbers: list[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      header_row: int = 1, row_numbers: list[int] | None = None,
+                      row_notes: dict[int, list[str]] | None = None, max_duration_s: float | None = None,
+                      exclude_bad: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn an annotation sheet into (samples, exclusions). `header_row` is the sheet row
     (1-based) of the header, so data row i is reported as sheet row header_row + 1 + i,
-    unless `row_numbers` gives each row's sheet row."""
+    unless `row_numbers` gives each row's sheet row. `row_notes` ({sheet row: [text]},
+    e.g. the repairs applied to it) open the sample's note. A clip whose onset..offset
+    spans more than `max_duration_s` seconds cannot be a micro-expression: excluded as
+    `too_long`. Onset/apex frames on the `bad_frames` list are excluded
+    (`known_bad_frame`) when `exclude_bad`, else kept with a note."""
     cols = layout.columns
     missing = [c for r, c in cols.items() if r in ("subject", "clip", "onset") and c not in ann.columns]
     if missing:
         raise AnnotationError(f"{ann_file}: columns {missing} not found; header is {list(ann.columns)}")
     samples, excl, seen = [], [], {}
-    folded = {k.lower(): k for k in frame_index}   # folder names whose case differs from the sheet's
+    folded = _unique_keys(frame_index, str.lower)       # folder names whose case differs from the sheet's
+    padded = _unique_keys(frame_index, canonical_name)  # ... or whose numbers are zero-padded (1 / 01)
 
     def cell(r, role):
         c = cols.get(role)
@@ -86,7 +95,7 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
             excl.append(_excl(dataset, ann_file, row, "frame_not_numeric",
                               f"{ann_file} row {row} ({subj}/{clip}): {_not_a_frame('onset', cell(r, 'onset'))}"))
             continue
-        notes = []
+        notes = list((row_notes or {}).get(row, []))
         if offset is None and "offset" in cols:
             notes.append(f"{_not_a_frame('offset', cell(r, 'offset'))}: offset unknown")
         if offset == 0:
@@ -117,6 +126,12 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
             excl.append(_excl(dataset, ann_file, row, "offset_before_apex",
                               f"{ann_file} row {row} ({subj}/{clip}): offset {offset} < apex {apex}", sid))
             continue
+        if max_duration_s is not None and offset is not None and (offset - onset + 1) / fps > max_duration_s:
+            excl.append(_excl(dataset, ann_file, row, "too_long",
+                              f"{ann_file} row {row} ({subj}/{clip}): onset {onset} .. offset {offset} spans "
+                              f"{offset - onset + 1} frames = {(offset - onset + 1) / fps:.1f} s at {fps:g} fps, longer "
+                              f"than max_duration_s {max_duration_s:g} s: not a micro-expression", sid))
+            continue
         if sid in seen:
             excl.append(_excl(dataset, ann_file, row, "duplicate_row",
                               _duplicate_detail(ann_file, row, seen[sid], (cell(r, "emotion"), cell(r, "au"))), sid))
@@ -130,7 +145,8 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
         fmt = {"subject": subj, "clip": clip,
                "emotion": "" if pd.isna(emotion_raw) else str(emotion_raw).strip()}
         rel = layout.clip_dir.format(**fmt)
-        rel = rel if rel in frame_index else folded.get(rel.lower(), rel)
+        if rel not in frame_index:
+            rel = folded.get(rel.lower()) or padded.get(canonical_name(rel)) or rel
         frames = frame_index.get(rel)
         if frames is None:
             excl.append(_excl(dataset, ann_file, row, "clip_missing",
@@ -142,10 +158,12 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
                               f"{ann_file} row {row}: frame(s) {lost} not in {frames_prefix}/{rel}", sid))
             continue
         bad = [f for f in (onset, apex) if bad_frames and (subj, clip, f) in bad_frames]
-        if bad:
+        if bad and exclude_bad:
             excl.append(_excl(dataset, ann_file, row, "known_bad_frame",
                               f"{ann_file} row {row}: frame(s) {bad} of {subj}/{clip} are on the known-bad list", sid))
             continue
+        if bad:
+            notes.append(f"{KNOWN_BAD_NOTE}: frame(s) {bad} (kept: exclude_known_bad is off)")
         dpaths = (None, None)
         if depth_index is not None:
             dframes = next((depth_index[d] for d in (t.format(**fmt) for t in layout.depth_dirs)
@@ -167,6 +185,7 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
             "source": "labelled", "ann_file": ann_file, "ann_row": row,
             "onset": onset, "apex": apex, "offset": offset, "apex_derived": apex_derived,
             "au_raw": None if pd.isna(cell(r, "au")) else str(cell(r, "au")), "au_list": aus,
+            "au_marked": au_marked(cell(r, "au")),
             "emotion_raw": None if pd.isna(emotion_raw) else str(emotion_raw),
             "emotion": normalise_emotion(emotion_raw, emotion_synonyms), "fps": float(fps),
             "onset_path": frames[onset], "apex_path": frames[apex],
@@ -177,6 +196,26 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
     if len(s):
         s = s.sort_values("sample_id", kind="stable").reset_index(drop=True)
     return s, pd.DataFrame(excl, columns=EXCLUSION_COLUMNS)
+
+
+KNOWN_BAD_NOTE = "on the known-bad list"
+
+
+def canonical_name(rel: str) -> str:
+    """A folder path compared without case and without zero padding (``sub1`` = ``Sub01``)."""
+    return re.sub(r"\d+", lambda m: str(int(m.group())), rel.lower())
+
+
+def _unique_keys(frame_index: dict, key) -> dict:
+    """{key(folder): folder} for the folders whose key no other folder shares (an
+    ambiguous key is no fallback)."""
+    out, dup = {}, set()
+    for k in frame_index:
+        c = key(k)
+        if c in out:
+            dup.add(c)
+        out[c] = k
+    return {c: k for c, k in out.items() if c not in dup}
 
 
 def _blank(value) -> bool:

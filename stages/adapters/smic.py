@@ -1,7 +1,10 @@
 """SMIC-HS adapter: labels come from the folder names, there is no annotation sheet.
 
 Layout: ``HS/s1/micro/{negative,positive,surprise}/s1_ne_01/image######.bmp`` (cropped:
-``reg_image*.bmp``). Onset = first frame, offset = last, apex = midpoint (derived).
+``reg_image*.bmp``). Onset = first frame, offset = last, apex = onset + (offset - onset) // 2
+(derived, flagged): for a clip of an even number of frames that is the earlier of the two
+middle frames, the convention of the MEB toolkit's SMIC loader and of the MEGC2019
+baselines. When that frame is missing from the folder, the nearest earlier frame is used.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ def smic_samples(frame_index: dict, *, dataset: str, fps: float, frames_prefix: 
                          "detail": f"{frames_prefix}/{rel}: {len(nums)} frame(s)"})
             continue
         onset, offset = nums[0], nums[-1]
-        apex = nums[len(nums) // 2]
+        apex = smic_apex(nums)
         gaps = sorted(set(range(onset, offset + 1)) - set(nums))
         samples.append({
             "sample_id": f"{sid}/{onset}-{apex}", "dataset": dataset, "subject": subj, "clip": clip,
@@ -40,9 +43,16 @@ def smic_samples(frame_index: dict, *, dataset: str, fps: float, frames_prefix: 
             "offset": offset, "apex_derived": True, "au_raw": None, "au_list": [], "emotion_raw": emotion,
             "emotion": emotion.lower(), "fps": float(fps), "onset_path": frames[onset], "apex_path": frames[apex],
             "onset_depth_path": None, "apex_depth_path": None, "seq_paths": [frames[k] for k in nums],
-            "note": "apex not annotated: middle frame used" + (f"; {len(gaps)} frame(s) missing: {gaps[:5]}"
+            "note": "apex not annotated: onset + (offset - onset) // 2 used" + (f"; {len(gaps)} frame(s) missing: {gaps[:5]}"
                                                                if gaps else "")})
     s = pd.DataFrame(samples)
     if len(s):
         s = s.sort_values("sample_id").reset_index(drop=True)
     return s, pd.DataFrame(excl, columns=EXCLUSION_COLUMNS)
+
+
+def smic_apex(nums: list[int]) -> int:
+    """Derived apex of a clip of frame numbers `nums` (sorted): onset + (offset - onset) // 2,
+    or the nearest earlier frame the folder holds."""
+    mid = nums[0] + (nums[-1] - nums[0]) // 2
+    return max(n for n in nums if n <= mid)
