@@ -29,7 +29,8 @@ _DS = {"description": (str, False), "adapter": (str, True), "root_env": (str, Tr
        "extra_schemes": (list, False)}
 _REPAIR = {"row": (int, True), "column": (str, True), "old": ((int, float, str, type(None)), True),
            "new": ((int, float, str), True), "source": (str, True), "match": (dict, False)}
-_SWAP = {"swap": (list, True), "columns": (list, False), "columns_from": (str, False), "source": (str, True)}
+_SWAP = {"swap": (list, True), "columns": (list, False), "columns_from": (str, False),
+         "labels_agree_with": (str, False), "source": (str, True)}
 DEFAULT_MAX_DURATION_S = 5.0     # a labelled clip longer than this cannot be a micro-expression
 _UNL = {"frames_dir": (str, True), "openface_dir": (str, False), "pyfeat_models": (str, False)}
 # a composite of other catalog datasets (MEGC2019-CD): per part, class -> that part's emotion words

@@ -95,7 +95,7 @@ def mmew(root: Path, rng) -> tuple[dict, set]:
         sub, clip = f"S{3 + row // 40:02d}", f"S{3 + row // 40:02d}_others_{row:03d}"
         if row in MMEW_NO_APEX:
             apex, off = MMEW_NO_APEX[row]
-            rows.append([sub, clip, 5, None, None, "4", "others", ""])
+            rows.append([sub, clip, 5, None, 70 if row == 35 else None, "4", "others", ""])
             _frames(root / fr / "others" / clip, [f"{i}.jpg" for i in (5, apex, off)], rng, size=8)
         else:
             rows.append([sub, clip, 2, 4, 6, "4", "others", ""])
@@ -108,24 +108,32 @@ def mmew(root: Path, rng) -> tuple[dict, set]:
     return entry, {("duplicate_row", 4)}
 
 
+FOURDME_LABELS = ["Positive", "Negative", "Surprise", "Repression", "Others"]   # the one-hot columns
+
+
+def _one_hot(emotion: str) -> list[int]:
+    return [int(c == emotion) for c in FOURDME_LABELS]
+
+
 def fourdme(root: Path, rng) -> tuple[dict, set]:
     fr = "gray_micro"
     _frames(root / fr / "S01" / "S01_001", [f"{i}.jpg" for i in range(0, 20)], rng, gray=True)
     rows = [
-        ["S01", "S01_001", "Positive", 2, 7, 15, "T28+14", 1, 0, 0],
-        ["S01", "S01_001", "Negative", 9, "x", 18, "4", 0, 1, 0],        # non-numeric apex cell
+        ["S01", "S01_001", "Positive", 2, 7, 15, "T28+14", *_one_hot("Positive")],
+        ["S01", "S01_001", "Negative", 9, "x", 18, "4", *_one_hot("Negative")],        # non-numeric apex cell
     ]
     # the release has 267 rows; AU strings carry (k) markers; sheet rows 146 and 147 hold each
-    # other's labels (AU string and one-hot columns; the catalog swaps them back)
+    # other's AU string and one-hot labels (their Emotion cells are right; the catalog swaps them back)
     for row in range(4, 150):
         sub = f"S{2 + row // 30:02d}"
         clip = f"{sub}_{row:03d}"
         _frames(root / fr / sub / clip, [f"{i}.jpg" for i in (3, 6, 9)], rng, gray=True, size=8)
-        rows.append([sub, clip, "Surprise", 3, 6, 9, "1+2+5(k)" if row % 2 else "AU12(k)+25", 0, 0, 1])
-    rows[146 - 2][6:] = ["4+7", 0, 1, 0]          # exchanged: row 146 has row 147's labels ...
-    rows[147 - 2][6:] = ["12+25(k)", 1, 0, 0]     # ... and the other way round
-    ann = pd.DataFrame(rows, columns=["sub_ID", "fold_name", "Emotion", "Onset", "Apex", "Offset", "AUs", "Positive",
-                                      "Negative", "Surprise"])
+        rows.append([sub, clip, "Surprise", 3, 6, 9, "1+2+5(k)" if row % 2 else "AU12(k)+25", *_one_hot("Surprise")])
+    rows[146 - 2][2], rows[147 - 2][2] = "Positive", "Negative"
+    rows[146 - 2][6:] = ["4+7", *_one_hot("Negative")]         # row 147's labels ...
+    rows[147 - 2][6:] = ["12+25(k)", *_one_hot("Positive")]    # ... and row 146's
+    ann = pd.DataFrame(rows, columns=["sub_ID", "fold_name", "Emotion", "Onset", "Apex", "Offset", "AUs",
+                                      *FOURDME_LABELS])
     _xlsx(root / "4DME_Labelling_Micro_release v1.xlsx", ann)
     entry = {"adapter": "4dme", "fps": 60, "modalities": ["gray"],
              "annotation": "4DME_Labelling_Micro_release v1.xlsx", "frames_dir": fr, "label_scheme": "fourdme_3"}

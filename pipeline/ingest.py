@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.catalog import CatalogError, Dataset
+from pipeline.catalog import DEFAULT_MAX_DURATION_S, CatalogError, Dataset
 from pipeline.io import image_size, symlink_loop
 from pipeline.layout import Detected, resolve
 from stages.adapters.annotated import (EXCLUSION_COLUMNS, KNOWN_BAD_NOTE, AnnotationError, annotated_samples,
@@ -213,7 +213,8 @@ def _ingest(ds: Dataset, found: Detected) -> Ingested:
     index = index_tree(root / ds.frames_dir, ds.frames_dir)
     layouts = {ds.name: found}
     if ds.adapter == "smic_hs":
-        return Ingested(*smic_samples(index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir), layouts)
+        return Ingested(*smic_samples(index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir,
+                                      max_duration_s=ds.max_duration_s), layouts)
     if ds.adapter == "casme2_sq":
         path = ds.file("annotation")
         try:
@@ -229,7 +230,8 @@ def _ingest(ds: Dataset, found: Detected) -> Ingested:
         return Ingested(*casme2_sq_samples(sheets[first], sheets[names["naming rule1"]], sheets[names["naming rule2"]],
                                            ann_file=path.name, dataset=ds.name, fps=ds.fps,
                                            frames_prefix=ds.frames_dir, frame_index=index,
-                                           emotion_synonyms=ds.emotion_synonyms), layouts)
+                                           emotion_synonyms=ds.emotion_synonyms,
+                                           max_duration_s=ds.max_duration_s), layouts)
     layout = LAYOUTS.get(ds.adapter)
     if layout is None:
         raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")
@@ -250,7 +252,8 @@ def _ingest(ds: Dataset, found: Detected) -> Ingested:
                                  depth_index=index if ds.has_depth else None,
                                  emotion_synonyms=ds.emotion_synonyms, bad_frames=bad, header_row=header_row,
                                  row_notes=row_notes, max_duration_s=ds.max_duration_s,
-                                 exclude_bad=ds.exclude_known_bad)
+                                 flag_duration_s=DEFAULT_MAX_DURATION_S if ds.max_duration_s > DEFAULT_MAX_DURATION_S
+                                 else None, exclude_bad=ds.exclude_known_bad)
     except AnnotationError as ex:
         raise CatalogError(str(ex)) from ex
     known = {}
@@ -274,8 +277,8 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
         raise CatalogError(f"datasets.{ds.name}: a composite needs the catalog to find its parts")
     root = ds.root()
     root.mkdir(parents=True, exist_ok=True)
-    lst = _official_list(ds)
     classes = list(ds.scheme)
+    lst = _official_list(ds, classes)
     got = Ingested(pd.DataFrame(), pd.DataFrame(columns=EXCLUSION_COLUMNS))
     all_s, all_e, counts, missing = [], [], {}, []
     for part, mapping in ds.parts.items():
@@ -340,11 +343,12 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
     return got
 
 
-def _official_list(ds: Dataset) -> pd.DataFrame | None:
+def _official_list(ds: Dataset, classes: list[str]) -> pd.DataFrame | None:
     if ds.official_list is None:
         return None
     try:
-        return parse_official_list(pd.read_csv(ds.official_list, header=None), ds.official_list.name)
+        return parse_official_list(pd.read_csv(ds.official_list, header=None), ds.official_list.name, classes,
+                                   ds.parts)
     except (ValueError, OSError) as e:
         raise CatalogError(f"datasets.{ds.name}.official_list: {e}") from e
 

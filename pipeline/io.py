@@ -112,6 +112,21 @@ def video_frame_count(path: Path) -> tuple[int, float]:
         cap.release()
 
 
+def decoded_frame_count(path: Path) -> int:
+    """Frames a video really decodes to (grabbed one by one: slow, exact), for when the
+    container's CAP_PROP_FRAME_COUNT, an estimate for many MP4s, must be checked."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise FrameReadError(f"{path}: not a decodable video")
+        n = 0
+        while cap.grab():
+            n += 1
+        return n
+    finally:
+        cap.release()
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB from an image file or a ``video#index`` reference; gray files
     are expanded to 3 channels."""

@@ -28,13 +28,20 @@ SCAN_DEPTH = 5            # folder levels below the root searched for a frames f
 SCAN_LIMIT = 4000         # folders listed at most while searching
 
 
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+
+
 @dataclass(frozen=True)
 class Signature:
     """What the frames folder of a dataset holds: child folders whose names match
-    `child`, each (when `inside` is given) holding an entry that `inside` accepts."""
+    `child`, each (when `inside` is given) holding an entry that `inside` accepts, with
+    image (or video) files `media_at` levels below the child (0 = in it; e.g. 2 for
+    spNO.1/a/color/1.jpg), looked for in its first few sub-folders. The media depth is
+    what tells the frames folder from a folder one level above it."""
     what: str
     child: str
     inside: str | None = None     # regex an entry of each matching child must match
+    media_at: tuple = (1,)
 
     def count(self, folder: Path) -> int:
         """Children of `folder` that match (0 when it is not a readable folder)."""
@@ -42,26 +49,40 @@ class Signature:
         for name in _subdirs(folder):
             if re.fullmatch(self.child, name, re.IGNORECASE) and (
                     self.inside is None or any(re.fullmatch(self.inside, e, re.IGNORECASE)
-                                               for e in _entries(folder / name))):
+                                               for e in _entries(folder / name))) \
+                    and any(_media_below(folder / name, d) for d in self.media_at):
                 n += 1
         return n
 
 
+def _media_below(folder: Path, depth: int, breadth: int = 3) -> bool:
+    """An image or video file `depth` folder levels below `folder` (first `breadth`
+    sub-folders per level; stops at the first file found)."""
+    if depth == 0:
+        try:
+            with os.scandir(folder) as it:
+                return any(e.name.lower().endswith(IMAGE_EXT + VIDEO_EXT) for e in it)
+        except OSError:
+            return False
+    return any(_media_below(folder / d, depth - 1, breadth) for d in _subdirs(folder)[:breadth])
+
+
 SIGNATURES = {
-    "casme3_part_a": Signature("spNO.<n> subject folders", r"spNO\.\d+"),
+    "casme3_part_a": Signature("spNO.<n> subject folders", r"spNO\.\d+", media_at=(2, 1)),
     "casme3_part_c": Signature("subject folders holding color/", r"[^.].*", inside=r"color"),
     "casme2": Signature("sub<nn> subject folders", r"sub\d+"),
     "samm": Signature("<nnn> subject folders", r"\d{2,3}"),
-    "smic_hs": Signature("s<n> subject folders holding micro/", r"s\d+", inside=r"micro"),
+    "smic_hs": Signature("s<n> subject folders holding micro/", r"s\d+", inside=r"micro", media_at=(3,)),
     "mmew": Signature("emotion folders (happiness, surprise, ...)",
                       r"happiness|surprise|disgust|fear|sadness|others|anger|repression"),
-    "4dme": Signature("subject folders holding clip folders", r"[^.].*", inside=r"[^.].*"),
+    "4dme": Signature("subject folders holding clip folders of frames", r"[^.].*"),
     "casme2_sq": Signature("s<nn> subject folders holding <nn>_<code> clip folders", r"s\d+",
                            inside=r"\d+_\d{4}.*"),
 }
-UNLABELLED = Signature("subject folders holding videos or frame folders", r"[^.].*", inside=r"[^.].*")
+# long recordings: <subject>/<video file>, or <subject>/<name>/color/<n>.jpg
+UNLABELLED = Signature("subject folders holding videos or frame folders", r"[^.].*", media_at=(0, 2))
 # CAS(ME)^3 Part B (the unlabelled long recordings) keeps spNO.<n> subject folders like Part A
-UNLABELLED_FOR = {"casme3_part_a": Signature("spNO.<n> subject folders", r"spNO\.\d+")}
+UNLABELLED_FOR = {"casme3_part_a": Signature("spNO.<n> subject folders", r"spNO\.\d+", media_at=(0, 2))}
 
 
 @dataclass

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.catalog import Catalog, Dataset
+from pipeline.catalog import DEFAULT_MAX_DURATION_S, Catalog, Dataset
 from pipeline.ingest import Ingested, ingest_all
 from pipeline.layout import resolve
 from schemas.tables import EXCLUSION_SCHEMA, SAMPLE_SCHEMA, conform
+from stages.adapters.annotated import LONG_NOTE
 from stages.labels import OUTSIDE, class_counts
 
 
@@ -118,6 +119,12 @@ def print_plan(ds: Dataset, p: Plan, examples: int = 3, out=print) -> None:
         out(f"  known-bad list {kb['file']} ({name}): {kb['listed']} listed frames, {kb['on_list']} sample(s) on it "
             + ("excluded (exclude_known_bad: true)" if kb["excluded"] else
                f"kept and noted (exclude_known_bad: false; true would leave {total - kb['on_list']})"))
+    s = got.samples
+    long = s[s["note"].fillna("").str.contains(LONG_NOTE + " ", regex=False)] if len(s) else s
+    if len(long):
+        out(f"  {len(long)} sample(s) longer than a micro-expression's {DEFAULT_MAX_DURATION_S:g} s kept by "
+            f"max_duration_s {ds.max_duration_s:g}, e.g. " + ", ".join(
+                f"row {r.ann_row} {r.subject}/{r.clip} {r.onset}..{r.offset}" for r in long.head(examples).itertuples()))
     ex = got.exclusions
     out(f"  excluded at ingest: {len(ex)}")
     for reason, grp in sorted(ex.groupby("reason"), key=lambda kv: -len(kv[1])) if len(ex) else []:

@@ -27,7 +27,7 @@ import pipeline
 from pipeline.card import dataset_card
 from pipeline.cluster import gpu_resources
 from pipeline.faults import fault_point
-from pipeline.catalog import Catalog, Dataset
+from pipeline.catalog import Catalog, CatalogError, Dataset
 from pipeline.fingerprint import sample_fingerprints
 from pipeline.ingest import Ingested, ingest_all
 from pipeline.io import sha256_file
@@ -63,15 +63,14 @@ def source_checksums(cat: Catalog, ds: Dataset) -> dict[str, str]:
     for d in parts:
         try:
             d = resolve_layout(d)[0]
-        except Exception:             # a composite part without a root (skipped and said at ingest)
-            continue
+        except CatalogError:
+            if ds.parts:              # a composite part without a root (skipped and said at ingest)
+                continue
+            raise
         for key in ("annotation", "known_bad"):
             if not getattr(d, key, None):
                 continue
-            try:
-                f = d.file(key)
-            except Exception:
-                continue
+            f = d.file(key)
             out[(f"{d.name}:" if ds.parts else "") + getattr(d, key)] = sha256_file(f)
         if d.repairs:                 # a catalog repair edits the sheet as much as the file itself
             out[(f"{d.name}:" if ds.parts else "") + "catalog:repairs"] = hashlib.sha256(

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.catalog import CatalogError, Dataset
-from pipeline.io import FrameReadError, image_size, iter_video, read_rgb, sha256_file, video_frame_count
+from pipeline.io import (FrameReadError, decoded_frame_count, image_size, iter_video, read_rgb, sha256_file,
+                         video_frame_count)
 from pipeline.models import landmark_backend_for
 from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature, offline
 from stages.adapters.common import index_frames
@@ -187,9 +188,14 @@ def openface_rows(root: Path, rec: dict, csv: Path, min_confidence: float) -> tu
         how = (f" (input from {det}: {input_path!r} -> {kind})" if input_path else
                f" (no {det.name}; input from the timestamps: {kind or 'cannot tell'})")
         if rec["kind"] == "file":
-            numbers = list(range(int(rec["n_frames"])))
-            rows = openface_frame_map(fr, kind, "file", len(numbers), csv=str(csv),
-                                      source=f"video {root / rec['path']}")
+            n = int(rec["n_frames"])
+            if len(fr) != n and kind != "images":
+                # the container's frame count is an estimate for many MP4s: count what decodes
+                counted = decoded_frame_count(root / rec["path"])
+                how += f" (the container says {n} frames, decoding gives {counted})"
+                n = counted
+            numbers = list(range(n))
+            rows = openface_frame_map(fr, kind, "file", n, csv=str(csv), source=f"video {root / rec['path']}")
         else:
             folder = root / rec["path"]
             numbers = sorted(rec["frames"])

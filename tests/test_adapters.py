@@ -93,12 +93,21 @@ def test_mmew_rows_without_apex_get_the_published_estimates(tmp_path, monkeypatc
     # every one of the 16 blank rows carries MEB's estimated apex and offset, said in its note
     assert {r: (s.loc[r, "apex"], s.loc[r, "offset"]) for r in MMEW_NO_APEX} == MMEW_NO_APEX
     assert not s.loc[list(MMEW_NO_APEX), "apex_derived"].any()
-    assert s.loc[35, "note"].startswith("repaired: ApexFrame (blank or not a frame number) -> 40 (MEB toolkit")
+    assert s.loc[37, "note"].startswith("repaired: ApexFrame (blank) -> 15 (MEB toolkit")
+    # the source does not say what the offsets held: whatever was there is replaced and recorded
+    assert "repaired: OffsetFrame 70 -> 75 (MEB toolkit" in s.loc[35, "note"]
+    off35 = next(r for r in got.repairs if (r["row"], r["column"]) == (35, "OffsetFrame"))
+    assert (off35["old"], off35["sheet_value"], off35["new"]) == ("any", 70, 75)
     assert len(got.repairs) == 32 and all(r["applied"] for r in got.repairs)
-    # without the repairs those rows would be excluded (the layout derives no apex)... or midpoint
+    # a row whose apex is a number is not the row the repair was written for: an error
+    ds.repairs = [dict(SHIPPED["datasets"]["mmew"]["repairs"][0], row=36)]
+    with pytest.raises(CatalogError, match=r"MMEW_Micro_Exp.xlsx row 36: ApexFrame is 4, the repair .* expects "
+                                           r"\(blank or not a frame number\)"):
+        ingest_all(ds)
+    # without the repairs the blank-apex rows are midpoints of nothing: excluded, naming the row
     ds.repairs = []
-    s2 = ingest_all(ds).samples.set_index("ann_row")
-    assert 35 not in s2.index or s2.loc[35, "apex_derived"]
+    e = ingest_all(ds).exclusions.set_index("ann_row")
+    assert e.loc[37, "reason"] == "apex_missing" and "row 37" in e.loc[37, "detail"]
 
 
 def test_4dme_k_markers_and_swapped_rows(tmp_path, monkeypatch):
@@ -110,11 +119,32 @@ def test_4dme_k_markers_and_swapped_rows(tmp_path, monkeypatch):
     assert (s.loc[4, "au_raw"], s.loc[4, "au_list"], s.loc[4, "au_marked"]) == ("AU12(k)+25", [12, 25], [12])
     assert (s.loc[5, "au_list"], s.loc[5, "au_marked"]) == ([1, 2, 5], [5])
     assert "au_unparsable" not in set(got.exclusions["reason"])
-    # rows 146/147 exchanged back: the AU string and the one-hot label columns after it
+    # rows 146/147 exchanged back: the AU string and the one-hot label columns after it, which
+    # now agree with each row's Emotion (checked by the repair itself)
     assert (s.loc[146, "au_raw"], s.loc[147, "au_raw"]) == ("12+25(k)", "4+7")
+    assert (s.loc[146, "emotion"], s.loc[147, "emotion"]) == ("positive", "negative")
     assert "exchanged with row 147" in s.loc[146, "note"] and "AUs '4+7' -> '12+25(k)'" in s.loc[146, "note"]
     (rec,) = got.repairs
-    assert rec["row"] == [146, 147] and rec["column"] == ["AUs", "Positive", "Negative", "Surprise"]
+    assert rec["row"] == [146, 147] and rec["applied"]
+    assert rec["column"] == ["AUs", "Positive", "Negative", "Surprise", "Repression", "Others"]
+    # a sheet whose two rows are already right is left alone, and said so
+    import openpyxl
+
+    path = ds.root() / ds.annotation
+    wb = openpyxl.load_workbook(path)
+    ws = wb.active
+    for col in range(7, 13):
+        ws.cell(146, col).value, ws.cell(147, col).value = ws.cell(147, col).value, ws.cell(146, col).value
+    wb.save(path)
+    got2 = ingest_all(ds)
+    assert not got2.repairs[0]["applied"] and "already agree with Emotion" in got2.repairs[0]["why"]
+    assert got2.samples.set_index("ann_row").loc[146, "au_raw"] == "12+25(k)"
+    # a sheet where the swap would not make them agree: an error, not a silent swap
+    ws.cell(146, 3).value = "Surprise"
+    wb.save(path)
+    with pytest.raises(CatalogError, match="does not fit the sheet: do the one-hot labels of rows 146/147 agree "
+                                           "with Emotion\\? no/yes now, no/no after the swap"):
+        ingest_all(ds)
 
 
 def test_casme3_part_c_padded_subjects_and_uncertain_aus(tmp_path, monkeypatch):
@@ -151,9 +181,12 @@ def test_real_part_c_sheet(tmp_path, monkeypatch):
                             for k in range(r.onset, r.offset + 1)} for s in ann["sub"].unique()}
     s, e = annotated_samples(ann, LAYOUTS["casme3_part_c"], ann_file="C.xlsx", dataset="c", fps=30,
                              frames_prefix="part_C/data", frame_index=index)
-    assert len(ann) == 165 and len(s) + len(e) == 165
+    assert len(ann) == 165 and len(s) == 165 and e.empty         # every row parses (no au_unparsable)
     assert s["apex_derived"].all() and (s["apex"] == (s["onset"] + s["offset"]) // 2).all()
-    assert s.set_index("ann_row").loc[2, "au_list"] == [4, 5]     # "R4,5"
+    r = s.set_index("ann_row")
+    assert r.loc[2, "au_list"] == [4, 5]                          # "R4,5"
+    assert (r.loc[31, "au_raw"], r.loc[31, "au_list"], r.loc[31, "au_marked"]) == ("13?", [13], [13])
+    assert (r.loc[18, "au_list"], r.loc[18, "au_marked"]) == ([4, 11], [])     # full-width comma
     assert ds.adapter == "casme3_part_c"
 
 
@@ -238,3 +271,35 @@ def test_casme2_sq_naming_rules(tmp_path, monkeypatch):
     assert (r.loc[1, "onset"], r.loc[1, "apex"], r.loc[1, "offset"]) == (5, 9, 14)
     assert r.loc[2, "offset"] == 25 and "apex used" in r.loc[2, "note"]      # offset 0 means "use apex"
     assert set(s["emotion"]) == {"negative"}
+
+
+@pytest.mark.parametrize("line, msg", [
+    ("casme2,sub01,EP02_01f,3", r"line 2: class '3' is not one of 0..2 \(negative, positive, surprise\)"),
+    ("casme,sub01,EP02_01f,1", r"line 2: dataset 'casme' is not a part of this composite"),
+    ("casme2,sub1,ep02_01F,1", r"line 2: casme2 sub1 ep02_01F is listed already on line 1"),
+])
+def test_an_official_list_that_cannot_be_matched_is_refused(tmp_path, line, msg):
+    import pandas as pd
+
+    from stages.adapters.composite import parse_official_list
+
+    raw = pd.read_csv(__import__("io").StringIO("casme2,sub01,EP02_01f,1\n" + line + "\n"), header=None)
+    with pytest.raises(ValueError, match=msg):
+        parse_official_list(raw, "list.csv", ["negative", "positive", "surprise"], ["casme2", "samm", "smic_hs"])
+
+
+@pytest.mark.parametrize("name", ["4dme", "casme2", "mmew", "smic_hs"])
+def test_an_extra_folder_level_is_detected_for_every_dataset(tmp_path, monkeypatch, name):
+    """Unpacked into a folder of the archive's name (gray_micro/gray_micro/S01/...): the
+    frames are found one level down, with the same samples as the plain copy."""
+    ds, _, root = fixture_catalog(tmp_path, name, monkeypatch)
+    plain = ingest_all(ds)
+    top = root / ds.frames_dir
+    top.rename(root / "tmp_move")
+    top.mkdir()
+    (root / "tmp_move").rename(top / top.name)
+    got = ingest_all(ds)
+    assert got.layouts["f"].frames_dir == f"{ds.frames_dir}/{top.name}"
+    assert "one level below datasets.f.frames_dir" in got.layouts["f"].describe()
+    assert list(got.samples["sample_id"]) == list(plain.samples["sample_id"])
+    assert got.samples["onset_path"].str.startswith(f"{ds.frames_dir}/{top.name}/").all()

@@ -218,6 +218,29 @@ def test_video_file_recording(env):
         run_screen(cat)
 
 
+def test_a_container_frame_count_that_is_off_is_checked_by_decoding(env, monkeypatch):
+    """MP4 containers often report an estimated frame count: a CSV that fits the frames
+    the video really decodes to is accepted; one that fits neither names both counts."""
+    import pipeline.screening as scr_mod
+
+    root, cat = env
+    d = root / "part_B" / "data" / "s1"
+    d.mkdir(parents=True)
+    w = cv2.VideoWriter(str(d / "v1.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (16, 16))
+    for i in range(12):
+        w.write(np.full((16, 16, 3), 10 * i, np.uint8))
+    w.release()
+    real = scr_mod.video_frame_count
+    monkeypatch.setattr(scr_mod, "video_frame_count", lambda p: (real(p)[0] + 2, real(p)[1]))   # says 14
+    write_csv(root, openface_like_csv(list(range(12)), 7, video=True))
+    scr = run_screen(cat)
+    assert list(scr.samples["apex"]) == [7]
+    write_csv(root, openface_like_csv(list(range(13)), 7, video=True))
+    with pytest.raises(CatalogError, match=r"13 rows, but video .*v1\.avi has 12 frames.*the container says 14 "
+                                           r"frames, decoding gives 12"):
+        run_screen(cat)
+
+
 def test_changed_csv_or_sidecar_is_re_estimated(env):
     root, cat = env
     frame_folder(root, PLAIN)

@@ -76,6 +76,11 @@ def test_plan_on_the_release_lists_every_labelled_sample(released, tmp_path, mon
     assert sum(r["applied"] for r in plan.got.repairs) == len(REPAIRS) == 7
     assert "sheet repairs: 7 applied" in text and "row 130 Apex: 83 -> 160 [applied] source: CAS(ME)3_part_A_v2.xls" in text
     assert "15 sample(s) on it kept and noted (exclude_known_bad: false; true would leave 845)" in text
+    # the clips longer than 5 s are kept (the papers count them) but flagged, each with a note
+    ann = sheet_after_repairs()
+    n_long = int(((ann["Offset"] - ann["Onset"] + 1) / 30 > 5).sum())
+    assert f"  {n_long} sample(s) longer than a micro-expression's 5 s kept by max_duration_s 25, e.g. " in text
+    assert s["note"].fillna("").str.contains("longer than 5 s: onset..offset spans").sum() == n_long == 16
     by_row = s.set_index("ann_row")
     assert (by_row.loc[130, "apex"], by_row.loc[751, "onset"], by_row.loc[752, "onset"], by_row.loc[752, "apex"],
             by_row.loc[710, "offset"], by_row.loc[798, "offset"], by_row.loc[800, "offset"]) == \
@@ -221,3 +226,20 @@ def test_part_b_extra_level_is_detected_too(tmp_path, monkeypatch):
     (r,) = list_recordings(ds)
     assert (r["subject"], r["name"], r["n_frames"]) == ("spNO.7", "a", 3)
     assert r["frames"][10] == "part_B/data/part_B/spNO.7/a/color/10.jpg"
+
+
+def test_folders_spelt_otherwise_than_the_sheet_are_found_with_their_depth(tmp_path, monkeypatch):
+    """The sheet writes spNO.14 'J' and spNO.1 'j'; a copy whose folders are 'j' and 'J'
+    (as the authors' damaged-image list spells them for spNO.3/spNO.4) or whose subject
+    folder is zero-padded still gives the colour AND the depth frames."""
+    root = tmp_path / "CASME3"
+    frames = casme3_release(root, CASME3_REAL, REPAIRS, rows={9, 61})
+    (frames / "spNO.14" / "J").rename(frames / "spNO.14" / "j")
+    (frames / "spNO.1").rename(frames / "spNO.01")
+    monkeypatch.setenv("CASME3_ROOT", str(root))
+    got = ingest_all(shipped_catalog(tmp_path / "c").dataset("casme3"), log=lambda *a: None)
+    s = got.samples.set_index("ann_row")
+    assert sorted(s.index) == [9, 61]
+    assert s.loc[61, "onset_path"] == "part_A/data/part_A/spNO.14/j/color/1012.jpg"
+    assert s.loc[61, "onset_depth_path"] == "part_A/data/part_A/spNO.14/j/depth/1012.png"
+    assert s.loc[9, "apex_depth_path"] == "part_A/data/part_A/spNO.01/j/depth/33.png"

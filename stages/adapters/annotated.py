@@ -60,21 +60,23 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
                       emotion_synonyms: dict | None = None, bad_frames: set | None = None,
                       header_row: int = 1, row_numbers: list[int] | None = None,
                       row_notes: dict[int, list[str]] | None = None, max_duration_s: float | None = None,
+                      flag_duration_s: float | None = None,
                       exclude_bad: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn an annotation sheet into (samples, exclusions). `header_row` is the sheet row
     (1-based) of the header, so data row i is reported as sheet row header_row + 1 + i,
     unless `row_numbers` gives each row's sheet row. `row_notes` ({sheet row: [text]},
     e.g. the repairs applied to it) open the sample's note. A clip whose onset..offset
     spans more than `max_duration_s` seconds cannot be a micro-expression: excluded as
-    `too_long`. Onset/apex frames on the `bad_frames` list are excluded
+    `too_long`; one longer than `flag_duration_s` but within the limit is kept with a
+    LONG_NOTE. Onset/apex frames on the `bad_frames` list are excluded
     (`known_bad_frame`) when `exclude_bad`, else kept with a note."""
     cols = layout.columns
     missing = [c for r, c in cols.items() if r in ("subject", "clip", "onset") and c not in ann.columns]
     if missing:
         raise AnnotationError(f"{ann_file}: columns {missing} not found; header is {list(ann.columns)}")
     samples, excl, seen = [], [], {}
-    folded = _unique_keys(frame_index, str.lower)       # folder names whose case differs from the sheet's
-    padded = _unique_keys(frame_index, canonical_name)  # ... or whose numbers are zero-padded (1 / 01)
+    find_clip = folder_finder(frame_index)
+    find_depth = find_clip if depth_index is frame_index else folder_finder(depth_index or {})
 
     def cell(r, role):
         c = cols.get(role)
@@ -132,6 +134,9 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
                               f"{offset - onset + 1} frames = {(offset - onset + 1) / fps:.1f} s at {fps:g} fps, longer "
                               f"than max_duration_s {max_duration_s:g} s: not a micro-expression", sid))
             continue
+        if flag_duration_s is not None and offset is not None and (offset - onset + 1) / fps > flag_duration_s:
+            notes.append(f"{LONG_NOTE} {flag_duration_s:g} s: onset..offset spans {(offset - onset + 1) / fps:.1f} s "
+                         f"(kept: max_duration_s {max_duration_s:g} s)")
         if sid in seen:
             excl.append(_excl(dataset, ann_file, row, "duplicate_row",
                               _duplicate_detail(ann_file, row, seen[sid], (cell(r, "emotion"), cell(r, "au"))), sid))
@@ -145,8 +150,7 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
         fmt = {"subject": subj, "clip": clip,
                "emotion": "" if pd.isna(emotion_raw) else str(emotion_raw).strip()}
         rel = layout.clip_dir.format(**fmt)
-        if rel not in frame_index:
-            rel = folded.get(rel.lower()) or padded.get(canonical_name(rel)) or rel
+        rel = find_clip(rel) or rel
         frames = frame_index.get(rel)
         if frames is None:
             excl.append(_excl(dataset, ann_file, row, "clip_missing",
@@ -166,8 +170,8 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
             notes.append(f"{KNOWN_BAD_NOTE}: frame(s) {bad} (kept: exclude_known_bad is off)")
         dpaths = (None, None)
         if depth_index is not None:
-            dframes = next((depth_index[d] for d in (t.format(**fmt) for t in layout.depth_dirs)
-                            if d in depth_index), {})
+            dframes = next((depth_index[d] for d in (find_depth(t.format(**fmt)) for t in layout.depth_dirs)
+                            if d is not None), {})
             dlost = [f for f in (onset, apex) if f not in dframes]
             if dlost:
                 excl.append(_excl(dataset, ann_file, row, "depth_missing",
@@ -199,11 +203,23 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
 
 
 KNOWN_BAD_NOTE = "on the known-bad list"
+LONG_NOTE = "longer than"        # a kept clip longer than a micro-expression can be
 
 
 def canonical_name(rel: str) -> str:
     """A folder path compared without case and without zero padding (``sub1`` = ``Sub01``)."""
     return re.sub(r"\d+", lambda m: str(int(m.group())), rel.lower())
+
+
+def folder_finder(frame_index: dict):
+    """f(folder as the sheet spells it) -> the folder of `frame_index` it names (as
+    written, else without case, else without zero padding), or None."""
+    folded = _unique_keys(frame_index, str.lower)        # folder names whose case differs from the sheet's
+    padded = _unique_keys(frame_index, canonical_name)   # ... or whose numbers are zero-padded (1 / 01)
+
+    def find(rel: str) -> str | None:
+        return rel if rel in frame_index else folded.get(rel.lower()) or padded.get(canonical_name(rel))
+    return find
 
 
 def _unique_keys(frame_index: dict, key) -> dict:

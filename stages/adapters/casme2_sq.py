@@ -35,7 +35,8 @@ def naming_map(sheet: pd.DataFrame) -> dict[str, str]:
 
 def casme2_sq_samples(code: pd.DataFrame, rule1: pd.DataFrame, rule2: pd.DataFrame, *, ann_file: str,
                       dataset: str, fps: float, frames_prefix: str, frame_index: dict,
-                      emotion_synonyms: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      emotion_synonyms: dict | None = None,
+                      max_duration_s: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     code = code.iloc[:, :9].copy()
     code.columns = COLUMNS
     subj_folder = naming_map(rule1)
@@ -77,7 +78,8 @@ def casme2_sq_samples(code: pd.DataFrame, rule1: pd.DataFrame, rule2: pd.DataFra
         df = pd.DataFrame(rows)
         s, e = annotated_samples(df.drop(columns=["_rel", "_row"]), layout, ann_file=ann_file, dataset=dataset,
                                  fps=fps, frames_prefix=frames_prefix, frame_index=frame_index,
-                                 emotion_synonyms=emotion_synonyms, row_numbers=df["_row"].tolist())
+                                 emotion_synonyms=emotion_synonyms, row_numbers=df["_row"].tolist(),
+                                 max_duration_s=max_duration_s)
     else:
         s, e = pd.DataFrame(), pd.DataFrame(columns=EXCLUSION_COLUMNS)
     return s, pd.concat([pd.DataFrame(excl, columns=EXCLUSION_COLUMNS), e], ignore_index=True)

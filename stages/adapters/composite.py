@@ -12,6 +12,7 @@ matching report out.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from stages.adapters.annotated import canonical_name
@@ -20,18 +21,33 @@ from stages.adapters.annotated import canonical_name
 LIST_PARTS = {"casme2": "casme2", "samm": "samm", "smic": "smic_hs"}
 
 
-def parse_official_list(raw: pd.DataFrame, list_file: str) -> pd.DataFrame:
-    """The header-less list as columns line (1-based), part, subject, clip, cls (int)."""
+def parse_official_list(raw: pd.DataFrame, list_file: str, classes: list[str], parts) -> pd.DataFrame:
+    """The header-less list as columns line (1-based), part, subject, clip, cls (int).
+    A class outside 0..len(classes)-1, a dataset that is not one of `parts` and a clip
+    listed twice are errors naming the line."""
     if raw.shape[1] < 4:
         raise ValueError(f"{list_file}: expected 4 columns (dataset, subject, clip, class), got {raw.shape[1]}")
     out = pd.DataFrame({"line": range(1, len(raw) + 1),
                         "part": [LIST_PARTS.get(str(x).strip().lower(), str(x).strip()) for x in raw[0]],
                         "subject": [str(x).strip() for x in raw[1]], "clip": [str(x).strip() for x in raw[2]],
                         "cls": pd.to_numeric(raw[3], errors="coerce")})
-    bad = out[out["cls"].isna()]
-    if len(bad):
-        raise ValueError(f"{list_file} line {int(bad['line'].iloc[0])}: class {raw.iloc[bad.index[0], 3]!r} is not 0/1/2")
+    ok = out["cls"].isin(range(len(classes)))
+    if not ok.all():
+        i = int(np.nonzero(~ok.to_numpy())[0][0])
+        raise ValueError(f"{list_file} line {i + 1}: class {str(raw.iloc[i, 3]).strip()!r} is not one of 0..{len(classes) - 1} "
+                         f"({', '.join(classes)})")
     out["cls"] = out["cls"].astype(int)
+    unknown = out[~out["part"].isin(list(parts))]
+    if len(unknown):
+        raise ValueError(f"{list_file} line {int(unknown['line'].iloc[0])}: dataset {unknown['part'].iloc[0]!r} is not "
+                         f"a part of this composite ({', '.join(parts)})")
+    key = [(p, canonical_name(a), canonical_name(b)) for p, a, b in zip(out["part"], out["subject"], out["clip"])]
+    dup = pd.Series(key).duplicated()
+    if dup.any():
+        i = int(np.nonzero(dup.to_numpy())[0][0])
+        first = key.index(key[i]) + 1
+        raise ValueError(f"{list_file} line {i + 1}: {out['part'].iloc[i]} {out['subject'].iloc[i]} "
+                         f"{out['clip'].iloc[i]} is listed already on line {first}")
     return out
 
 

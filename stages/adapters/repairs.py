@@ -26,7 +26,8 @@ class RepairError(ValueError):
 class Repair:
     """Set `column` of sheet row `row` (1-based, header = its own row) from `old` to `new`.
     `old` None means a blank cell, NOT_A_FRAME a cell that is blank or no frame number
-    (for sources that say "no usable apex" without the cell's text). `match` = {column: value} the row must also hold
+    (for sources that say "no usable apex" without the cell's text), ANY a cell whose old
+    value the source does not give (the value replaced is recorded). `match` = {column: value} the row must also hold
     (e.g. its subject and clip), so a re-ordered sheet is caught."""
     row: int
     column: str
@@ -43,11 +44,16 @@ class Repair:
 class Swap:
     """Exchange the values of `columns` between two sheet rows (labels known to be swapped);
     `columns_from` instead names the first of the columns, every column to its right
-    included (the MEB toolkit's rule for 4DME: the AU string and the one-hot labels)."""
+    included (the MEB toolkit's rule for 4DME: the AU string and the one-hot labels).
+    With `labels_agree_with` (e.g. 4DME's `Emotion`), the swap is checked against the
+    sheet itself: each row's one-hot column named by that cell must be 0 before and 1
+    after (already 1 before: the sheet is fixed, nothing is done; neither: an error)."""
     rows: tuple
     columns: tuple = ()
     source: str = ""
     columns_from: str | None = None
+    labels_agree_with: str | None = None   # a column naming each row's one-hot label column
+
 
     def describe(self) -> str:
         cols = f"{self.columns_from} and every column after it" if self.columns_from else ", ".join(self.columns)
@@ -55,14 +61,17 @@ class Swap:
 
 
 NOT_A_FRAME = "not-a-frame"
+ANY = "any"          # the source does not say what the cell held: any value, recorded when replaced
 
 
 def _show(v) -> str:
-    if v == NOT_A_FRAME:
+    if isinstance(v, str) and v == NOT_A_FRAME:
         return "(blank or not a frame number)"
+    if isinstance(v, str) and v == ANY:
+        return "(any value)"
     if _blank(v):
         return "(blank)"
-    return str(v).strip() if _is_frame(v) else repr(v)
+    return str(int(float(v))) if _is_frame(v) else repr(v)
 
 
 def _blank(v) -> bool:
@@ -75,6 +84,8 @@ def same_value(cell, want) -> bool:
     stripped text (``'14'`` and ``14`` are the same cell)."""
     if isinstance(want, str) and want == NOT_A_FRAME:
         return _blank(cell) or not _is_frame(cell)
+    if isinstance(want, str) and want == ANY:
+        return True
     if _blank(cell) or _blank(want):
         return _blank(cell) and _blank(want)
     try:
@@ -96,7 +107,8 @@ def from_catalog(entries: list[dict]) -> list[Repair | Swap]:
     out = []
     for e in entries:
         if "swap" in e:
-            out.append(Swap(tuple(e["swap"]), tuple(e.get("columns") or ()), e["source"], e.get("columns_from")))
+            out.append(Swap(tuple(e["swap"]), tuple(e.get("columns") or ()), e["source"], e.get("columns_from"),
+                            e.get("labels_agree_with")))
         else:
             out.append(Repair(e["row"], e["column"], e.get("old"), e["new"], e["source"], dict(e.get("match") or {})))
     return out
@@ -125,8 +137,8 @@ def apply_repairs(df: pd.DataFrame, row_numbers: list[int], repairs: list[Repair
         j = df.columns.get_loc(rep.column)
         cell = df.iat[i, j]
         rec = {"file": ann_file, "row": rep.row, "column": rep.column, "old": rep.old, "new": rep.new,
-               "source": rep.source}
-        if same_value(cell, rep.new) and not same_value(cell, rep.old):
+               "sheet_value": _plain(cell), "source": rep.source}
+        if same_value(cell, rep.new) and (not same_value(cell, rep.old) or rep.old == ANY):
             applied.append({**rec, "applied": False, "why": "the sheet already holds the repaired value"})
             continue
         if not same_value(cell, rep.old):
@@ -137,16 +149,16 @@ def apply_repairs(df: pd.DataFrame, row_numbers: list[int], repairs: list[Repair
             df[rep.column] = df[rep.column].astype(object)
         df.iat[i, j] = rep.new
         applied.append({**rec, "applied": True})
-        notes.setdefault(rep.row, []).append(f"repaired: {rep.column} {_show(rep.old)} -> {_show(rep.new)} "
+        notes.setdefault(rep.row, []).append(f"repaired: {rep.column} {_show(cell)} -> {_show(rep.new)} "
                                              f"({_note_text(rep.source)})")
     return df, applied, notes
 
 
 def _position(pos: dict, row: int, rep, ann_file: str) -> int:
     if row not in pos:
-        lo, hi = (min(pos), max(pos)) if pos else (None, None)
+        rows = f"the sheet's data rows are {min(pos)}..{max(pos)}" if pos else "the sheet has no data rows"
         raise RepairError(f"{ann_file}: the repair ({rep.describe()}; {rep.source}) names sheet row {row}, "
-                          f"but the sheet's data rows are {lo}..{hi}")
+                          f"but {rows}")
     return pos[row]
 
 
@@ -165,6 +177,12 @@ def _swap(df: pd.DataFrame, pos: dict, rep: Swap, ann_file: str, notes: dict) ->
         names = list(df.columns[df.columns.get_loc(rep.columns_from):])
     cols = [df.columns.get_loc(c) for c in names]
     va, vb = [df.iat[a, j] for j in cols], [df.iat[b, j] for j in cols]
+    if rep.labels_agree_with:
+        state = _labels_state(df, (a, b), (va, vb), (vb, va), names, rep, ann_file)
+        if state == "already":
+            return {"file": ann_file, "row": list(rep.rows), "column": names, "old": None, "new": None,
+                    "source": rep.source, "applied": False,
+                    "why": f"both rows' one-hot labels already agree with {rep.labels_agree_with}"}
     if all(same_value(x, y) for x, y in zip(va, vb)):
         raise RepairError(f"{ann_file}: the swap ({rep.describe()}; {rep.source}) would change nothing: rows "
                           f"{rep.rows[0]} and {rep.rows[1]} hold the same {', '.join(names)}; the sheet "
@@ -181,6 +199,34 @@ def _swap(df: pd.DataFrame, pos: dict, rep: Swap, ann_file: str, notes: dict) ->
     return {"file": ann_file, "row": list(rep.rows), "column": names,
             "old": [[_plain(v) for v in va], [_plain(v) for v in vb]],
             "new": [[_plain(v) for v in vb], [_plain(v) for v in va]], "source": rep.source, "applied": True}
+
+
+def _labels_state(df, idx, before, after, names, rep: Swap, ann_file: str) -> str:
+    """'swap' when both rows' one-hot labels disagree with their label cell now and agree
+    after the swap, 'already' when they agree now; anything else raises RepairError."""
+    col = rep.labels_agree_with
+    _check_columns(df, [col], rep, ann_file)
+    lower = {n.lower(): k for k, n in enumerate(names)}
+
+    def agree(i, values):
+        label = str(df.iat[i, df.columns.get_loc(col)]).strip().lower()
+        if label not in lower:
+            raise RepairError(f"{ann_file} row {rep.rows[idx.index(i)]}: {col} {label!r} names no column among "
+                              f"the swapped ones ({', '.join(names)}); the swap ({rep.describe()}; {rep.source}) "
+                              "cannot be checked")
+        return same_value(values[lower[label]], 1)
+
+    now = [agree(i, v) for i, v in zip(idx, before)]
+    then = [agree(i, v) for i, v in zip(idx, after)]
+    if all(now):
+        return "already"
+    if not any(now) and all(then):
+        return "swap"
+    yn = lambda xs: "/".join("yes" if x else "no" for x in xs)  # noqa: E731
+    raise RepairError(f"{ann_file}: the swap ({rep.describe()}; {rep.source}) does not fit the sheet: do the "
+                      f"one-hot labels of rows {rep.rows[0]}/{rep.rows[1]} agree with {col}? {yn(now)} now, "
+                      f"{yn(then)} after the swap (expected no/no, then yes/yes); the sheet changed; check it and "
+                      "edit or remove the repair")
 
 
 def _note_text(source: str) -> str:

@@ -15,7 +15,10 @@ from stages.adapters.annotated import EXCLUSION_COLUMNS
 EMOTIONS = ("negative", "positive", "surprise")
 
 
-def smic_samples(frame_index: dict, *, dataset: str, fps: float, frames_prefix: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def smic_samples(frame_index: dict, *, dataset: str, fps: float, frames_prefix: str,
+                 max_duration_s: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(samples, exclusions) of the clip folders; a clip spanning more than
+    `max_duration_s` seconds is excluded as too_long."""
     samples, excl = [], []
     for rel, frames in sorted(frame_index.items()):
         parts = rel.split("/")
@@ -35,6 +38,13 @@ def smic_samples(frame_index: dict, *, dataset: str, fps: float, frames_prefix: 
                          "detail": f"{frames_prefix}/{rel}: {len(nums)} frame(s)"})
             continue
         onset, offset = nums[0], nums[-1]
+        if max_duration_s is not None and (offset - onset + 1) / fps > max_duration_s:
+            excl.append({"sample_id": sid, "dataset": dataset, "ann_file": f"{frames_prefix}/{rel}", "ann_row": None,
+                         "stage": "ingest", "reason": "too_long",
+                         "detail": f"{frames_prefix}/{rel}: frames {onset}..{offset} span "
+                                   f"{(offset - onset + 1) / fps:.1f} s at {fps:g} fps, longer than max_duration_s "
+                                   f"{max_duration_s:g} s: not a micro-expression"})
+            continue
         apex = smic_apex(nums)
         gaps = sorted(set(range(onset, offset + 1)) - set(nums))
         samples.append({
