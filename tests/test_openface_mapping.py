@@ -195,16 +195,21 @@ def test_upper_case_extension_is_skipped_like_openface(env):
         run_screen(cat)
 
 
+def video_file(root, n=12):
+    """part_B/data/s1/v1.avi: `n` frames of 16x16 (MJPG, 30 fps)."""
+    d = root / "part_B" / "data" / "s1"
+    d.mkdir(parents=True)
+    w = cv2.VideoWriter(str(d / "v1.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (16, 16))
+    for i in range(n):
+        w.write(np.full((16, 16, 3), 10 * i, np.uint8))
+    w.release()
+
+
 def test_video_file_recording(env):
     """A video file: row k is 0-based frame k - 1 (as before); an image-folder CSV or a
     wrong row count is an error naming the video."""
     root, cat = env
-    d = root / "part_B" / "data" / "s1"
-    d.mkdir(parents=True)
-    w = cv2.VideoWriter(str(d / "v1.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (16, 16))
-    for i in range(12):
-        w.write(np.full((16, 16, 3), 10 * i, np.uint8))
-    w.release()
+    video_file(root)
     frames = list(range(12))
     write_csv(root, openface_like_csv(frames, 7, video=True), details="/recordings/s1/v1.avi")
     scr = run_screen(cat)
@@ -224,12 +229,7 @@ def test_a_container_frame_count_that_is_off_is_checked_by_decoding(env, monkeyp
     import pipeline.screening as scr_mod
 
     root, cat = env
-    d = root / "part_B" / "data" / "s1"
-    d.mkdir(parents=True)
-    w = cv2.VideoWriter(str(d / "v1.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (16, 16))
-    for i in range(12):
-        w.write(np.full((16, 16, 3), 10 * i, np.uint8))
-    w.release()
+    video_file(root)
     real = scr_mod.video_frame_count
     monkeypatch.setattr(scr_mod, "video_frame_count", lambda p: (real(p)[0] + 2, real(p)[1]))   # says 14
     write_csv(root, openface_like_csv(list(range(12)), 7, video=True))
