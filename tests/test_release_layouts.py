@@ -243,3 +243,21 @@ def test_folders_spelt_otherwise_than_the_sheet_are_found_with_their_depth(tmp_p
     assert s.loc[61, "onset_path"] == "part_A/data/part_A/spNO.14/j/color/1012.jpg"
     assert s.loc[61, "onset_depth_path"] == "part_A/data/part_A/spNO.14/j/depth/1012.png"
     assert s.loc[9, "apex_depth_path"] == "part_A/data/part_A/spNO.01/j/depth/33.png"
+
+
+def test_mepipe_plan_command(released, tmp_path, monkeypatch, capsys):
+    """`mepipe plan` (what `make plan DATASET=casme3` runs): exit 0, the report, the two
+    Parquet tables where --out says."""
+    from pipeline.cli import main
+
+    monkeypatch.setenv("CASME3_ROOT", str(released))
+    cat = shipped_catalog(tmp_path)
+    out = tmp_path / "p" / "plan.parquet"
+    assert main(["--catalog", str(cat.path), "plan", "--dataset", "casme3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"plan casme3 (casme3_part_a) at {released}") and "samples: 860 (labelled 860)" in text
+    assert len(pd.read_parquet(out)) == 860 and (tmp_path / "p" / "plan.exclusions.parquet").is_file()
+    # a catalog mistake is a one-line error and exit 2
+    monkeypatch.setenv("CASME3_ROOT", str(tmp_path / "nowhere"))
+    assert main(["--catalog", str(cat.path), "plan", "--dataset", "casme3"]) == 2
+    assert "error: dataset 'casme3': root" in capsys.readouterr().err
