@@ -48,7 +48,7 @@ from pipeline.demo import ANNOTATION, generate, is_complete  # noqa: E402
 from pipeline.params import DEFAULTS  # noqa: E402
 from pipeline.runner import run  # noqa: E402
 from pipeline.store import Store  # noqa: E402
-from schemas.feeds import groups_for  # noqa: E402
+from products import groups_for  # noqa: E402
 
 METHODS = ["dvscl", "selfme"]
 

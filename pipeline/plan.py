@@ -76,7 +76,7 @@ def _work(cat: Catalog, ds: Dataset, samples: pd.DataFrame, methods: list[str] |
     if not path.exists() or not len(samples):
         return None
     from pipeline.runner import plan_samples, ragged_layout, _seq_len
-    from schemas.feeds import groups_for
+    from products import groups_for
 
     st = Store(path, create=False)
     old = st.table("manifest", st.head())

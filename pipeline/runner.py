@@ -34,8 +34,8 @@ from pipeline.io import sha256_file
 from pipeline.layout import resolve as resolve_layout
 from pipeline.store import BRANCH, Store, ensure_arrays, sample_sha, write_table_array, write_text_array
 from pipeline.tasks import GROUP_VERSIONS, process_clip, uses_gpu
-from schemas.arrays import ARRAYS, GROUPS, RAGGED_SHARD, SHARD_SAMPLES, arrays_of_group
-from schemas.feeds import groups_for
+from products import FINGERPRINT_SCHEME, REGISTRY, groups_for
+from schemas.arrays import ARRAYS, RAGGED_SHARD, SHARD_SAMPLES, arrays_of_group
 from stages.labels import class_counts
 from schemas.tables import (AU_FRAME_SCHEMA, CARD, CHECKPOINT, CHECKPOINT_SCHEMA, CHECKSUM_SCHEMA, EXCLUSION_SCHEMA, MANIFEST_SCHEMA, VIDEO_SCHEMA,
                             conform)
@@ -256,6 +256,19 @@ def ragged_layout(lengths: list[int]) -> tuple[list[int], int]:
     return starts, -(-pos // RAGGED_SHARD) * RAGGED_SHARD
 
 
+def _say_fingerprint_scheme(store: Store, parent: str, old: pd.DataFrame | None, log, name: str) -> None:
+    """A store made before fingerprints came from the products' declarations recomputes
+    every product once: say so, and why, before the work starts."""
+    if old is None or not len(old):
+        return
+    was = (store.repo.lookup_snapshot(parent).metadata or {}).get("fingerprint_scheme", "1")
+    if was != FINGERPRINT_SCHEME:
+        log(f"[{name}] the store's current version has fingerprints of scheme {was}; this code derives them from "
+            f"the products' declarations (scheme {FINGERPRINT_SCHEME}: declared parameters, input files, "
+            "upstream products, array shapes): every product of every sample is recomputed once (values that "
+            "do not change are written again unchanged)")
+
+
 def plan_samples(samples: pd.DataFrame, old: pd.DataFrame | None, root: Path, ds: Dataset,
                  groups: tuple, starts: list[int]) -> list[Plan]:
     """What to do for each sample: compute (which groups), keep, copy from its old row, or
@@ -447,11 +460,11 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     n = len(samples)
     lengths = [_seq_len(r) for r in samples.to_dict("records")] if "clip" in groups else [0] * n
     starts, total_frames = ragged_layout(lengths)
-    if "micro" in groups:
-        from pipeline.tasks import check_magnifier
+    from pipeline.tasks import check_models
 
-        check_magnifier(ds.params)      # a missing model stops the run before any work
+    check_models(ds.params, groups)     # a missing model stops the run before any work
     plans = plan_samples(samples, old, root, ds, groups, starts)
+    _say_fingerprint_scheme(store, parent, old, log, ds.name)
     names = _array_names(groups)
     todo = [p for p in plans if p.action == "compute"]
     copies = [p for p in plans if p.action == "copy"]
@@ -587,7 +600,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     for p in plans:
         r = dict(rows[p.index])
         r["index"] = p.index
-        for gname in GROUPS:   # a group this run did not compute keeps its old fingerprint (if the row stayed)
+        for gname in REGISTRY:   # a group this run did not compute keeps its old fingerprint (if the row stayed)
             keep_old = gname not in groups and p.old is not None and int(p.old["index"]) == p.index
             r[f"fp_{gname}"] = (_nz(p.old.get(f"fp_{gname}")) if keep_old else
                                 (p.fps[gname] if gname in groups else None))
@@ -638,7 +651,7 @@ def _run_locked(cat, ds, store, root, samples, excl_ingest, get_client, run_id, 
     n_ok = int((manifest["status"] == "ok").sum())
     meta = {
         "run_id": run_id, "dataset": ds.name, "code_version": code_version(),
-        "group_versions": GROUP_VERSIONS, "groups": list(groups), "params": ds.params, "adapter": ds.adapter,
+        "group_versions": GROUP_VERSIONS, "fingerprint_scheme": FINGERPRINT_SCHEME, "groups": list(groups), "params": ds.params, "adapter": ds.adapter,
         "annotation_sha256": sha256_file(ds.file("annotation")) if ds.annotation else None,
         "sources": sources, "fps": ds.fps, "label_scheme": ds.label_scheme,
         "landmark_backends": sorted({b for b in manifest.get("landmark_backend", pd.Series()).dropna()}),

@@ -199,12 +199,25 @@ def read_table_array(arr) -> pa.Table:
     return pq.read_table(io.BytesIO(_read_bytes(arr, f"table {arr.path}")))
 
 
+class StoreLayoutError(ValueError):
+    pass
+
+
 def ensure_arrays(group: zarr.Group, names: list[str], n: int, attrs: dict) -> None:
-    """Create the arrays `names` with n samples, or resize existing ones to n."""
+    """Create the arrays `names` with n samples, or resize existing ones to n. An existing
+    array whose per-sample shape or dtype differs from its declaration is refused
+    (StoreLayoutError): a product's declared size changed, and its old values would be
+    mixed with new ones of another size."""
     for name in names:
         spec = ARRAYS[name]
         if name in group:
             a = group[name]
+            if tuple(a.shape[1:]) != tuple(spec.shape) or str(a.dtype) != spec.dtype:
+                raise StoreLayoutError(
+                    f"store array {name} holds per-sample shape {tuple(a.shape[1:])} {a.dtype}, but schemas/arrays.py "
+                    f"now declares {tuple(spec.shape)} {spec.dtype}: a changed product size cannot be written into "
+                    "this store; preprocess into a new store (another store_root, or move the old one away) or "
+                    "revert the declaration")
             if a.shape[0] != n:
                 a.resize(spec.full_shape(n))
         else:

@@ -25,7 +25,7 @@ class ArraySpec:
     name: str            # path inside the store group
     dtype: str           # numpy dtype name
     shape: tuple         # per-sample shape (axis 0 = sample is prepended)
-    group: str           # product group that computes it (see pipeline.dag)
+    group: str           # the product that computes it (products/<group>.py)
     units: str
     description: str
     attrs: dict = field(default_factory=dict)
@@ -95,8 +95,6 @@ ARRAYS: dict[str, ArraySpec] = {s.name: s for s in [
               "Farnebäck flow between consecutive TIM frames (frame k -> k + 1)",
               {"convention": "source=frame k; I_k(x, y) ~ I_k+1(x + u, y + v)"}),
 ]}
-GROUPS = ("crop", "depth", "flow", "micro", "clip")
-GROUP_DEPENDS = {"crop": (), "depth": ("crop",), "flow": ("crop",), "micro": ("crop",), "clip": ("crop",)}
 
 
 def array_spec(name: str) -> ArraySpec:

@@ -1,11 +1,10 @@
 """One feed per method: the arrays, per-sample shapes, dtypes and manifest columns each
 of the five methods reads (METHODS.md). `make preprocess METHODS=fdp,dvscl` computes the
-product groups of those feeds only."""
+products of those feeds only (products.groups_for)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.arrays import ARRAYS
 
 
 @dataclass(frozen=True)
@@ -31,15 +30,3 @@ FEEDS = {f.method: f for f in [
     Feed("microauclip", "004", ("micro/flow224", "micro/apex_landmarks224"), _COMMON + ("au_list",),
          "224x224 TV-L1 flow of x3 magnified onset->apex + 68 apex landmarks in that image"),
 ]}
-
-
-def groups_for(methods: list[str] | None, has_depth: bool) -> tuple[str, ...]:
-    """Product groups needed by `methods` (None = all), in dependency order."""
-    ms = list(FEEDS) if not methods else methods
-    unknown = [m for m in ms if m not in FEEDS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; known: {sorted(FEEDS)}")
-    need = {"crop"} | {ARRAYS[a].group for m in ms for a in FEEDS[m].arrays}
-    if not has_depth:
-        need.discard("depth")
-    return tuple(g for g in ("crop", "depth", "flow", "micro", "clip") if g in need)
