@@ -9,6 +9,7 @@ the sheet repairs, the known-bad policy, the duration limit).
 Prints the plan's counts, then the run's: samples ok, exclusions by reason, wall time
 and samples/s; the ratio printed is samples computed / labelled samples of the sheet.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,17 +64,27 @@ def main() -> int:
     plan = make_plan(cat, ds)
     t_plan = time.perf_counter() - t0
     n = len(plan.got.samples)
-    print(f"copy written in {t_copy:.1f} s; plan: {n} labelled samples in {t_plan:.1f} s; classes "
-          + "; ".join(f"{k}: " + ", ".join(f"{c} {v}" for c, v in cs.items()) for k, cs in plan.counts.items()))
+    print(
+        f"copy written in {t_copy:.1f} s; plan: {n} labelled samples in {t_plan:.1f} s; classes "
+        + "; ".join(f"{k}: " + ", ".join(f"{c} {v}" for c, v in cs.items()) for k, cs in plan.counts.items())
+    )
     t0 = time.perf_counter()
-    res = run(cat, ds, workers=args.workers, progress=False, log=lambda *a: None,
-              methods=[m for m in args.methods.split(",") if m] or None)
+    res = run(
+        cat,
+        ds,
+        workers=args.workers,
+        progress=False,
+        log=lambda *a: None,
+        methods=[m for m in args.methods.split(",") if m] or None,
+    )
     secs = time.perf_counter() - t0
     ok = int((res.manifest["status"] == "ok").sum())
     reasons = res.manifest[res.manifest["status"] != "ok"]["reason"].value_counts().to_dict()
-    print(f"run ({args.methods or 'all methods'}, {args.workers} workers): {ok}/{len(res.manifest)} samples ok, "
-          f"excluded after ingest {reasons or 'none'}, at ingest {len(res.excluded) - sum(reasons.values())}; "
-          f"{secs:.0f} s = {ok / secs:.2f} samples/s; computed / sheet rows = {ok / 860:.3f}")
+    print(
+        f"run ({args.methods or 'all methods'}, {args.workers} workers): {ok}/{len(res.manifest)} samples ok, "
+        f"excluded after ingest {reasons or 'none'}, at ingest {len(res.excluded) - sum(reasons.values())}; "
+        f"{secs:.0f} s = {ok / secs:.2f} samples/s; computed / sheet rows = {ok / 860:.3f}"
+    )
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -11,6 +11,7 @@ state); and the peak RSS of a worker process that screens the first 100 vs all 4
 frames, and with MediaPipe the first 472 vs all 4720 frames of a recording made of the
 real video played 10 times (streaming: one decoded frame in memory at a time).
 """
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,7 @@ def looped_video(times: int) -> Path:
     h, w = frames[0].shape[:2]
     wr = cv2.VideoWriter(str(out) + ".part.avi", cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (w, h))
     for k in range(times):
-        for f in (frames if k % 2 == 0 else frames[::-1]):      # back and forth: no jump cut
+        for f in frames if k % 2 == 0 else frames[::-1]:  # back and forth: no jump cut
             wr.write(f)
     wr.release()
     Path(str(out) + ".part.avi").rename(out)
@@ -75,7 +76,7 @@ print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 def main() -> None:
     import cv2
 
-    cv2.setNumThreads(1)   # per-core numbers
+    cv2.setNumThreads(1)  # per-core numbers
     n = sum(1 for _ in iter_video(VIDEO, 0, 10**6))
     dl, mp = landmark_backend("dlib"), landmark_backend("mediapipe")
     dl(next(iter_video(VIDEO, 0, 1))[1])  # load models before timing
@@ -89,20 +90,30 @@ def main() -> None:
     r_full = 1.0 / (1.0 / r_dl + 1.0 / r_au)
     print(f"real footage: {VIDEO.name}, {n} frames 640x360, one core")
     print(f"{'step':44s} {'frames/s':>9s} {'x decode':>9s}")
-    for name, r in [("decode (OpenCV/FFmpeg)", r_dec), ("decode + face + 68 landmarks (dlib)", r_dl),
-                    ("decode + face mesh -> 68 (MediaPipe)", r_mp), ("AU estimation from landmarks", r_au),
-                    ("decode + dlib + AU (the default screening)", r_full)]:
+    for name, r in [
+        ("decode (OpenCV/FFmpeg)", r_dec),
+        ("decode + face + 68 landmarks (dlib)", r_dl),
+        ("decode + face mesh -> 68 (MediaPipe)", r_mp),
+        ("AU estimation from landmarks", r_au),
+        ("decode + dlib + AU (the default screening)", r_full),
+    ]:
         print(f"{name:44s} {r:9.1f} {r / r_dec:9.3f}")
     for cores in (1, 16, 64, 256):
-        print(f"projected: {PART_B_FRAMES:,} frames on {cores:3d} cores: {PART_B_FRAMES / (r_full * cores) / 3600:8.1f} h "
-              f"(dlib); {PART_B_FRAMES / (1.0 / (1.0 / r_mp + 1.0 / r_au) * cores) / 3600:8.1f} h (MediaPipe)")
+        print(
+            f"projected: {PART_B_FRAMES:,} frames on {cores:3d} cores: {PART_B_FRAMES / (r_full * cores) / 3600:8.1f} h "
+            f"(dlib); {PART_B_FRAMES / (1.0 / (1.0 / r_mp + 1.0 / r_au) * cores) / 3600:8.1f} h (MediaPipe)"
+        )
     a, b = child_rss(100), child_rss(n)
-    print(f"peak RSS of a worker screening 100 frames: {a:.0f} MiB; {n} frames: {b:.0f} MiB "
-          f"(ratio {b / a:.2f} for {n / 100:.1f}x the frames)")
+    print(
+        f"peak RSS of a worker screening 100 frames: {a:.0f} MiB; {n} frames: {b:.0f} MiB "
+        f"(ratio {b / a:.2f} for {n / 100:.1f}x the frames)"
+    )
     long = looped_video(10)
     c, d = child_rss(n, long, "mediapipe"), child_rss(10 * n, long, "mediapipe")
-    print(f"peak RSS, MediaPipe, a {10 * n}-frame recording ({long.name}): first {n} frames {c:.0f} MiB; "
-          f"all {10 * n} frames {d:.0f} MiB (ratio {d / c:.2f} for 10x the frames)")
+    print(
+        f"peak RSS, MediaPipe, a {10 * n}-frame recording ({long.name}): first {n} frames {c:.0f} MiB; "
+        f"all {10 * n} frames {d:.0f} MiB (ratio {d / c:.2f} for 10x the frames)"
+    )
 
 
 if __name__ == "__main__":

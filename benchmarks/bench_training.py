@@ -9,6 +9,7 @@ PairDataset, (b) one 16-bit PNG per array per sample (the signed difference offs
 folder, read back with a cold-ish page cache not controlled (same for all three).
 Training: samples/s of DVSCL pretraining and of FDP training, tiny configs, on the CPU.
 """
+
 from __future__ import annotations
 
 import sys
@@ -37,9 +38,11 @@ class FileDataset(torch.utils.data.Dataset):
         if self.kind == "npy":
             rgb, dep = np.load(self.folder / f"{i}_rgb.npy"), np.load(self.folder / f"{i}_depth.npy")
         else:
-            rgb = cv2.imread(str(self.folder / f"{i}_rgb.png"), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.int32) - 32768
+            rgb = (
+                cv2.imread(str(self.folder / f"{i}_rgb.png"), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.int32) - 32768
+            )
             dep = cv2.imread(str(self.folder / f"{i}_depth.png"), cv2.IMREAD_UNCHANGED).astype(np.int64) * 2 - 65536
-        return pair_tensors(rgb, dep, "depth")      # the same conversion as PairDataset
+        return pair_tensors(rgb, dep, "depth")  # the same conversion as PairDataset
 
 
 class Order(torch.utils.data.Sampler):
@@ -57,7 +60,7 @@ def rate(ds, order, reps=3) -> float:
     """Samples/s through a DataLoader (batches of 16, same random order for every source;
     a Dataset with __getitems__ gets each batch in one call)."""
     keys = ("rgb_diff", "view_diff")
-    collate = lambda b: {k: torch.stack([x[k] for x in b]) for k in keys}   # noqa: E731
+    collate = lambda b: {k: torch.stack([x[k] for x in b]) for k in keys}  # noqa: E731
     dl = torch.utils.data.DataLoader(ds, batch_size=16, sampler=Order(order), collate_fn=collate)
     best = 0.0
     for _ in range(reps):
@@ -94,21 +97,29 @@ def main() -> None:
     r_npy = rate(FileDataset(tmp, len(idx), "npy"), order)
     n_rows = g["pairs/rgb_diff"].shape[0]
     print(f"loader, DVSCL feed (rgb_diff + depth_diff), {len(idx)} samples, random order, batches of 16:")
-    print(f"  store (Zarr/Icechunk)  {r_store:8.1f} samples/s  (x{r_store / r_png:.2f} PNG, x{r_store / r_npy:.2f} npy)")
-    print(f"  store + local cache    {r_cache:8.1f} samples/s  (x{r_cache / r_png:.2f} PNG, x{r_cache / r_npy:.2f} npy); "
-          f"filled once in {fill:.2f} s ({n_rows / fill:.0f} rows/s, {n_rows} rows incl. samples not in the feed)")
+    print(
+        f"  store (Zarr/Icechunk)  {r_store:8.1f} samples/s  (x{r_store / r_png:.2f} PNG, x{r_store / r_npy:.2f} npy)"
+    )
+    print(
+        f"  store + local cache    {r_cache:8.1f} samples/s  (x{r_cache / r_png:.2f} PNG, x{r_cache / r_npy:.2f} npy); "
+        f"filled once in {fill:.2f} s ({n_rows / fill:.0f} rows/s, {n_rows} rows incl. samples not in the feed)"
+    )
     print(f"  per-sample PNG         {r_png:8.1f} samples/s")
     print(f"  per-sample .npy        {r_npy:8.1f} samples/s")
     if "--loader-only" in sys.argv:
         return
 
-    from training.dvscl import CONFIGS as DC, pretrain
-    from training.fdp import CONFIGS as FC, train_fdp
+    from training.dvscl import CONFIGS as DC
+    from training.dvscl import pretrain
+    from training.fdp import CONFIGS as FC
+    from training.fdp import train_fdp
 
     cfg = {**DC["tiny"], "epochs": 1}
     t = time.perf_counter()
     pretrain(pairs, cfg, "cpu", tmp / "ck.pt", log=lambda *a: None, progress=False)
-    print(f"DVSCL pretraining (tiny, 64 px, CPU): {len(pairs) // cfg['batch'] * cfg['batch'] / (time.perf_counter() - t):.1f} samples/s")
+    print(
+        f"DVSCL pretraining (tiny, 64 px, CPU): {len(pairs) // cfg['batch'] * cfg['batch'] / (time.perf_counter() - t):.1f} samples/s"
+    )
     FC["bench"] = {**FC["tiny"], "epochs": 1}
     s = train_fdp(store, ds.scheme, tmp / "fdp", "bench", log=lambda *a: None, progress=False)
     print(f"FDP training (tiny, 8 x 64 px frames, CPU): {s['train_samples_per_s']:.1f} samples/s")

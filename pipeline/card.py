@@ -6,6 +6,7 @@ label scheme, the counts and exclusions, and how the version was made (code vers
 parameters, estimators, source-file checksums). Generated only from the commit's
 provenance and the schemas, so two identical runs produce the same card.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,61 +23,136 @@ def _table(rows: list[list], head: list[str]) -> str:
     return "\n".join(out)
 
 
-def dataset_card(meta: dict, scheme: dict, description: str, arrays: dict[str, tuple],
-                 manifest: pd.DataFrame, exclusions: pd.DataFrame) -> str:
+def dataset_card(
+    meta: dict,
+    scheme: dict,
+    description: str,
+    arrays: dict[str, tuple],
+    manifest: pd.DataFrame,
+    exclusions: pd.DataFrame,
+) -> str:
     """meta: the commit's provenance; arrays: name -> full stored shape."""
     name = meta["dataset"]
     c = meta["counts"]
-    lines = [f"# Dataset card: {name}", "", description.strip() or "(no description in the catalog)", "",
-             "## How this version was made", "",
-             f"- code version: `{meta['code_version']}`; product groups: {', '.join(meta['groups'])}",
-             f"- adapter: `{meta['adapter']}`; frame rate {meta.get('fps')} fps",
-             f"- landmark backends used: {', '.join(meta.get('landmark_backends') or []) or '-'}",
-             f"- AU estimator: {json.dumps(meta['au_estimator']) if meta.get('au_estimator') else 'none (labelled only)'}",
-             "- source files (sha256):"]
+    lines = [
+        f"# Dataset card: {name}",
+        "",
+        description.strip() or "(no description in the catalog)",
+        "",
+        "## How this version was made",
+        "",
+        f"- code version: `{meta['code_version']}`; product groups: {', '.join(meta['groups'])}",
+        f"- adapter: `{meta['adapter']}`; frame rate {meta.get('fps')} fps",
+        f"- landmark backends used: {', '.join(meta.get('landmark_backends') or []) or '-'}",
+        f"- AU estimator: {json.dumps(meta['au_estimator']) if meta.get('au_estimator') else 'none (labelled only)'}",
+        "- source files (sha256):",
+    ]
     lines += [f"  - `{k}`: `{v}`" for k, v in sorted((meta.get("sources") or {}).items())] or ["  - none"]
-    lines += ["- parameters (catalog `params`, defaults filled in):", "", "```json",
-              json.dumps(meta["params"], indent=1, sort_keys=True), "```", "",
-              "## Samples", "",
-              f"{c['samples']} samples, {c['ok']} ok, {c['excluded_in_arrays']} excluded after ingest "
-              f"(rows kept, arrays zero), {c['excluded_at_ingest']} annotation rows excluded at ingest.", ""]
+    lines += [
+        "- parameters (catalog `params`, defaults filled in):",
+        "",
+        "```json",
+        json.dumps(meta["params"], indent=1, sort_keys=True),
+        "```",
+        "",
+        "## Samples",
+        "",
+        f"{c['samples']} samples, {c['ok']} ok, {c['excluded_in_arrays']} excluded after ingest "
+        f"(rows kept, arrays zero), {c['excluded_at_ingest']} annotation rows excluded at ingest.",
+        "",
+    ]
     if len(manifest):
         ok = manifest[manifest["status"] == "ok"]
         by = ok.groupby(["source", "emotion"], dropna=False).size().reset_index(name="n")
-        lines += [_table(by.values.tolist(), ["source", "emotion", "ok samples"]), "",
-                  f"Subjects: {ok['subject'].nunique()}.", ""]
+        lines += [
+            _table(by.values.tolist(), ["source", "emotion", "ok samples"]),
+            "",
+            f"Subjects: {ok['subject'].nunique()}.",
+            "",
+        ]
     for scheme_name, counts in (meta.get("class_counts") or {}).items():
-        lines += [f"Per class under label scheme `{scheme_name}` (ok labelled samples):", "",
-                  _table([[k, v] for k, v in counts.items()], ["class", "samples"]), ""]
+        lines += [
+            f"Per class under label scheme `{scheme_name}` (ok labelled samples):",
+            "",
+            _table([[k, v] for k, v in counts.items()], ["class", "samples"]),
+            "",
+        ]
     if meta.get("layout"):
-        lines += ["Layout of the source copy (detected): " + "; ".join(f"{k}: {v}" for k, v in meta["layout"].items()),
-                  ""]
+        lines += [
+            "Layout of the source copy (detected): " + "; ".join(f"{k}: {v}" for k, v in meta["layout"].items()),
+            "",
+        ]
     for name, kb in (meta.get("known_bad") or {}).items():
-        lines += [f"Known-bad list `{kb['file']}` ({name}): {kb['on_list']} sample(s) with a listed frame, "
-                  + ("excluded." if kb["excluded"] else "kept and noted in the manifest (exclude_known_bad: false)."),
-                  ""]
+        lines += [
+            f"Known-bad list `{kb['file']}` ({name}): {kb['on_list']} sample(s) with a listed frame, "
+            + ("excluded." if kb["excluded"] else "kept and noted in the manifest (exclude_known_bad: false)."),
+            "",
+        ]
     if meta.get("repairs"):
-        lines += ["Sheet repairs applied at ingest (catalog `repairs:`):", "",
-                  _table([[r["file"], r["row"], r["column"], r["old"], r["new"],
-                           "yes" if r["applied"] else f"no: {r.get('why', '')}", r["source"]]
-                          for r in meta["repairs"]], ["file", "row", "column", "old", "new", "applied", "source"]), ""]
+        lines += [
+            "Sheet repairs applied at ingest (catalog `repairs:`):",
+            "",
+            _table(
+                [
+                    [
+                        r["file"],
+                        r["row"],
+                        r["column"],
+                        r["old"],
+                        r["new"],
+                        "yes" if r["applied"] else f"no: {r.get('why', '')}",
+                        r["source"],
+                    ]
+                    for r in meta["repairs"]
+                ],
+                ["file", "row", "column", "old", "new", "applied", "source"],
+            ),
+            "",
+        ]
     if len(exclusions):
         ex = exclusions.groupby(["stage", "reason"]).size().reset_index(name="n")
-        lines += ["Exclusions (full list in the `exclusions` table, `mepipe export`):", "",
-                  _table(ex.values.tolist(), ["stage", "reason", "rows"]), ""]
+        lines += [
+            "Exclusions (full list in the `exclusions` table, `mepipe export`):",
+            "",
+            _table(ex.values.tolist(), ["stage", "reason", "rows"]),
+            "",
+        ]
     lines += ["## Label scheme", "", f"`{meta.get('label_scheme')}`: class <- emotion words of the annotation", ""]
     lines += [_table([[k, ", ".join(v)] for k, v in scheme.items()], ["class", "emotion words"]), ""]
-    lines += ["## Arrays", "", "Axis 0 is the manifest's `index` (ragged arrays: rows `clip_start` .. "
-              "`clip_start + clip_len`). Chunk = 1 sample (1 frame for ragged), Zarr v3 sharded, zstd.", ""]
-    rows = [[f"`{n}`", f"{shape}", ARRAYS[n].dtype, ARRAYS[n].units, ARRAYS[n].description]
-            for n, shape in sorted(arrays.items()) if n in ARRAYS]
+    lines += [
+        "## Arrays",
+        "",
+        "Axis 0 is the manifest's `index` (ragged arrays: rows `clip_start` .. "
+        "`clip_start + clip_len`). Chunk = 1 sample (1 frame for ragged), Zarr v3 sharded, zstd.",
+        "",
+    ]
+    rows = [
+        [f"`{n}`", f"{shape}", ARRAYS[n].dtype, ARRAYS[n].units, ARRAYS[n].description]
+        for n, shape in sorted(arrays.items())
+        if n in ARRAYS
+    ]
     lines += [_table(rows, ["array", "stored shape", "dtype", "units", "what"]), ""]
     lines += ["## Method feeds", ""]
-    frows = [[f.method, f.seed, ", ".join(f"`{a}`" for a in f.arrays),
-              "yes" if all(a in arrays for a in f.arrays) else "no", f.note] for f in FEEDS.values()]
+    frows = [
+        [
+            f.method,
+            f.seed,
+            ", ".join(f"`{a}`" for a in f.arrays),
+            "yes" if all(a in arrays for a in f.arrays) else "no",
+            f.note,
+        ]
+        for f in FEEDS.values()
+    ]
     lines += [_table(frows, ["method", "seed", "arrays", "in this version", "what"]), ""]
-    lines += ["## Reading it", "", "```python", "from training.data import PairDataset",
-              "ds = PairDataset('<store path or s3://bucket/prefix>@<tag>', scheme)", "```",
-              "Tables: `manifest`, `exclusions`, `checksums` (+ `au_frames`, `videos` with AU screening); "
-              "`mepipe verify` re-checks every array against `checksums`.", ""]
+    lines += [
+        "## Reading it",
+        "",
+        "```python",
+        "from training.data import PairDataset",
+        "ds = PairDataset('<store path or s3://bucket/prefix>@<tag>', scheme)",
+        "```",
+        "Tables: `manifest`, `exclusions`, `checksums` (+ `au_frames`, `videos` with AU screening); "
+        "`mepipe verify` re-checks every array against `checksums`.",
+        "",
+    ]
     return "\n".join(lines)

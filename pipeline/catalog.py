@@ -3,6 +3,7 @@
 Every error names the offending key (``datasets.casme3.root_env``) so a typo in the
 catalog is found before any work starts.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,25 +19,62 @@ ADAPTERS = ("casme3_part_a", "casme3_part_c", "casme2", "casme2_sq", "samm", "sm
 MODALITIES = ("rgb", "depth", "gray")
 
 # key -> (type, required)
-_TOP = {"store_root": (str, True), "runs_root": (str, True), "label_schemes": (dict, True),
-        "datasets": (dict, True), "clusters": (dict, False)}
-_DS = {"description": (str, False), "adapter": (str, True), "root_env": (str, True),
-       "root_default": (str, False), "generate": (str, False), "fps": ((int, float), True),
-       "modalities": (list, True), "annotation": (str, False), "annotation_sheet": (str, False),
-       "frames_dir": (str, True), "known_bad": (str, False), "label_scheme": (str, True),
-       "emotion_synonyms": (dict, False), "params": (dict, False), "unlabelled": (dict, False),
-       "repairs": (list, False), "max_duration_s": ((int, float), False), "exclude_known_bad": (bool, False),
-       "extra_schemes": (list, False)}
-_REPAIR = {"row": (int, True), "column": (str, True), "old": ((int, float, str, type(None)), True),
-           "new": ((int, float, str), True), "source": (str, True), "match": (dict, False)}
-_SWAP = {"swap": (list, True), "columns": (list, False), "columns_from": (str, False),
-         "labels_agree_with": (str, False), "source": (str, True)}
-DEFAULT_MAX_DURATION_S = 5.0     # a labelled clip longer than this cannot be a micro-expression
+_TOP = {
+    "store_root": (str, True),
+    "runs_root": (str, True),
+    "label_schemes": (dict, True),
+    "datasets": (dict, True),
+    "clusters": (dict, False),
+}
+_DS = {
+    "description": (str, False),
+    "adapter": (str, True),
+    "root_env": (str, True),
+    "root_default": (str, False),
+    "generate": (str, False),
+    "fps": ((int, float), True),
+    "modalities": (list, True),
+    "annotation": (str, False),
+    "annotation_sheet": (str, False),
+    "frames_dir": (str, True),
+    "known_bad": (str, False),
+    "label_scheme": (str, True),
+    "emotion_synonyms": (dict, False),
+    "params": (dict, False),
+    "unlabelled": (dict, False),
+    "repairs": (list, False),
+    "max_duration_s": ((int, float), False),
+    "exclude_known_bad": (bool, False),
+    "extra_schemes": (list, False),
+}
+_REPAIR = {
+    "row": (int, True),
+    "column": (str, True),
+    "old": ((int, float, str, type(None)), True),
+    "new": ((int, float, str), True),
+    "source": (str, True),
+    "match": (dict, False),
+}
+_SWAP = {
+    "swap": (list, True),
+    "columns": (list, False),
+    "columns_from": (str, False),
+    "labels_agree_with": (str, False),
+    "source": (str, True),
+}
+DEFAULT_MAX_DURATION_S = 5.0  # a labelled clip longer than this cannot be a micro-expression
 _UNL = {"frames_dir": (str, True), "openface_dir": (str, False), "pyfeat_models": (str, False)}
 # a composite of other catalog datasets (MEGC2019-CD): per part, class -> that part's emotion words
-_COMP = {"description": (str, False), "adapter": (str, True), "parts": (dict, True), "label_scheme": (str, True),
-         "official_list": (str, False), "fps": ((int, float), False), "modalities": (list, False),
-         "params": (dict, False)}
+_COMP = {
+    "description": (str, False),
+    "adapter": (str, True),
+    "parts": (dict, True),
+    "label_scheme": (str, True),
+    "official_list": (str, False),
+    "fps": ((int, float), False),
+    "modalities": (list, False),
+    "params": (dict, False),
+}
 
 
 class CatalogError(ValueError):
@@ -61,14 +99,14 @@ class Dataset:
     known_bad: str | None = None
     description: str = ""
     emotion_synonyms: dict = field(default_factory=dict)
-    unlabelled: dict | None = None     # frames_dir, openface_dir, pyfeat_models (relative to root)
-    parts: dict | None = None          # composite: part dataset -> {class: [emotion words]}
+    unlabelled: dict | None = None  # frames_dir, openface_dir, pyfeat_models (relative to root)
+    parts: dict | None = None  # composite: part dataset -> {class: [emotion words]}
     official_list: Path | None = None  # composite: the challenge's list of clips (it defines the set)
-    repairs: list = field(default_factory=list)      # sheet repairs (stages.adapters.repairs), with sources
+    repairs: list = field(default_factory=list)  # sheet repairs (stages.adapters.repairs), with sources
     max_duration_s: float = DEFAULT_MAX_DURATION_S
-    exclude_known_bad: bool = False    # known-bad list: note the samples (False) or exclude them
-    extra_schemes: list = field(default_factory=list)    # other label schemes to count classes under
-    schemes: dict = field(default_factory=dict)          # name -> scheme, label_scheme first
+    exclude_known_bad: bool = False  # known-bad list: note the samples (False) or exclude them
+    extra_schemes: list = field(default_factory=list)  # other label schemes to count classes under
+    schemes: dict = field(default_factory=dict)  # name -> scheme, label_scheme first
     composite_root: Path | None = None
     base_dir: Path = Path(".")
 
@@ -81,8 +119,10 @@ class Dataset:
         key = f"datasets.{self.name}.root_env"
         if not val:
             if self.root_default is None:
-                raise CatalogError(f"dataset {self.name!r}: environment variable {self.root_env} is not set "
-                                   f"({key}); set it to the folder that holds the dataset")
+                raise CatalogError(
+                    f"dataset {self.name!r}: environment variable {self.root_env} is not set "
+                    f"({key}); set it to the folder that holds the dataset"
+                )
             p = (self.base_dir / self.root_default).resolve()
         else:
             p = Path(val).expanduser()
@@ -171,7 +211,7 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise CatalogError(f"catalog {path}: not valid YAML: {e}") from e
-    if isinstance(raw, dict):     # x-... keys hold YAML anchors only (shared repair lists, sources)
+    if isinstance(raw, dict):  # x-... keys hold YAML anchors only (shared repair lists, sources)
         raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
     _check(raw, _TOP, "catalog")
     base = path.resolve().parent
@@ -199,12 +239,23 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
             if d.get("official_list"):
                 official = _data_file(base, d["official_list"], f"{where}.official_list")
             datasets[name] = Dataset(
-                name=name, adapter="composite", root_env="", fps=float(d.get("fps", 0)),
-                modalities=list(d.get("modalities", ["rgb"])), annotation=None, frames_dir="",
-                label_scheme=d["label_scheme"], scheme=schemes[d["label_scheme"]], params=params,
-                description=d.get("description", ""), parts=d["parts"], official_list=official,
+                name=name,
+                adapter="composite",
+                root_env="",
+                fps=float(d.get("fps", 0)),
+                modalities=list(d.get("modalities", ["rgb"])),
+                annotation=None,
+                frames_dir="",
+                label_scheme=d["label_scheme"],
+                scheme=schemes[d["label_scheme"]],
+                params=params,
+                description=d.get("description", ""),
+                parts=d["parts"],
+                official_list=official,
                 schemes={d["label_scheme"]: schemes[d["label_scheme"]]},
-                composite_root=(base / raw["store_root"]).parent / "composites" / name, base_dir=base)
+                composite_root=(base / raw["store_root"]).parent / "composites" / name,
+                base_dir=base,
+            )
             continue
         _check(d, _DS, where)
         if d["adapter"] not in ADAPTERS:
@@ -240,16 +291,30 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
         except ParamError as e:
             raise CatalogError(str(e)) from e
         datasets[name] = Dataset(
-            name=name, adapter=d["adapter"], root_env=d["root_env"], fps=float(d["fps"]),
-            modalities=list(d["modalities"]), annotation=d.get("annotation"), frames_dir=d["frames_dir"],
-            label_scheme=d["label_scheme"], scheme=schemes[d["label_scheme"]], params=params,
-            annotation_sheet=d.get("annotation_sheet"), root_default=d.get("root_default"),
-            generate=d.get("generate"), known_bad=d.get("known_bad"),
-            description=d.get("description", ""), emotion_synonyms=d.get("emotion_synonyms") or {},
-            unlabelled=d.get("unlabelled"), base_dir=base, repairs=list(d.get("repairs") or []),
-            max_duration_s=float(limit), exclude_known_bad=bool(d.get("exclude_known_bad", False)),
+            name=name,
+            adapter=d["adapter"],
+            root_env=d["root_env"],
+            fps=float(d["fps"]),
+            modalities=list(d["modalities"]),
+            annotation=d.get("annotation"),
+            frames_dir=d["frames_dir"],
+            label_scheme=d["label_scheme"],
+            scheme=schemes[d["label_scheme"]],
+            params=params,
+            annotation_sheet=d.get("annotation_sheet"),
+            root_default=d.get("root_default"),
+            generate=d.get("generate"),
+            known_bad=d.get("known_bad"),
+            description=d.get("description", ""),
+            emotion_synonyms=d.get("emotion_synonyms") or {},
+            unlabelled=d.get("unlabelled"),
+            base_dir=base,
+            repairs=list(d.get("repairs") or []),
+            max_duration_s=float(limit),
+            exclude_known_bad=bool(d.get("exclude_known_bad", False)),
             extra_schemes=extra,
-            schemes={k: schemes[k] for k in dict.fromkeys([d["label_scheme"], *extra])})
+            schemes={k: schemes[k] for k in dict.fromkeys([d["label_scheme"], *extra])},
+        )
     from pipeline.cluster import KINDS, PROFILE_KEYS
 
     clusters = {}
@@ -258,5 +323,11 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
         if prof["kind"] not in KINDS:
             raise CatalogError(f"clusters.{name}.kind: {prof['kind']!r} is not one of {KINDS}")
         clusters[name] = dict(prof)
-    return Catalog(path=path, store_root=(base / raw["store_root"]), runs_root=(base / raw["runs_root"]),
-                   label_schemes=schemes, datasets=datasets, clusters=clusters)
+    return Catalog(
+        path=path,
+        store_root=(base / raw["store_root"]),
+        runs_root=(base / raw["runs_root"]),
+        label_schemes=schemes,
+        datasets=datasets,
+        clusters=clusters,
+    )

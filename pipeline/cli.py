@@ -1,4 +1,5 @@
 """mepipe command line: preprocess, versions, info, demo."""
+
 from __future__ import annotations
 
 import argparse
@@ -55,16 +56,27 @@ def cmd_preprocess(args) -> int:
     log(f"[{ds.name}] run {run_id} (pid {os.getpid()}); log {log_path}")
     try:
         _ensure_demo(ds, log=log)
-        res = run(cat, ds, workers=args.workers, progress=not args.no_progress, methods=methods,
-                  cluster=args.cluster or None, lock_wait=args.wait, run_id=run_id, log=log,
-                  checkpoint_s=args.checkpoint_s)
+        res = run(
+            cat,
+            ds,
+            workers=args.workers,
+            progress=not args.no_progress,
+            methods=methods,
+            cluster=args.cluster or None,
+            lock_wait=args.wait,
+            run_id=run_id,
+            log=log,
+            checkpoint_s=args.checkpoint_s,
+        )
         if res.committed:
             summary = json.loads((res.run_dir / "summary.json").read_text())
             rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, summary)
             log(f"[{ds.name}] QC report: {rep}")
         if res.failed:
-            log(f"[{ds.name}] FAILED: {len(res.failed)} sample task(s) failed after retries (committed as "
-                "excluded; the next run retries them):")
+            log(
+                f"[{ds.name}] FAILED: {len(res.failed)} sample task(s) failed after retries (committed as "
+                "excluded; the next run retries them):"
+            )
             for d in res.failed:
                 log(f"  {d}")
             return 1
@@ -76,8 +88,10 @@ def cmd_preprocess(args) -> int:
         raise
     except Exception as e:
         logger.info(traceback.format_exc())
-        log(f"[{ds.name}] FAILED: {type(e).__name__}: {e}. Nothing was committed; the previous version is "
-            f"intact; details in {log_path}")
+        log(
+            f"[{ds.name}] FAILED: {type(e).__name__}: {e}. Nothing was committed; the previous version is "
+            f"intact; details in {log_path}"
+        )
         return 1
     finally:
         logger.removeHandler(fh)
@@ -113,9 +127,11 @@ def cmd_versions(args) -> int:
             m = v["metadata"] or {}
             c = m.get("counts", {})
             tags = f"  tags: {', '.join(v['tags'])}" if v["tags"] else ""
-            print(f"{v['snapshot']}  {v['written_at']:%Y-%m-%d %H:%M:%S}  {v['message']}"
-                  + (f"  [code {m.get('code_version')}, ok {c.get('ok')}/{c.get('samples')}]" if c else "")
-                  + tags)
+            print(
+                f"{v['snapshot']}  {v['written_at']:%Y-%m-%d %H:%M:%S}  {v['message']}"
+                + (f"  [code {m.get('code_version')}, ok {c.get('ok')}/{c.get('samples')}]" if c else "")
+                + tags
+            )
     elif action == "show":
         print(json.dumps(V.provenance(st, args.ref), indent=1, default=str))
     elif action == "card":
@@ -170,8 +186,10 @@ def cmd_info(args) -> int:
     print(f"store {st.path} @ {args.snapshot or st.head()}")
     print(f"samples: {info['counts']}")
     for name, a in info["arrays"].items():
-        print(f"  {name:24s} {str(a['shape']):22s} {a['dtype']:8s} chunk {a['chunks']} shard {a['shards']} "
-              f"{a['stored_bytes'] / 1e6:8.2f} MB stored")
+        print(
+            f"  {name:24s} {str(a['shape']):22s} {a['dtype']:8s} chunk {a['chunks']} shard {a['shards']} "
+            f"{a['stored_bytes'] / 1e6:8.2f} MB stored"
+        )
     return 0
 
 
@@ -202,22 +220,27 @@ def cmd_train(args) -> int:
 
     cat = load_catalog(args.catalog)
     ds = cat.dataset(args.dataset)
-    if args.cache_dir:       # every Dataset of the run (and its DataLoader workers) reads it
+    if args.cache_dir:  # every Dataset of the run (and its DataLoader workers) reads it
         os.environ["MEPIPE_FEED_CACHE"] = args.cache_dir
     store = args.store or cat.store_root / ds.name
     if not args.store and not store.exists():
-        print(f"error: no store for {ds.name} at {store}; run `make preprocess DATASET={ds.name}` first",
-              file=sys.stderr)
+        print(
+            f"error: no store for {ds.name} at {store}; run `make preprocess DATASET={ds.name}` first", file=sys.stderr
+        )
         return 2
-    tag = f"{args.method}-{args.config}" + (f"-{args.view}" if args.method == "dvscl" else "") \
-        + (f"-{args.motion}" if args.method == "selfme" else "") \
+    tag = (
+        f"{args.method}-{args.config}"
+        + (f"-{args.view}" if args.method == "dvscl" else "")
+        + (f"-{args.motion}" if args.method == "selfme" else "")
         + (f"-{args.protocol}" if args.method == "attrcl" else "")
+    )
     out = Path(args.out) if args.out else cat.runs_root.parent / "train" / ds.name / tag
     if args.method == "dvscl":
         from training.dvscl import train_dvscl
 
-        summary = train_dvscl(store, ds.scheme, out, args.config, args.view, args.weights or None,
-                              progress=not args.no_progress)
+        summary = train_dvscl(
+            store, ds.scheme, out, args.config, args.view, args.weights or None, progress=not args.no_progress
+        )
     elif args.method == "fdp":
         from training.fdp import train_fdp
 
@@ -225,18 +248,21 @@ def cmd_train(args) -> int:
     elif args.method == "attrcl":
         from training.attrcl import train_attrcl
 
-        summary = train_attrcl(store, ds.scheme, out, args.config, args.protocol, args.text_model or None,
-                               progress=not args.no_progress)
+        summary = train_attrcl(
+            store, ds.scheme, out, args.config, args.protocol, args.text_model or None, progress=not args.no_progress
+        )
     elif args.method == "microauclip":
         from training.microauclip import train_microauclip
 
-        summary = train_microauclip(store, ds.scheme, out, args.config, progress=not args.no_progress,
-                                    weights=args.weights or None)
+        summary = train_microauclip(
+            store, ds.scheme, out, args.config, progress=not args.no_progress, weights=args.weights or None
+        )
     elif args.method == "selfme":
         from training.selfme import train_selfme
 
-        summary = train_selfme(store, ds.scheme, out, args.config, args.weights or None, progress=not args.no_progress,
-                               motion=args.motion)
+        summary = train_selfme(
+            store, ds.scheme, out, args.config, args.weights or None, progress=not args.no_progress, motion=args.motion
+        )
     else:
         print(f"error: METHOD={args.method}: unknown; use dvscl, fdp, attrcl, microauclip or selfme", file=sys.stderr)
         return 2
@@ -280,20 +306,35 @@ def main(argv=None) -> int:
     a.add_argument("--methods", default="", help="comma-separated method feeds (default: all)")
     a.add_argument("--no-progress", action="store_true")
     a.add_argument("--cluster", default="", help="cluster profile of the catalog (default: a LocalCluster)")
-    a.add_argument("--wait", type=float, default=0.0,
-                   help="seconds to wait for a store locked by another run (default: fail at once)")
-    a.add_argument("--checkpoint-s", type=float, default=120.0,
-                   help="make written shards durable every N seconds (a killed run resumes from there)")
+    a.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for a store locked by another run (default: fail at once)",
+    )
+    a.add_argument(
+        "--checkpoint-s",
+        type=float,
+        default=120.0,
+        help="make written shards durable every N seconds (a killed run resumes from there)",
+    )
     a.set_defaults(fn=cmd_preprocess)
-    a = sub.add_parser("batch", help="preprocess for cron/sbatch: no progress bars, waits for the store lock, "
-                       "log file per run, exit status 0 ok / 1 failed / 3 still locked")
+    a = sub.add_parser(
+        "batch",
+        help="preprocess for cron/sbatch: no progress bars, waits for the store lock, "
+        "log file per run, exit status 0 ok / 1 failed / 3 still locked",
+    )
     a.add_argument("--dataset", default="demo")
     a.add_argument("--workers", type=int, default=2)
     a.add_argument("--methods", default="")
     a.add_argument("--cluster", default="")
     a.add_argument("--wait", type=float, default=3600.0, help="seconds to wait for the store lock (default 3600)")
-    a.add_argument("--checkpoint-s", type=float, default=120.0,
-                   help="make written shards durable every N seconds (a killed run resumes from there)")
+    a.add_argument(
+        "--checkpoint-s",
+        type=float,
+        default=120.0,
+        help="make written shards durable every N seconds (a killed run resumes from there)",
+    )
     a.set_defaults(fn=cmd_preprocess, no_progress=True)
     a = sub.add_parser("cluster-script", help="print the batch job script of a cluster profile (submits nothing)")
     a.add_argument("--cluster", required=True)
@@ -331,11 +372,18 @@ def main(argv=None) -> int:
     a.add_argument("--dataset", default="demo")
     a.add_argument("--quick", action="store_true", help="decode only onset/apex frames")
     a.set_defaults(fn=cmd_validate)
-    a = sub.add_parser("plan", help="dry run: detected layout, samples per class and scheme, exclusions, repairs, "
-                       "what a run would compute; writes the sample/exclusion tables (no frame decoded)")
+    a = sub.add_parser(
+        "plan",
+        help="dry run: detected layout, samples per class and scheme, exclusions, repairs, "
+        "what a run would compute; writes the sample/exclusion tables (no frame decoded)",
+    )
     a.add_argument("--dataset", default="demo")
-    a.add_argument("--out", default="", help="samples Parquet file (exclusions beside it as "
-                   "<stem>.exclusions.parquet); default <runs_root>/<dataset>/plan/samples.parquet")
+    a.add_argument(
+        "--out",
+        default="",
+        help="samples Parquet file (exclusions beside it as "
+        "<stem>.exclusions.parquet); default <runs_root>/<dataset>/plan/samples.parquet",
+    )
     a.add_argument("--methods", default="", help="plan a run of these methods' products only (as preprocess)")
     a.set_defaults(fn=cmd_plan)
     a = sub.add_parser("train", help="train a method under LOSO on a store (tiny CPU config or the paper's)")
@@ -343,18 +391,36 @@ def main(argv=None) -> int:
     a.add_argument("--dataset", default="demo")
     a.add_argument("--config", default="tiny", choices=["tiny", "paper"])
     a.add_argument("--view", default="depth", choices=["depth", "gray"], help="second view of DVSCL")
-    a.add_argument("--weights", default="", help="optional local weights: ImageNet ResNet18 (dvscl) or "
-                   "open_clip ViT-B-32 (microauclip) state_dict")
-    a.add_argument("--protocol", default="split", choices=["split", "loso"],
-                   help="AttrCL: subject-disjoint 3:2 split x 5 runs (the paper) or LOSO")
+    a.add_argument(
+        "--weights",
+        default="",
+        help="optional local weights: ImageNet ResNet18 (dvscl) or open_clip ViT-B-32 (microauclip) state_dict",
+    )
+    a.add_argument(
+        "--protocol",
+        default="split",
+        choices=["split", "loso"],
+        help="AttrCL: subject-disjoint 3:2 split x 5 runs (the paper) or LOSO",
+    )
     a.add_argument("--text-model", default="", help="AttrCL: local BERT/sentence-transformers folder")
-    a.add_argument("--motion", default="learned", choices=["learned", "tvl1"],
-                   help="SelfME: the learned motion (default) or the TV-L1 baseline")
-    a.add_argument("--cache-dir", default=os.environ.get("MEPIPE_FEED_CACHE", ""),
-                   help="decode the feed arrays once into this local folder and train from there "
-                        "(keyed by snapshot; default $MEPIPE_FEED_CACHE, none)")
-    a.add_argument("--store", default="", help="train from this store instead of the catalog's, e.g. a "
-                   "published s3://bucket/prefix@tag (read in place, not copied)")
+    a.add_argument(
+        "--motion",
+        default="learned",
+        choices=["learned", "tvl1"],
+        help="SelfME: the learned motion (default) or the TV-L1 baseline",
+    )
+    a.add_argument(
+        "--cache-dir",
+        default=os.environ.get("MEPIPE_FEED_CACHE", ""),
+        help="decode the feed arrays once into this local folder and train from there "
+        "(keyed by snapshot; default $MEPIPE_FEED_CACHE, none)",
+    )
+    a.add_argument(
+        "--store",
+        default="",
+        help="train from this store instead of the catalog's, e.g. a "
+        "published s3://bucket/prefix@tag (read in place, not copied)",
+    )
     a.add_argument("--out", default="")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(fn=cmd_train)
@@ -374,7 +440,7 @@ def main(argv=None) -> int:
     except CatalogError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (VersionError, RemoteError) as e:     # a wrong tag/snapshot, an S3 refusal: named, exit 1
+    except (VersionError, RemoteError) as e:  # a wrong tag/snapshot, an S3 refusal: named, exit 1
         print(f"error: {e}", file=sys.stderr)
         return 1
 

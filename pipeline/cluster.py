@@ -5,17 +5,31 @@ Workers retire before the job's walltime (`--lifetime` = walltime - margin, with
 `--lifetime-stagger` so they do not all leave at once); the cluster scales adaptively
 between the profile's job limits; `job_script()` shows what would be submitted.
 """
+
 from __future__ import annotations
 
 import re
 
 KINDS = ("local", "slurm", "pbs")
 # key -> (type, required)
-PROFILE_KEYS = {"kind": (str, True), "queue": (str, False), "account": (str, False), "cores": (int, False),
-                "processes": (int, False), "memory": (str, False), "walltime": (str, False), "gpus": (int, False),
-                "python": (str, False), "min_jobs": (int, False), "max_jobs": (int, False),
-                "lifetime_margin_min": (int, False), "stagger_min": (int, False),
-                "job_extra_directives": (list, False), "scheduler_host": (str, False), "workers": (int, False)}
+PROFILE_KEYS = {
+    "kind": (str, True),
+    "queue": (str, False),
+    "account": (str, False),
+    "cores": (int, False),
+    "processes": (int, False),
+    "memory": (str, False),
+    "walltime": (str, False),
+    "gpus": (int, False),
+    "python": (str, False),
+    "min_jobs": (int, False),
+    "max_jobs": (int, False),
+    "lifetime_margin_min": (int, False),
+    "stagger_min": (int, False),
+    "job_extra_directives": (list, False),
+    "scheduler_host": (str, False),
+    "workers": (int, False),
+}
 
 
 def walltime_minutes(walltime: str) -> int:
@@ -36,13 +50,21 @@ def cluster_kwargs(p: dict) -> dict:
     extra = list(p.get("job_extra_directives", []))
     if p.get("gpus"):
         extra.append(f"--gres=gpu:{p['gpus']}" if p["kind"] == "slurm" else f"-l ngpus={p['gpus']}")
-    kw = {"queue": p.get("queue"), "account": p.get("account"), "cores": p.get("cores", 4),
-          "processes": p.get("processes", 1), "memory": p.get("memory", "8GB"), "walltime": walltime,
-          "job_extra_directives": extra,
-          "worker_extra_args": ["--lifetime", f"{life}m", "--lifetime-stagger", f"{p.get('stagger_min', 4)}m"],
-          "scheduler_options": {"dashboard_address": ":0",
-                                **({"host": p["scheduler_host"]} if p.get("scheduler_host") else {})}}
-    if p.get("gpus"):   # GPU work is routed with worker resources on client.submit (not graph annotations)
+    kw = {
+        "queue": p.get("queue"),
+        "account": p.get("account"),
+        "cores": p.get("cores", 4),
+        "processes": p.get("processes", 1),
+        "memory": p.get("memory", "8GB"),
+        "walltime": walltime,
+        "job_extra_directives": extra,
+        "worker_extra_args": ["--lifetime", f"{life}m", "--lifetime-stagger", f"{p.get('stagger_min', 4)}m"],
+        "scheduler_options": {
+            "dashboard_address": ":0",
+            **({"host": p["scheduler_host"]} if p.get("scheduler_host") else {}),
+        },
+    }
+    if p.get("gpus"):  # GPU work is routed with worker resources on client.submit (not graph annotations)
         kw["worker_extra_args"] += ["--resources", f"GPU={p['gpus']}"]
     if p.get("python"):
         kw["python"] = p["python"]
@@ -63,9 +85,14 @@ def make_cluster(profile: dict | None, workers: int = 2):
     if p["kind"] == "local":
         from dask.distributed import LocalCluster
 
-        return LocalCluster(n_workers=p.get("workers", workers), threads_per_worker=1, processes=True,
-                            dashboard_address=":0", silence_logs=40,
-                            resources={"GPU": p["gpus"]} if p.get("gpus") else None)
+        return LocalCluster(
+            n_workers=p.get("workers", workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=40,
+            resources={"GPU": p["gpus"]} if p.get("gpus") else None,
+        )
     if p["kind"] == "slurm":
         from dask_jobqueue import SLURMCluster as C
     elif p["kind"] == "pbs":

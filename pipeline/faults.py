@@ -7,6 +7,7 @@ Points: before_commit, after_commit, after_reset (driver); clip:<sample_id> (the
 process running that sample dies once: the marker $MEPIPE_FAULT_FILE records it);
 clip_error:<sample_id> (that sample's task raises every time).
 """
+
 from __future__ import annotations
 
 import os

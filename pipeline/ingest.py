@@ -1,5 +1,6 @@
 """Ingest: read a dataset's annotation (header row detected) and list its frame folders,
 then run its adapter (stages/adapters)."""
+
 from __future__ import annotations
 
 import os
@@ -11,12 +12,11 @@ import pandas as pd
 from pipeline.catalog import DEFAULT_MAX_DURATION_S, CatalogError, Dataset
 from pipeline.io import image_size, symlink_loop
 from pipeline.layout import Detected, resolve
-from stages.adapters.annotated import (EXCLUSION_COLUMNS, KNOWN_BAD_NOTE, AnnotationError, annotated_samples,
-                                      find_header)
-from stages.adapters.common import as_frame, index_frames, safe_part
-from stages.adapters.layouts import LAYOUTS
+from stages.adapters.annotated import EXCLUSION_COLUMNS, KNOWN_BAD_NOTE, AnnotationError, annotated_samples, find_header
 from stages.adapters.casme2_sq import casme2_sq_samples
+from stages.adapters.common import as_frame, index_frames, safe_part
 from stages.adapters.composite import match_official_list, parse_official_list
+from stages.adapters.layouts import LAYOUTS
 from stages.adapters.repairs import RepairError, apply_repairs, from_catalog
 from stages.adapters.smic import smic_samples
 from stages.labels import class_index
@@ -26,12 +26,14 @@ from stages.labels import class_index
 class Ingested:
     """What ingest found: the samples and exclusions, the layout it detected, the sheet
     repairs it applied and what the known-bad list did (for plan, provenance, the card)."""
+
     samples: pd.DataFrame
     exclusions: pd.DataFrame
-    layouts: dict = field(default_factory=dict)       # dataset name -> Detected
-    repairs: list = field(default_factory=list)       # records of stages.adapters.repairs.apply_repairs
-    known_bad: dict = field(default_factory=dict)     # dataset -> {file, listed, on_list, excluded, policy}
-    composite: dict = field(default_factory=dict)     # composite: official list matching report
+    layouts: dict = field(default_factory=dict)  # dataset name -> Detected
+    repairs: list = field(default_factory=list)  # records of stages.adapters.repairs.apply_repairs
+    known_bad: dict = field(default_factory=dict)  # dataset -> {file, listed, on_list, excluded, policy}
+    composite: dict = field(default_factory=dict)  # composite: official list matching report
+
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -88,13 +90,13 @@ def read_annotation(path: Path, sheet, required: list[str], dataset: str) -> tup
         h = find_header(raw, required)
     except AnnotationError as e:
         raise CatalogError(f"datasets.{dataset}.annotation: {path}: {e}") from e
-    df = raw.iloc[h + 1:].reset_index(drop=True)
+    df = raw.iloc[h + 1 :].reset_index(drop=True)
     df.columns = [str(c).strip() if not pd.isna(c) else f"_blank{i}" for i, c in enumerate(raw.iloc[h])]
     df = df.infer_objects()
     return df, h + 1
 
 
-REMOVE = "去除"          # the authors' list: "我们目前的解决方法" (our solution) = "去除该张" (remove it)
+REMOVE = "去除"  # the authors' list: "我们目前的解决方法" (our solution) = "去除该张" (remove it)
 
 
 def read_known_bad(path: Path) -> set:
@@ -143,9 +145,14 @@ def ingest_all(ds: Dataset, catalog=None, log=print, scheme_notes: bool = True) 
             note_emotions_outside_scheme(s, ds, log)
     for name, kb in got.known_bad.items():
         if kb["on_list"]:
-            log(f"[{name}] known-bad list {kb['file']}: {kb['on_list']} sample(s) with a listed frame "
-                + ("excluded (exclude_known_bad: true)" if kb["excluded"] else
-                   "kept and noted (exclude_known_bad: false; true would exclude them)"))
+            log(
+                f"[{name}] known-bad list {kb['file']}: {kb['on_list']} sample(s) with a listed frame "
+                + (
+                    "excluded (exclude_known_bad: true)"
+                    if kb["excluded"]
+                    else "kept and noted (exclude_known_bad: false; true would exclude them)"
+                )
+            )
     got.samples, got.exclusions = s, e
     return got
 
@@ -159,8 +166,10 @@ def depth_size_problem(r: dict, root: Path) -> str | None:
             continue
         cs, ds_ = image_size(root / r[ckey]), image_size(root / r[dkey])
         if cs is not None and ds_ is not None and cs != ds_:
-            return (f"{_where(r)}: depth frame {r[dkey]} is {ds_[1]}x{ds_[0]} but its colour frame {r[ckey]} is "
-                    f"{cs[1]}x{cs[0]} (depth must share the colour frame's pixel grid)")
+            return (
+                f"{_where(r)}: depth frame {r[dkey]} is {ds_[1]}x{ds_[0]} but its colour frame {r[ckey]} is "
+                f"{cs[1]}x{cs[0]} (depth must share the colour frame's pixel grid)"
+            )
     return None
 
 
@@ -171,13 +180,24 @@ def exclude_depth_size_mismatch(s: pd.DataFrame, e: pd.DataFrame, root: Path) ->
         problem = depth_size_problem(r, root)
         keep.append(problem is None)
         if problem is not None:
-            excl.append({"sample_id": r["sample_id"], "dataset": r["dataset"], "ann_file": r["ann_file"],
-                         "ann_row": r["ann_row"], "stage": "ingest", "reason": "depth_size_mismatch",
-                         "detail": problem})
+            excl.append(
+                {
+                    "sample_id": r["sample_id"],
+                    "dataset": r["dataset"],
+                    "ann_file": r["ann_file"],
+                    "ann_row": r["ann_row"],
+                    "stage": "ingest",
+                    "reason": "depth_size_mismatch",
+                    "detail": problem,
+                }
+            )
     if not excl:
         return s, e
-    e = pd.concat([e, pd.DataFrame(excl, columns=e.columns)], ignore_index=True) if len(e) else \
-        pd.DataFrame(excl, columns=e.columns)
+    e = (
+        pd.concat([e, pd.DataFrame(excl, columns=e.columns)], ignore_index=True)
+        if len(e)
+        else pd.DataFrame(excl, columns=e.columns)
+    )
     return s[keep].reset_index(drop=True), e
 
 
@@ -203,8 +223,10 @@ def note_emotions_outside_scheme(s: pd.DataFrame, ds: Dataset, log=print) -> Non
         s.at[i, "note"] = part if not isinstance(r.get("note"), str) else f"{r['note']}; {part}"
         odd.append(f"{_where(r)} {raw}")
     if odd:
-        log(f"[{ds.name}] {len(odd)} labelled sample(s) with an emotion outside label scheme {ds.label_scheme} "
-            f"(kept; label-based readers skip them): {', '.join(odd[:5])}")
+        log(
+            f"[{ds.name}] {len(odd)} labelled sample(s) with an emotion outside label scheme {ds.label_scheme} "
+            f"(kept; label-based readers skip them): {', '.join(odd[:5])}"
+        )
 
 
 def _ingest(ds: Dataset, found: Detected) -> Ingested:
@@ -213,8 +235,12 @@ def _ingest(ds: Dataset, found: Detected) -> Ingested:
     index = index_tree(root / ds.frames_dir, ds.frames_dir)
     layouts = {ds.name: found}
     if ds.adapter == "smic_hs":
-        return Ingested(*smic_samples(index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir,
-                                      max_duration_s=ds.max_duration_s), layouts)
+        return Ingested(
+            *smic_samples(
+                index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir, max_duration_s=ds.max_duration_s
+            ),
+            layouts,
+        )
     if ds.adapter == "casme2_sq":
         path = ds.file("annotation")
         try:
@@ -224,14 +250,25 @@ def _ingest(ds: Dataset, found: Detected) -> Ingested:
         names = {k.lower(): k for k in sheets}
         for need in ("naming rule1", "naming rule2"):
             if need not in names:
-                raise CatalogError(f"datasets.{ds.name}.annotation: {path} has no sheet {need!r} "
-                                   f"(sheets: {list(sheets)})")
+                raise CatalogError(
+                    f"datasets.{ds.name}.annotation: {path} has no sheet {need!r} (sheets: {list(sheets)})"
+                )
         first = next(iter(sheets))
-        return Ingested(*casme2_sq_samples(sheets[first], sheets[names["naming rule1"]], sheets[names["naming rule2"]],
-                                           ann_file=path.name, dataset=ds.name, fps=ds.fps,
-                                           frames_prefix=ds.frames_dir, frame_index=index,
-                                           emotion_synonyms=ds.emotion_synonyms,
-                                           max_duration_s=ds.max_duration_s), layouts)
+        return Ingested(
+            *casme2_sq_samples(
+                sheets[first],
+                sheets[names["naming rule1"]],
+                sheets[names["naming rule2"]],
+                ann_file=path.name,
+                dataset=ds.name,
+                fps=ds.fps,
+                frames_prefix=ds.frames_dir,
+                frame_index=index,
+                emotion_synonyms=ds.emotion_synonyms,
+                max_duration_s=ds.max_duration_s,
+            ),
+            layouts,
+        )
     layout = LAYOUTS.get(ds.adapter)
     if layout is None:
         raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")
@@ -247,21 +284,35 @@ def _ingest(ds: Dataset, found: Detected) -> Ingested:
         raise CatalogError(f"datasets.{ds.name}.repairs: {e}") from e
     bad = read_known_bad(ds.file("known_bad")) if ds.known_bad else None
     try:
-        s, e = annotated_samples(ann, layout, ann_file=ann_path.name, dataset=ds.name, fps=ds.fps,
-                                 frames_prefix=ds.frames_dir, frame_index=index,
-                                 depth_index=index if ds.has_depth else None,
-                                 emotion_synonyms=ds.emotion_synonyms, bad_frames=bad, header_row=header_row,
-                                 row_notes=row_notes, max_duration_s=ds.max_duration_s,
-                                 flag_duration_s=DEFAULT_MAX_DURATION_S if ds.max_duration_s > DEFAULT_MAX_DURATION_S
-                                 else None, exclude_bad=ds.exclude_known_bad)
+        s, e = annotated_samples(
+            ann,
+            layout,
+            ann_file=ann_path.name,
+            dataset=ds.name,
+            fps=ds.fps,
+            frames_prefix=ds.frames_dir,
+            frame_index=index,
+            depth_index=index if ds.has_depth else None,
+            emotion_synonyms=ds.emotion_synonyms,
+            bad_frames=bad,
+            header_row=header_row,
+            row_notes=row_notes,
+            max_duration_s=ds.max_duration_s,
+            flag_duration_s=DEFAULT_MAX_DURATION_S if ds.max_duration_s > DEFAULT_MAX_DURATION_S else None,
+            exclude_bad=ds.exclude_known_bad,
+        )
     except AnnotationError as ex:
         raise CatalogError(str(ex)) from ex
     known = {}
     if bad is not None:
         noted = int(s["note"].fillna("").str.contains(KNOWN_BAD_NOTE).sum()) if len(s) else 0
         dropped = int((e["reason"] == "known_bad_frame").sum()) if len(e) else 0
-        known[ds.name] = {"file": ds.known_bad, "listed": len(bad), "on_list": noted + dropped,
-                          "excluded": ds.exclude_known_bad}
+        known[ds.name] = {
+            "file": ds.known_bad,
+            "listed": len(bad),
+            "on_list": noted + dropped,
+            "excluded": ds.exclude_known_bad,
+        }
     return Ingested(s, e, layouts, repairs, known)
 
 
@@ -290,8 +341,9 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
             missing.append(part)
             log(f"[{ds.name}] part {part} skipped: {e}")
             if lst is not None:
-                _, ex, rep = match_official_list(lst, part, pd.DataFrame(), classes, word_to_class,
-                                                 ds.official_list.name, ds.name)
+                _, ex, rep = match_official_list(
+                    lst, part, pd.DataFrame(), classes, word_to_class, ds.official_list.name, ds.name
+                )
                 got.composite[part] = {**rep, "skipped": str(e)}
                 all_e += ex
             continue
@@ -301,8 +353,9 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
         got.repairs += sub.repairs
         got.known_bad.update(sub.known_bad)
         if lst is not None:
-            keep, ex, rep = match_official_list(lst, part, sub.samples, classes, word_to_class,
-                                                ds.official_list.name, ds.name)
+            keep, ex, rep = match_official_list(
+                lst, part, sub.samples, classes, word_to_class, ds.official_list.name, ds.name
+            )
             got.composite[part] = rep
             all_e += [_in_composite(e, ds.name, part) for e in ex]
         else:
@@ -310,12 +363,23 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
             for r in sub.samples.to_dict("records"):
                 cls = word_to_class.get(r["emotion"])
                 if cls is None:
-                    all_e.append(_in_composite({"sample_id": r["sample_id"], "dataset": ds.name,
-                                                "ann_file": r["ann_file"], "ann_row": r["ann_row"],
-                                                "stage": "ingest", "reason": "not_in_composite",
-                                                "detail": f"{part} {r['sample_id']}: emotion {r['emotion']!r} is "
-                                                          f"not in the {ds.name} mapping of {part} (dropped by "
-                                                          "design)"}, ds.name, part))
+                    all_e.append(
+                        _in_composite(
+                            {
+                                "sample_id": r["sample_id"],
+                                "dataset": ds.name,
+                                "ann_file": r["ann_file"],
+                                "ann_row": r["ann_row"],
+                                "stage": "ingest",
+                                "reason": "not_in_composite",
+                                "detail": f"{part} {r['sample_id']}: emotion {r['emotion']!r} is "
+                                f"not in the {ds.name} mapping of {part} (dropped by "
+                                "design)",
+                            },
+                            ds.name,
+                            part,
+                        )
+                    )
                     continue
                 keep.append({**r, "emotion": cls})
         for r in keep:
@@ -333,11 +397,15 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
     log(f"[{ds.name}] composite counts {counts}" + (f"; missing parts {missing}" if missing else ""))
     for part, rep in got.composite.items():
         if rep["missing"]:
-            log(f"[{ds.name}] {part}: {len(rep['missing'])} clip(s) of the official list not in the copy, e.g. "
-                f"{rep['missing'][0]}")
+            log(
+                f"[{ds.name}] {part}: {len(rep['missing'])} clip(s) of the official list not in the copy, e.g. "
+                f"{rep['missing'][0]}"
+            )
         if rep["mapping_would_add"]:
-            log(f"[{ds.name}] {part}: {len(rep['mapping_would_add'])} clip(s) the emotion mapping would add are "
-                f"not in the official list (not used), e.g. {rep['mapping_would_add'][0]}")
+            log(
+                f"[{ds.name}] {part}: {len(rep['mapping_would_add'])} clip(s) the emotion mapping would add are "
+                f"not in the official list (not used), e.g. {rep['mapping_would_add'][0]}"
+            )
     got.samples = pd.DataFrame(all_s).sort_values("sample_id").reset_index(drop=True) if all_s else pd.DataFrame()
     got.exclusions = pd.DataFrame(all_e, columns=EXCLUSION_COLUMNS)
     return got
@@ -347,8 +415,7 @@ def _official_list(ds: Dataset, classes: list[str]) -> pd.DataFrame | None:
     if ds.official_list is None:
         return None
     try:
-        return parse_official_list(pd.read_csv(ds.official_list, header=None), ds.official_list.name, classes,
-                                   ds.parts)
+        return parse_official_list(pd.read_csv(ds.official_list, header=None), ds.official_list.name, classes, ds.parts)
     except (ValueError, OSError) as e:
         raise CatalogError(f"datasets.{ds.name}.official_list: {e}") from e
 

@@ -1,4 +1,5 @@
 """Reading frames and hashing files. Every error names the file."""
+
 from __future__ import annotations
 
 import errno
@@ -192,12 +193,12 @@ def _jpeg_size(f) -> tuple[int, int] | None:
     """Walk the JPEG marker segments up to the start-of-frame, which holds the size."""
     while True:
         b = f.read(1)
-        while b == b"\xff":                   # fill bytes before a marker
+        while b == b"\xff":  # fill bytes before a marker
             b = f.read(1)
         if not b:
             return None
         marker = b[0]
-        if marker in (0x01, *range(0xD0, 0xD8)):   # markers without a length
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
             continue
         seg = f.read(2)
         if len(seg) < 2:

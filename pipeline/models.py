@@ -3,6 +3,7 @@
 Nothing here downloads: a missing file is an error that says which file, where it was
 looked for, and how to provide it.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,7 +34,8 @@ def dlib_predictor_path() -> Path:
         raise ModelMissingError(
             "dlib 68-point predictor not found: the package 'face-recognition-models' is not "
             "installed (pip install face-recognition-models), or set MEPIPE_DLIB_PREDICTOR to "
-            "a local shape_predictor_68_face_landmarks.dat")
+            "a local shape_predictor_68_face_landmarks.dat"
+        )
     p = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
     if not p.is_file():
         raise ModelMissingError(f"dlib 68-point predictor missing: looked for {p}")
@@ -55,7 +57,8 @@ def landmark_backend(name: str, **params):
             except ImportError as e:
                 raise ModelMissingError(
                     "landmark backend 'mediapipe' needs mediapipe==0.10.21 (the last wheel that "
-                    "ships the face-mesh models): pip install --no-deps mediapipe==0.10.21") from e
+                    "ships the face-mesh models): pip install --no-deps mediapipe==0.10.21"
+                ) from e
             _CACHE[key] = MediaPipe68(params.get("min_detection_confidence", 0.5))
         else:
             raise ValueError(f"unknown landmark backend {name!r}; use 'dlib' or 'mediapipe'")
@@ -65,6 +68,9 @@ def landmark_backend(name: str, **params):
 def landmark_backend_for(face_params: dict):
     """The backend a dataset's `params.face` names, with that backend's own options."""
     name = face_params["backend"]
-    opts = ({"upsample": face_params["upsample"]} if name == "dlib"
-            else {"min_detection_confidence": face_params["min_detection_confidence"]})
+    opts = (
+        {"upsample": face_params["upsample"]}
+        if name == "dlib"
+        else {"min_detection_confidence": face_params["min_detection_confidence"]}
+    )
     return landmark_backend(name, **opts)

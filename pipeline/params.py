@@ -3,6 +3,7 @@
 Each stage's parameters feed the fingerprint of the products that depend on it, so
 changing one recomputes only those products.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,17 +14,27 @@ DEFAULTS: dict[str, dict] = {
     "face": {"backend": "dlib", "upsample": 1, "min_detection_confidence": 0.5},
     "crop": {"max_brow_ext": 0.15, "margin": 0.0},  # output size is schemas.arrays.CROP
     "depth": {"fill": "nearest", "window": 5},
-    "tvl1": dict(TVL1_DEFAULTS),            # cv2.optflow.DualTVL1OpticalFlow_create arguments
+    "tvl1": dict(TVL1_DEFAULTS),  # cv2.optflow.DualTVL1OpticalFlow_create arguments
     "farneback": dict(FARNEBACK_DEFAULTS),  # cv2.calcOpticalFlowFarneback arguments
     "magnify": {"alpha": 3.0, "levels": 4, "method": "eulerian", "weights": ""},  # seed 004: x3
     # AU screening of unlabelled video (seed 000 sec. 4.1.1)
-    "au": {"estimator": "landmarks", "phi": 2.1, "onset_lag_at_30fps": 8, "min_confidence": 0.75,
-           "segment_frames": 120, "aus": [],    # aus: AU numbers used for selection ([] = all)
-           "pyfeat_faces": "retinaface"},       # pyfeat: its RetinaFace, or boxes of the face backend's landmarks
+    "au": {
+        "estimator": "landmarks",
+        "phi": 2.1,
+        "onset_lag_at_30fps": 8,
+        "min_confidence": 0.75,
+        "segment_frames": 120,
+        "aus": [],  # aus: AU numbers used for selection ([] = all)
+        "pyfeat_faces": "retinaface",
+    },  # pyfeat: its RetinaFace, or boxes of the face backend's landmarks
 }
-CHOICES = {("face", "backend"): ("dlib", "mediapipe"), ("depth", "fill"): ("nearest", "min", "mean"),
-           ("au", "estimator"): ("landmarks", "openface", "pyfeat"),
-           ("au", "pyfeat_faces"): ("retinaface", "landmarks"), ("magnify", "method"): ("eulerian", "learned")}
+CHOICES = {
+    ("face", "backend"): ("dlib", "mediapipe"),
+    ("depth", "fill"): ("nearest", "min", "mean"),
+    ("au", "estimator"): ("landmarks", "openface", "pyfeat"),
+    ("au", "pyfeat_faces"): ("retinaface", "landmarks"),
+    ("magnify", "method"): ("eulerian", "learned"),
+}
 
 
 class ParamError(ValueError):

@@ -8,6 +8,7 @@ recordings found, and what a run would compute or reuse against the store's curr
 version. Writes the sample and exclusion tables as Parquet. The first thing to run on a
 new copy.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,16 +27,17 @@ from stages.labels import OUTSIDE, class_counts
 @dataclass
 class Plan:
     got: Ingested
-    counts: dict            # scheme -> class -> n (labelled samples)
-    by_source: dict         # source -> n
-    recordings: list        # unlabelled recordings found (subject/name, kind, frames)
-    work: dict | None       # {compute, reuse, new, gone} against the store's head, None without a store
+    counts: dict  # scheme -> class -> n (labelled samples)
+    by_source: dict  # source -> n
+    recordings: list  # unlabelled recordings found (subject/name, kind, frames)
+    work: dict | None  # {compute, reuse, new, gone} against the store's head, None without a store
     samples_path: Path
     exclusions_path: Path
 
 
-def make_plan(cat: Catalog, ds: Dataset, out: Path | None = None, log=lambda *a: None,
-              methods: list[str] | None = None) -> Plan:
+def make_plan(
+    cat: Catalog, ds: Dataset, out: Path | None = None, log=lambda *a: None, methods: list[str] | None = None
+) -> Plan:
     """Ingest `ds` (no decoding), compare with its store (for a run of `methods`' products,
     None = all) and write the tables. `out` is the samples file; the exclusions go beside
     it as <stem>.exclusions.parquet."""
@@ -63,8 +65,10 @@ def _recordings(ds: Dataset) -> list[dict]:
         return []
     from pipeline.screening import list_recordings
 
-    return [{"video": f"{r['subject']}/{r['name']}", "kind": r["kind"], "frames": r["n_frames"],
-             "error": r.get("error")} for r in list_recordings(ds)]
+    return [
+        {"video": f"{r['subject']}/{r['name']}", "kind": r["kind"], "frames": r["n_frames"], "error": r.get("error")}
+        for r in list_recordings(ds)
+    ]
 
 
 def _work(cat: Catalog, ds: Dataset, samples: pd.DataFrame, methods: list[str] | None) -> dict | None:
@@ -75,20 +79,26 @@ def _work(cat: Catalog, ds: Dataset, samples: pd.DataFrame, methods: list[str] |
     path = cat.store_root / ds.name
     if not path.exists() or not len(samples):
         return None
-    from pipeline.runner import plan_samples, ragged_layout, _seq_len
+    from pipeline.runner import _seq_len, plan_samples, ragged_layout
     from products import groups_for
 
     st = Store(path, create=False)
     old = st.table("manifest", st.head())
     groups = groups_for(methods, ds.has_depth)
-    starts, _ = ragged_layout([_seq_len(r) for r in samples.to_dict("records")] if "clip" in groups
-                              else [0] * len(samples))
+    starts, _ = ragged_layout(
+        [_seq_len(r) for r in samples.to_dict("records")] if "clip" in groups else [0] * len(samples)
+    )
     plans = plan_samples(samples, old, ds.root(), ds, groups, starts)
     ids = set(samples["sample_id"])
     old_ids = set(old["sample_id"]) if old is not None else set()
     acts = pd.Series([p.action for p in plans]).value_counts().to_dict()
-    return {"compute": acts.get("compute", 0), "reuse": acts.get("keep", 0) + acts.get("copy", 0),
-            "excluded_before": acts.get("excluded", 0), "new": len(ids - old_ids), "gone": len(old_ids - ids)}
+    return {
+        "compute": acts.get("compute", 0),
+        "reuse": acts.get("keep", 0) + acts.get("copy", 0),
+        "excluded_before": acts.get("excluded", 0),
+        "new": len(ids - old_ids),
+        "gone": len(old_ids - ids),
+    }
 
 
 def print_plan(ds: Dataset, p: Plan, examples: int = 3, out=print) -> None:
@@ -97,34 +107,53 @@ def print_plan(ds: Dataset, p: Plan, examples: int = 3, out=print) -> None:
     for name, found in got.layouts.items():
         out(f"  layout ({name}): {found.describe()}")
     total = sum(p.by_source.values())
-    out(f"  samples: {total}" + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(p.by_source.items())) + ")"
-                                 if p.by_source else ""))
+    out(
+        f"  samples: {total}"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(p.by_source.items())) + ")" if p.by_source else "")
+    )
     for scheme, counts in p.counts.items():
         cls = ", ".join(f"{k} {v}" for k, v in counts.items() if k != OUTSIDE)
         out(f"  classes under {scheme}: {cls}" + (f"; {counts[OUTSIDE]} not in the scheme" if counts[OUTSIDE] else ""))
     for part, rep in got.composite.items():
-        out(f"  official list, {part}: {rep['matched']}/{rep['in_list']} listed clips found"
+        out(
+            f"  official list, {part}: {rep['matched']}/{rep['in_list']} listed clips found"
             + (f"; {rep.get('skipped')}" if rep.get("skipped") else "")
             + (f"; {len(rep['missing'])} missing, e.g. {rep['missing'][0]}" if rep["missing"] else "")
-            + (f"; {len(rep['mapping_would_add'])} more the emotion mapping would add (not used), e.g. "
-               f"{rep['mapping_would_add'][0]}" if rep["mapping_would_add"] else ""))
+            + (
+                f"; {len(rep['mapping_would_add'])} more the emotion mapping would add (not used), e.g. "
+                f"{rep['mapping_would_add'][0]}"
+                if rep["mapping_would_add"]
+                else ""
+            )
+        )
     if got.repairs:
         done = [r for r in got.repairs if r["applied"]]
         out(f"  sheet repairs: {len(done)} applied, {len(got.repairs) - len(done)} already in the sheet")
         for r in got.repairs:
             state = "applied" if r["applied"] else f"not needed ({r.get('why')})"
-            out(f"      {r['file']} row {r['row']} {r['column']}: {r['old']!r} -> {r['new']!r} [{state}] "
-                f"source: {r['source']}")
+            out(
+                f"      {r['file']} row {r['row']} {r['column']}: {r['old']!r} -> {r['new']!r} [{state}] "
+                f"source: {r['source']}"
+            )
     for name, kb in got.known_bad.items():
-        out(f"  known-bad list {kb['file']} ({name}): {kb['listed']} listed frames, {kb['on_list']} sample(s) on it "
-            + ("excluded (exclude_known_bad: true)" if kb["excluded"] else
-               f"kept and noted (exclude_known_bad: false; true would leave {total - kb['on_list']})"))
+        out(
+            f"  known-bad list {kb['file']} ({name}): {kb['listed']} listed frames, {kb['on_list']} sample(s) on it "
+            + (
+                "excluded (exclude_known_bad: true)"
+                if kb["excluded"]
+                else f"kept and noted (exclude_known_bad: false; true would leave {total - kb['on_list']})"
+            )
+        )
     s = got.samples
     long = s[s["note"].fillna("").str.contains(LONG_NOTE + " ", regex=False)] if len(s) else s
     if len(long):
-        out(f"  {len(long)} sample(s) longer than a micro-expression's {DEFAULT_MAX_DURATION_S:g} s kept by "
-            f"max_duration_s {ds.max_duration_s:g}, e.g. " + ", ".join(
-                f"row {r.ann_row} {r.subject}/{r.clip} {r.onset}..{r.offset}" for r in long.head(examples).itertuples()))
+        out(
+            f"  {len(long)} sample(s) longer than a micro-expression's {DEFAULT_MAX_DURATION_S:g} s kept by "
+            f"max_duration_s {ds.max_duration_s:g}, e.g. "
+            + ", ".join(
+                f"row {r.ann_row} {r.subject}/{r.clip} {r.onset}..{r.offset}" for r in long.head(examples).itertuples()
+            )
+        )
     ex = got.exclusions
     out(f"  excluded at ingest: {len(ex)}")
     for reason, grp in sorted(ex.groupby("reason"), key=lambda kv: -len(kv[1])) if len(ex) else []:
@@ -138,6 +167,8 @@ def print_plan(ds: Dataset, p: Plan, examples: int = 3, out=print) -> None:
         out("  a run would compute every sample (no store yet)")
     else:
         w = p.work
-        out(f"  a run would compute {w['compute']} sample(s) and reuse {w['reuse']} ({w['new']} new, "
-            f"{w['gone']} gone since the store's current version)")
+        out(
+            f"  a run would compute {w['compute']} sample(s) and reuse {w['reuse']} ({w['new']} new, "
+            f"{w['gone']} gone since the store's current version)"
+        )
     out(f"  tables: {p.samples_path}, {p.exclusions_path}")

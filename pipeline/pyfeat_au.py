@@ -11,6 +11,7 @@ anything is loaded. Faces come from py-feat's RetinaFace (params.au.pyfeat_faces
 ('landmarks': the box around the dlib/MediaPipe 68 points, so py-feat and the crop use
 the same face).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,10 +58,11 @@ def models_signature(folder: Path) -> list:
 def _models_folder(folder: Path):
     """py-feat's model cache folder pointed at `folder` while models load (only then:
     its package resources must keep resolving to the package)."""
-    import huggingface_hub.constants as hc
-
+    # isort: off  (the hub's constants before py-feat's modules)
     import feat.detector as fd
     import feat.utils.io as fio
+    import huggingface_hub.constants as hc
+    # isort: on
 
     saved = (fd.get_resource_path, fio.get_resource_path)
     fd.get_resource_path = fio.get_resource_path = lambda: str(folder)
@@ -94,13 +96,19 @@ def detector(folder: str, device: str = "cpu"):
         import torch  # before feat: feat sets OMP_NUM_THREADS when unset
         from feat import Detectorv1
 
-        grad = torch.is_grad_enabled()    # py-feat's RetinaFace turns autograd off process-wide
+        grad = torch.is_grad_enabled()  # py-feat's RetinaFace turns autograd off process-wide
         try:
             with _models_folder(Path(folder)), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _DETECTORS[key] = Detectorv1(face_model="retinaface", landmark_model="mobilefacenet",
-                                             au_model="xgb", emotion_model=None, identity_model=None,
-                                             gaze_model=None, device=device)
+                _DETECTORS[key] = Detectorv1(
+                    face_model="retinaface",
+                    landmark_model="mobilefacenet",
+                    au_model="xgb",
+                    emotion_model=None,
+                    identity_model=None,
+                    gaze_model=None,
+                    device=device,
+                )
         finally:
             torch.set_grad_enabled(grad)
     return _DETECTORS[key]
@@ -125,8 +133,13 @@ def landmark_box(lm: np.ndarray, shape: tuple) -> list[float]:
     w, h = x1 - x0, y1 - y0
     box = [x0 - 0.05 * w, y0 - 0.25 * h, x1 + 0.05 * w, y1 + 0.05 * h]
     H, W = shape[:2]
-    return [float(np.clip(box[0], 0, W - 1)), float(np.clip(box[1], 0, H - 1)),
-            float(np.clip(box[2], 0, W - 1)), float(np.clip(box[3], 0, H - 1)), 1.0]
+    return [
+        float(np.clip(box[0], 0, W - 1)),
+        float(np.clip(box[1], 0, H - 1)),
+        float(np.clip(box[2], 0, W - 1)),
+        float(np.clip(box[3], 0, H - 1)),
+        1.0,
+    ]
 
 
 def au_probabilities(det, frames: list[np.ndarray], boxes: list[list] | None = None) -> dict[str, np.ndarray]:
@@ -142,9 +155,12 @@ def au_probabilities(det, frames: list[np.ndarray], boxes: list[list] | None = N
     out = {c: np.full(n, np.nan, np.float32) for c in cols}
     if not n:
         return out
-    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()      # uint8 [B, 3, H, W]
-    batch = {"Image": x, "Scale": torch.ones(n),
-             "Padding": {k: torch.zeros(n, dtype=torch.int64) for k in ("Left", "Top", "Right", "Bottom")}}
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()  # uint8 [B, 3, H, W]
+    batch = {
+        "Image": x,
+        "Scale": torch.ones(n),
+        "Padding": {k: torch.zeros(n, dtype=torch.int64) for k in ("Left", "Top", "Right", "Bottom")},
+    }
     real = det.facepose_detector
     if boxes is not None:
         det.facepose_detector = _GivenBoxes(boxes)

@@ -1,5 +1,6 @@
 """QC report of a run: an HTML page with onset/apex crops, depth before/after zero-fill
 and difference images for a few samples, the stage timings and the exclusions."""
+
 from __future__ import annotations
 
 import html
@@ -43,19 +44,27 @@ def motion_tiles(g, r: dict, ds: Dataset) -> list[np.ndarray]:
         f = g["pairs/flow_tvl1"][i].astype(np.float32)
         out.append(flow_to_color(f))
         s = g["pairs/strain_tvl1"][i].astype(np.float32)
-        out.append(cv2.applyColorMap(np.clip(s / max(np.percentile(s, 99), 1e-6) * 255, 0, 255).astype(np.uint8),
-                                     cv2.COLORMAP_INFERNO)[..., ::-1])
+        out.append(
+            cv2.applyColorMap(
+                np.clip(s / max(np.percentile(s, 99), 1e-6) * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO
+            )[..., ::-1]
+        )
     if "micro/flow224" in g and isinstance(r.get("fp_micro"), str):
-        mag = magnify_pair(g["pairs/onset_rgb"][i].astype(np.float32), g["pairs/apex_rgb"][i].astype(np.float32),
-                           ds.params["magnify"]["alpha"], ds.params["magnify"]["levels"])
+        mag = magnify_pair(
+            g["pairs/onset_rgb"][i].astype(np.float32),
+            g["pairs/apex_rgb"][i].astype(np.float32),
+            ds.params["magnify"]["alpha"],
+            ds.params["magnify"]["levels"],
+        )
         out.append(np.clip(mag, 0, 255).astype(np.uint8))
         fl = flow_to_color(g["micro/flow224"][i].astype(np.float32))
         for x, y in g["micro/apex_landmarks224"][i]:
             cv2.circle(fl, (int(round(x)), int(round(y))), 1, (255, 255, 255), -1)
         out.append(fl)
     if "fdp/dynamic_image" in g and isinstance(r.get("fp_clip"), str):
-        out.append(cv2.cvtColor((g["fdp/dynamic_image"][i].astype(np.float32) * 255).astype(np.uint8),
-                                cv2.COLOR_GRAY2RGB))
+        out.append(
+            cv2.cvtColor((g["fdp/dynamic_image"][i].astype(np.float32) * 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+        )
         out.append(g["attrcl/rgb16"][i][8])
     return out
 
@@ -79,8 +88,11 @@ def au_section(store: Store, ds: Dataset, snapshot: str, qc: Path) -> list[str]:
     phi = ds.params["au"]["phi"]
     man = store.table("manifest", snapshot)
     sel = man[man["source"] == "selected"]
-    out = ["<h2>AU screening</h2>", f"<p>estimator <b>{html.escape(str(frames['estimator'].iloc[0]))}</b>, "
-           f"phi = {phi}; {len(sel)} pairs selected.</p>"]
+    out = [
+        "<h2>AU screening</h2>",
+        f"<p>estimator <b>{html.escape(str(frames['estimator'].iloc[0]))}</b>, "
+        f"phi = {phi}; {len(sel)} pairs selected.</p>",
+    ]
     for vid, t in frames.groupby("video"):
         fig, ax = plt.subplots(figsize=(10, 3))
         for c in AU_COLUMNS:
@@ -113,8 +125,7 @@ def au_section(store: Store, ds: Dataset, snapshot: str, qc: Path) -> list[str]:
     return out
 
 
-def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summary: dict,
-                 n_samples: int = 6) -> Path:
+def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summary: dict, n_samples: int = 6) -> Path:
     qc = run_dir / "qc"
     qc.mkdir(parents=True, exist_ok=True)
     g = store.group(snapshot)
@@ -122,29 +133,50 @@ def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summar
     excl = store.table("exclusions", snapshot)
     ok = man[man["status"] == "ok"]
     # a few labelled samples and a few AU-selected ones
-    pick = pd.concat([_spread(ok[ok["source"] == s], n_samples // 2 if (ok["source"] != s).any() else n_samples)
-                      for s in ok["source"].unique()]) if len(ok) else ok
-    parts = [f"<h1>QC report: {html.escape(ds.name)}</h1>",
-             f"<p>snapshot <code>{snapshot}</code>; {len(ok)}/{len(man)} samples ok; "
-             f"{len(excl)} exclusions.</p>"]
+    pick = (
+        pd.concat(
+            [
+                _spread(ok[ok["source"] == s], n_samples // 2 if (ok["source"] != s).any() else n_samples)
+                for s in ok["source"].unique()
+            ]
+        )
+        if len(ok)
+        else ok
+    )
+    parts = [
+        f"<h1>QC report: {html.escape(ds.name)}</h1>",
+        f"<p>snapshot <code>{snapshot}</code>; {len(ok)}/{len(man)} samples ok; {len(excl)} exclusions.</p>",
+    ]
     st = summary.get("stage_ms_per_clip") or {}
     if st:
-        parts.append("<h2>Stage timings (ms per clip)</h2><table border=1>" + "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in st.items()) + "</table>")
-    parts.append("<h2>Samples</h2><p>onset (landmarks) | apex | RGB diff | gray diff | depth raw (0 = black) | "
-                 "depth filled | depth diff | TV-L1 flow (colour wheel) | optical strain | apex x alpha "
-                 "magnified | flow of the magnified pair (224) | dynamic image (8 frames) | TIM frame 8/16 "
-                 "(whatever products the run made)</p>")
+        parts.append(
+            "<h2>Stage timings (ms per clip)</h2><table border=1>"
+            + "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in st.items())
+            + "</table>"
+        )
+    parts.append(
+        "<h2>Samples</h2><p>onset (landmarks) | apex | RGB diff | gray diff | depth raw (0 = black) | "
+        "depth filled | depth diff | TV-L1 flow (colour wheel) | optical strain | apex x alpha "
+        "magnified | flow of the magnified pair (224) | dynamic image (8 frames) | TIM frame 8/16 "
+        "(whatever products the run made)</p>"
+    )
     root = ds.root()
     for r in pick.to_dict("records"):
         i = int(r["index"])
-        tiles = [g["pairs/onset_rgb"][i], g["pairs/apex_rgb"][i], _diff_img(g["pairs/rgb_diff"][i]),
-                 _diff_img(g["pairs/gray_diff"][i])]
+        tiles = [
+            g["pairs/onset_rgb"][i],
+            g["pairs/apex_rgb"][i],
+            _diff_img(g["pairs/rgb_diff"][i]),
+            _diff_img(g["pairs/gray_diff"][i]),
+        ]
         if ds.has_depth and isinstance(r.get("onset_depth_path"), str):
             box = (r["crop_x0"], r["crop_y0"], r["crop_x1"], r["crop_y1"])
             raw, _, _ = depth_crops(r, root, tuple(int(v) for v in box), ds.params)
-            tiles += [_depth_img(cv2.resize(raw, (CROP, CROP), interpolation=cv2.INTER_NEAREST)),
-                      _depth_img(g["pairs/onset_depth"][i]), _diff_img(g["pairs/depth_diff"][i])]
+            tiles += [
+                _depth_img(cv2.resize(raw, (CROP, CROP), interpolation=cv2.INTER_NEAREST)),
+                _depth_img(g["pairs/onset_depth"][i]),
+                _diff_img(g["pairs/depth_diff"][i]),
+            ]
         lm = g["pairs/onset_landmarks"][i]
         on = tiles[0].copy()
         for x, y in lm:
@@ -154,12 +186,20 @@ def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summar
         strip = np.hstack([cv2.resize(t, (200, 200)) for t in tiles])
         name = f"sample_{i:05d}.png"
         cv2.imwrite(str(qc / name), strip[..., ::-1])
-        parts.append(f"<h3>{html.escape(r['sample_id'])} ({html.escape(str(r['emotion']))}, AU "
-                     f"{html.escape(str(r['au_raw']))})</h3><img src='{name}'>")
+        parts.append(
+            f"<h3>{html.escape(r['sample_id'])} ({html.escape(str(r['emotion']))}, AU "
+            f"{html.escape(str(r['au_raw']))})</h3><img src='{name}'>"
+        )
     parts += au_section(store, ds, snapshot, qc)
-    parts.append("<h2>Exclusions</h2><table border=1><tr><th>stage</th><th>reason</th><th>detail</th></tr>" +
-                 "".join(f"<tr><td>{html.escape(str(e.stage))}</td><td>{html.escape(str(e.reason))}</td>"
-                         f"<td>{html.escape(str(e.detail))}</td></tr>" for e in excl.itertuples()) + "</table>")
+    parts.append(
+        "<h2>Exclusions</h2><table border=1><tr><th>stage</th><th>reason</th><th>detail</th></tr>"
+        + "".join(
+            f"<tr><td>{html.escape(str(e.stage))}</td><td>{html.escape(str(e.reason))}</td>"
+            f"<td>{html.escape(str(e.detail))}</td></tr>"
+            for e in excl.itertuples()
+        )
+        + "</table>"
+    )
     out = qc / "index.html"
     out.write_text("<html><body>" + "\n".join(parts) + "</body></html>")
     return out

@@ -12,6 +12,7 @@ catalog: ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (/ ``AWS_SESSION_TOKE
 ``AWS_PROFILE`` (~/.aws/credentials), ``AWS_ENDPOINT_URL`` for non-AWS servers (MinIO,
 Ceph, moto), ``AWS_REGION`` (default us-east-1). Nothing here logs or stores them.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,7 @@ def parse_url(url: str) -> Location:
     base, tag = split_ref(url)
     if not is_remote(base):
         raise RemoteError(f"{url}: expected s3://<bucket>/<prefix>[@<tag>]")
-    bucket, _, prefix = base[len(SCHEME):].partition("/")
+    bucket, _, prefix = base[len(SCHEME) :].partition("/")
     prefix = prefix.strip("/")
     if not bucket or not prefix:
         raise RemoteError(f"{url}: expected s3://<bucket>/<prefix>[@<tag>] (a prefix is required)")
@@ -75,7 +76,7 @@ class S3Settings:
     secret: str | None
     token: str | None
 
-    def __repr__(self) -> str:          # never print secrets
+    def __repr__(self) -> str:  # never print secrets
         return f"S3Settings(endpoint={self.endpoint!r}, region={self.region!r}, credentials={'set' if self.key else 'none'})"
 
 
@@ -86,36 +87,52 @@ def settings() -> S3Settings:
     sess = boto3.Session(profile_name=os.environ.get("AWS_PROFILE") or None)
     creds = sess.get_credentials()
     frozen = creds.get_frozen_credentials() if creds is not None else None
-    return S3Settings(endpoint=os.environ.get("AWS_ENDPOINT_URL") or None,
-                      region=os.environ.get("AWS_REGION") or sess.region_name or "us-east-1",
-                      key=frozen.access_key if frozen else None,
-                      secret=frozen.secret_key if frozen else None,
-                      token=frozen.token if frozen else None)
+    return S3Settings(
+        endpoint=os.environ.get("AWS_ENDPOINT_URL") or None,
+        region=os.environ.get("AWS_REGION") or sess.region_name or "us-east-1",
+        key=frozen.access_key if frozen else None,
+        secret=frozen.secret_key if frozen else None,
+        token=frozen.token if frozen else None,
+    )
 
 
 def icechunk_storage(loc: Location):
     import icechunk as ic
 
     s = settings()
-    return ic.s3_storage(bucket=loc.bucket, prefix=loc.prefix, region=s.region, endpoint_url=s.endpoint,
-                         allow_http=bool(s.endpoint and s.endpoint.startswith("http://")),
-                         access_key_id=s.key, secret_access_key=s.secret, session_token=s.token,
-                         anonymous=s.key is None, force_path_style=bool(s.endpoint))
+    return ic.s3_storage(
+        bucket=loc.bucket,
+        prefix=loc.prefix,
+        region=s.region,
+        endpoint_url=s.endpoint,
+        allow_http=bool(s.endpoint and s.endpoint.startswith("http://")),
+        access_key_id=s.key,
+        secret_access_key=s.secret,
+        session_token=s.token,
+        anonymous=s.key is None,
+        force_path_style=bool(s.endpoint),
+    )
 
 
 def _client():
     import boto3
 
     s = settings()
-    return boto3.client("s3", endpoint_url=s.endpoint, region_name=s.region, aws_access_key_id=s.key,
-                        aws_secret_access_key=s.secret, aws_session_token=s.token)
+    return boto3.client(
+        "s3",
+        endpoint_url=s.endpoint,
+        region_name=s.region,
+        aws_access_key_id=s.key,
+        aws_secret_access_key=s.secret,
+        aws_session_token=s.token,
+    )
 
 
 def _remote_keys(client, loc: Location) -> dict[str, int]:
     out = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix + "/"):
         for o in page.get("Contents", []):
-            out[o["Key"][len(loc.prefix) + 1:]] = o["Size"]
+            out[o["Key"][len(loc.prefix) + 1 :]] = o["Size"]
     return out
 
 
@@ -136,10 +153,12 @@ def _local_objects(root: Path) -> tuple[list[str], list[str]]:
     return data, refs
 
 
-_HINTS = {"AccessDenied": "these credentials may not write there (consumers have read-only access)",
-          "InvalidAccessKeyId": "unknown access key (check AWS_ACCESS_KEY_ID / AWS_PROFILE)",
-          "SignatureDoesNotMatch": "wrong secret key",
-          "NoSuchBucket": "the bucket does not exist"}
+_HINTS = {
+    "AccessDenied": "these credentials may not write there (consumers have read-only access)",
+    "InvalidAccessKeyId": "unknown access key (check AWS_ACCESS_KEY_ID / AWS_PROFILE)",
+    "SignatureDoesNotMatch": "wrong secret key",
+    "NoSuchBucket": "the bucket does not exist",
+}
 
 
 def _wrap(e: Exception, what: str, loc: Location) -> RemoteError:
@@ -162,8 +181,10 @@ def publish(store_path: Path, tag: str, url: str, log=print) -> dict:
         raise RemoteError(f"{url}: give the tag with --tag, not in the URL")
     local = ic.Repository.open(ic.local_filesystem_storage(str(store_path)))
     if tag not in local.list_tags():
-        raise RemoteError(f"tag {tag!r} does not exist in {store_path}; tag a version first "
-                          f"(mepipe versions tag NAME --ref SNAPSHOT); tags: {sorted(local.list_tags())}")
+        raise RemoteError(
+            f"tag {tag!r} does not exist in {store_path}; tag a version first "
+            f"(mepipe versions tag NAME --ref SNAPSHOT); tags: {sorted(local.list_tags())}"
+        )
     snap = local.lookup_tag(tag)
     client = _client()
     try:
@@ -183,17 +204,24 @@ def publish(store_path: Path, tag: str, url: str, log=print) -> dict:
             f = Path(store_path) / k
             client.upload_file(str(f), loc.bucket, f"{loc.prefix}/{k}")
             nbytes += f.stat().st_size
-        for k in refs:                       # last: the tag becomes visible only now
+        for k in refs:  # last: the tag becomes visible only now
             client.upload_file(str(Path(store_path) / k), loc.bucket, f"{loc.prefix}/{k}")
     except Exception as e:
         raise _wrap(e, "cannot upload to", loc) from e
     remote = ic.Repository.open(icechunk_storage(loc))
     if remote.lookup_tag(tag) != snap:
         raise RemoteError(f"{loc.url}: after upload, tag {tag!r} does not resolve to {snap}")
-    log(f"published {store_path}@{tag} (snapshot {snap}) to {loc.url}: {len(up)} objects uploaded "
-        f"({nbytes / 1e6:.2f} MB), {len(data) - len(up)} already there")
-    return {"snapshot": snap, "uploaded": len(up), "bytes": nbytes, "skipped": len(data) - len(up),
-            "url": f"{loc.url}@{tag}"}
+    log(
+        f"published {store_path}@{tag} (snapshot {snap}) to {loc.url}: {len(up)} objects uploaded "
+        f"({nbytes / 1e6:.2f} MB), {len(data) - len(up)} already there"
+    )
+    return {
+        "snapshot": snap,
+        "uploaded": len(up),
+        "bytes": nbytes,
+        "skipped": len(data) - len(up),
+        "url": f"{loc.url}@{tag}",
+    }
 
 
 def pull(url: str, dest: Path, log=print) -> dict:

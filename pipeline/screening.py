@@ -7,6 +7,7 @@ The per-frame AU table of a video is reused while its fingerprint (video content
 estimator and its parameters, landmark backend) is unchanged; selection itself is cheap
 and always redone, so changing phi re-selects without re-estimating.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,27 +22,45 @@ import numpy as np
 import pandas as pd
 
 from pipeline.catalog import CatalogError, Dataset
-from pipeline.io import (FrameReadError, decoded_frame_count, image_size, iter_video, read_rgb, sha256_file,
-                         video_frame_count)
+from pipeline.io import (
+    FrameReadError,
+    decoded_frame_count,
+    image_size,
+    iter_video,
+    read_rgb,
+    sha256_file,
+    video_frame_count,
+)
 from pipeline.models import landmark_backend_for
 from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature, offline
 from stages.adapters.common import index_frames
 from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
-from stages.au import (AU_COLUMNS, AUS, LANDMARK_ESTIMATOR_VERSION, OPENFACE_IMAGE_EXT, AUInputError,
-                       landmark_intensities, onset_offset_frames, openface_details_input, openface_frame_map,
-                       openface_input_kind, openface_intensities, select_pairs)
+from stages.au import (
+    AU_COLUMNS,
+    AUS,
+    LANDMARK_ESTIMATOR_VERSION,
+    OPENFACE_IMAGE_EXT,
+    AUInputError,
+    landmark_intensities,
+    onset_offset_frames,
+    openface_details_input,
+    openface_frame_map,
+    openface_input_kind,
+    openface_intensities,
+    select_pairs,
+)
 
 SCREEN_VERSION = "1"
-OPENFACE_MAPPING_VERSION = "2"   # 2: CSV rows matched to frames the way OpenFace numbers them
+OPENFACE_MAPPING_VERSION = "2"  # 2: CSV rows matched to frames the way OpenFace numbers them
 
 
 @dataclass
 class Screening:
-    samples: pd.DataFrame       # SAMPLE_SCHEMA rows, source = 'selected'
-    exclusions: pd.DataFrame    # EXCLUSION_SCHEMA rows (stage 'select' / 'screen')
-    au_frames: pd.DataFrame     # AU_FRAME_SCHEMA rows
-    videos: pd.DataFrame        # VIDEO_SCHEMA rows
-    recomputed: list            # video ids whose AU table was (re)estimated
+    samples: pd.DataFrame  # SAMPLE_SCHEMA rows, source = 'selected'
+    exclusions: pd.DataFrame  # EXCLUSION_SCHEMA rows (stage 'select' / 'screen')
+    au_frames: pd.DataFrame  # AU_FRAME_SCHEMA rows
+    videos: pd.DataFrame  # VIDEO_SCHEMA rows
+    recomputed: list  # video ids whose AU table was (re)estimated
     timings: dict
 
 
@@ -80,18 +99,29 @@ def _frame_folder(root: Path, p: Path, subj: str, name: str, rel: str) -> dict:
     """A recording stored as a frame folder (``color/`` and an optional ``depth/``). Depth
     frames of another size than the colour frames are not used (a screening exclusion
     says so): the crop box found on the colour frame would land elsewhere on the face."""
-    frames = {k: f"{rel}/color/{f}" for k, f in
-              index_frames(os.listdir(p / "color"), (".jpg", ".jpeg", ".png", ".bmp")).items()}
+    frames = {
+        k: f"{rel}/color/{f}"
+        for k, f in index_frames(os.listdir(p / "color"), (".jpg", ".jpeg", ".png", ".bmp")).items()
+    }
     dpath = f"{rel}/depth" if (p / "depth").is_dir() else None
     depth = {k: f"{dpath}/{f}" for k, f in index_frames(os.listdir(p / "depth"), (".png",)).items()} if dpath else {}
-    rec = {"subject": subj, "name": name, "kind": "frames", "path": f"{rel}/color", "n_frames": len(frames),
-           "fps": None, "frames": frames}
+    rec = {
+        "subject": subj,
+        "name": name,
+        "kind": "frames",
+        "path": f"{rel}/color",
+        "n_frames": len(frames),
+        "fps": None,
+        "frames": frames,
+    }
     both = sorted(set(frames) & set(depth))
     if both:
         cs, ds_ = image_size(root / frames[both[0]]), image_size(root / depth[both[0]])
         if cs is not None and ds_ is not None and cs != ds_:
-            rec["depth_error"] = (f"{depth[both[0]]}: depth frames are {ds_[1]}x{ds_[0]} but the colour frames "
-                                  f"({frames[both[0]]}) are {cs[1]}x{cs[0]}; depth not used for this recording")
+            rec["depth_error"] = (
+                f"{depth[both[0]]}: depth frames are {ds_[1]}x{ds_[0]} but the colour frames "
+                f"({frames[both[0]]}) are {cs[1]}x{cs[0]}; depth not used for this recording"
+            )
             dpath, depth = None, {}
     return {**rec, "depth_path": dpath, "depth_frames": depth}
 
@@ -106,8 +136,9 @@ def _content_id(root: Path, rec: dict) -> str:
     return h.hexdigest()
 
 
-def screen_fingerprint(rec: dict, content: str, params: dict, models: list | None = None,
-                       inputs: dict | None = None) -> str:
+def screen_fingerprint(
+    rec: dict, content: str, params: dict, models: list | None = None, inputs: dict | None = None
+) -> str:
     """Changes with the recording's content, the estimator and its parameters, the face
     backend it uses, (py-feat) its model files and (OpenFace) `inputs`: its CSV and
     sidecar and how their rows are matched to frames."""
@@ -117,9 +148,14 @@ def screen_fingerprint(rec: dict, content: str, params: dict, models: list | Non
         au["pyfeat_faces"] = params["au"]["pyfeat_faces"]
     uses_face = est == "landmarks" or (est == "pyfeat" and params["au"]["pyfeat_faces"] == "landmarks")
     face = params["face"] if uses_face else None
-    return hashlib.sha256(json.dumps(["screen", SCREEN_VERSION, LANDMARK_ESTIMATOR_VERSION, au, face, content]
-                                     + ([models] if models else []) + ([inputs] if inputs else []),
-                                      sort_keys=True).encode()).hexdigest()[:32]
+    return hashlib.sha256(
+        json.dumps(
+            ["screen", SCREEN_VERSION, LANDMARK_ESTIMATOR_VERSION, au, face, content]
+            + ([models] if models else [])
+            + ([inputs] if inputs else []),
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:32]
 
 
 def landmark_segment(rec: dict, root: str, start: int, stop: int, face_params: dict) -> dict:
@@ -128,7 +164,7 @@ def landmark_segment(rec: dict, root: str, start: int, stop: int, face_params: d
     Decodes one frame at a time (bounded memory). Returns frames (n,), landmarks
     (n, 68, 2) float32, unreadable (list of frame numbers), seconds."""
     t0 = time.perf_counter()
-    cv2.setNumThreads(1)   # one task per core
+    cv2.setNumThreads(1)  # one task per core
     root = Path(root)
     det = landmark_backend_for(face_params)
     numbers, frames = _frames_of(rec, root, start, stop)
@@ -139,8 +175,12 @@ def landmark_segment(rec: dict, root: str, start: int, stop: int, face_params: d
         lm = det(img)
         if lm is not None:
             lms[pos[k]] = lm
-    return {"frames": np.asarray(numbers, np.int64), "landmarks": lms, "unreadable": sorted(unreadable),
-            "seconds": time.perf_counter() - t0}
+    return {
+        "frames": np.asarray(numbers, np.int64),
+        "landmarks": lms,
+        "unreadable": sorted(unreadable),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _openface_csv(ds: Dataset, rec: dict) -> Path:
@@ -149,8 +189,10 @@ def _openface_csv(ds: Dataset, rec: dict) -> Path:
     for c in cands:
         if c.is_file():
             return c
-    raise CatalogError(f"datasets.{ds.name}.unlabelled.openface_dir: no OpenFace CSV for video "
-                       f"{rec['subject']}/{rec['name']}; looked for {', '.join(map(str, cands))}")
+    raise CatalogError(
+        f"datasets.{ds.name}.unlabelled.openface_dir: no OpenFace CSV for video "
+        f"{rec['subject']}/{rec['name']}; looked for {', '.join(map(str, cands))}"
+    )
 
 
 def _openface_details(csv: Path) -> Path:
@@ -163,10 +205,13 @@ def _openface_inputs(ds: Dataset, rec: dict) -> dict:
     try:
         csv = _openface_csv(ds, rec)
     except CatalogError:
-        return {"openface_csv": None}          # estimation says what is missing
+        return {"openface_csv": None}  # estimation says what is missing
     det = _openface_details(csv)
-    return {"openface_mapping": OPENFACE_MAPPING_VERSION, "openface_csv": sha256_file(csv),
-            "openface_details": sha256_file(det) if det.is_file() else None}
+    return {
+        "openface_mapping": OPENFACE_MAPPING_VERSION,
+        "openface_csv": sha256_file(csv),
+        "openface_details": sha256_file(det) if det.is_file() else None,
+    }
 
 
 def openface_rows(root: Path, rec: dict, csv: Path, min_confidence: float) -> tuple[np.ndarray, np.ndarray, list]:
@@ -185,8 +230,11 @@ def openface_rows(root: Path, rec: dict, csv: Path, min_confidence: float) -> tu
     try:
         fr, ts, inten = openface_intensities(pd.read_csv(csv), min_confidence, str(csv))
         kind = openface_input_kind(ts, input_path)
-        how = (f" (input from {det}: {input_path!r} -> {kind})" if input_path else
-               f" (no {det.name}; input from the timestamps: {kind or 'cannot tell'})")
+        how = (
+            f" (input from {det}: {input_path!r} -> {kind})"
+            if input_path
+            else f" (no {det.name}; input from the timestamps: {kind or 'cannot tell'})"
+        )
         if rec["kind"] == "file":
             n = int(rec["n_frames"])
             if len(fr) != n and kind != "images":
@@ -199,8 +247,9 @@ def openface_rows(root: Path, rec: dict, csv: Path, min_confidence: float) -> tu
         else:
             folder = root / rec["path"]
             numbers = sorted(rec["frames"])
-            rows = openface_frame_map(fr, kind, "frames", rec["frames"], os.listdir(folder), csv=str(csv),
-                                      source=f"folder {folder}")
+            rows = openface_frame_map(
+                fr, kind, "frames", rec["frames"], os.listdir(folder), csv=str(csv), source=f"folder {folder}"
+            )
     except AUInputError as e:
         raise CatalogError(f"{e}{how}") from e
     out = np.full((len(numbers), len(AUS)), np.nan, np.float32)
@@ -229,13 +278,16 @@ def pyfeat_check(ds: Dataset) -> Path:
             "py-feat/retinaface_r34, py-feat/mobilefacenet and py-feat/xgb_au there "
             "(models--py-feat--<name>/snapshots/<rev>/<file>) and name it in "
             f"datasets.{ds.name}.unlabelled.pyfeat_models or MEPIPE_PYFEAT_MODELS, or use "
-            "params.au.estimator: landmarks | openface")
-    offline()                    # before py-feat (and huggingface_hub) load: nothing may download
+            "params.au.estimator: landmarks | openface"
+        )
+    offline()  # before py-feat (and huggingface_hub) load: nothing may download
     try:
         import feat  # noqa: F401
     except Exception as e:
-        raise CatalogError(f"AU estimator 'pyfeat': py-feat's runtime does not import ({e}); "
-                           "`make setup` installs it (extra `pyfeat-runtime`)") from e
+        raise CatalogError(
+            f"AU estimator 'pyfeat': py-feat's runtime does not import ({e}); "
+            "`make setup` installs it (extra `pyfeat-runtime`)"
+        ) from e
     return where
 
 
@@ -251,6 +303,7 @@ def _frames_of(rec: dict, root: Path, start: int, stop: int):
                 yield k, read_rgb(root / rec["frames"][k])
             except FrameReadError:
                 yield k, None
+
     return keys, gen()
 
 
@@ -267,8 +320,9 @@ def _readable(numbers: list, frames, unreadable: list):
     unreadable += [k for k in numbers if k not in seen]
 
 
-def pyfeat_segment(rec: dict, root: str, start: int, stop: int, models: str, faces: str, face_params: dict,
-                   batch: int = 8) -> dict:
+def pyfeat_segment(
+    rec: dict, root: str, start: int, stop: int, models: str, faces: str, face_params: dict, batch: int = 8
+) -> dict:
     """Dask task: py-feat AU intensities (0-5) for frames start..stop-1 of one recording,
     decoded and estimated `batch` frames at a time (bounded memory). faces: 'retinaface'
     (py-feat finds them) or 'landmarks' (boxes around the pipeline backend's 68 points).
@@ -310,12 +364,22 @@ def pyfeat_segment(rec: dict, root: str, start: int, stop: int, models: str, fac
         if len(buf) == batch:
             flush()
     flush()
-    return {"frames": np.asarray(numbers, np.int64), "intensities": inten, "unreadable": sorted(unreadable),
-            "seconds": time.perf_counter() - t0}
+    return {
+        "frames": np.asarray(numbers, np.int64),
+        "intensities": inten,
+        "unreadable": sorted(unreadable),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
-def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFrame | None,
-           get_client, log=print, progress: bool = True) -> Screening:
+def screen(
+    ds: Dataset,
+    prev_frames: pd.DataFrame | None,
+    prev_videos: pd.DataFrame | None,
+    get_client,
+    log=print,
+    progress: bool = True,
+) -> Screening:
     root = ds.root()
     params = ds.params
     est = params["au"]["estimator"]
@@ -326,16 +390,22 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
     prev_fp = {} if prev_videos is None else dict(zip(prev_videos["video"], prev_videos["fp_screen"]))
     fps_ = {}
     for v in videos.itertuples():
-        fps_[v.video] = screen_fingerprint(by_id[v.video], _content_id(root, by_id[v.video]), params,
-                                           models_signature(models) if models else None,
-                                           _openface_inputs(ds, by_id[v.video]) if est == "openface" else None)
+        fps_[v.video] = screen_fingerprint(
+            by_id[v.video],
+            _content_id(root, by_id[v.video]),
+            params,
+            models_signature(models) if models else None,
+            _openface_inputs(ds, by_id[v.video]) if est == "openface" else None,
+        )
     todo = [v for v in videos.itertuples() if prev_fp.get(v.video) != fps_[v.video]]
     frames_tables, timings = [], {}
     if prev_frames is not None and len(prev_frames):
         keep = [v.video for v in videos.itertuples() if v not in todo and prev_fp.get(v.video) == fps_[v.video]]
         frames_tables.append(prev_frames[prev_frames["video"].isin(keep)])
-    log(f"[{ds.name}] AU screening: {len(videos)} unlabelled video(s), {len(todo)} to estimate "
-        f"({est}), {len(videos) - len(todo)} reused")
+    log(
+        f"[{ds.name}] AU screening: {len(videos)} unlabelled video(s), {len(todo)} to estimate "
+        f"({est}), {len(videos) - len(todo)} reused"
+    )
     if todo:
         if est in ("landmarks", "pyfeat"):
             client = get_client()
@@ -344,9 +414,20 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
             for v in todo:
                 for a in range(0, v.n_frames, seg):
                     b = min(a + seg, v.n_frames)
-                    args = ((landmark_segment, by_id[v.video], str(root), a, b, params["face"]) if est == "landmarks"
-                            else (pyfeat_segment, by_id[v.video], str(root), a, b, str(models),
-                                  params["au"]["pyfeat_faces"], params["face"]))
+                    args = (
+                        (landmark_segment, by_id[v.video], str(root), a, b, params["face"])
+                        if est == "landmarks"
+                        else (
+                            pyfeat_segment,
+                            by_id[v.video],
+                            str(root),
+                            a,
+                            b,
+                            str(models),
+                            params["au"]["pyfeat_faces"],
+                            params["face"],
+                        )
+                    )
                     f = client.submit(*args, retries=2, key=f"screen-{v.video}-{a}-{fps_[v.video][:8]}")
                     futs[f] = (v.video, a)
             from dask.distributed import as_completed
@@ -354,8 +435,13 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
 
             parts: dict[str, list] = {}
             secs = []
-            for f in tqdm(as_completed(list(futs)), total=len(futs), desc=f"{ds.name}: AU segments",
-                          unit="seg", disable=not progress):
+            for f in tqdm(
+                as_completed(list(futs)),
+                total=len(futs),
+                desc=f"{ds.name}: AU segments",
+                unit="seg",
+                disable=not progress,
+            ):
                 vid, a = futs[f]
                 if f.status == "error":
                     raise RuntimeError(f"AU screening of video {vid} frames {a}..: {f.exception()}")
@@ -374,26 +460,56 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
                     name, version = "pyfeat", f"py-feat {PYFEAT_VERSION} Detectorv1/xgb"
                 unread = sum((p["unreadable"] for p in ps), [])
                 if unread:
-                    excl = pd.concat([excl, pd.DataFrame([{
-                        "sample_id": None, "dataset": ds.name, "ann_file": v.path, "ann_row": None,
-                        "stage": "screen", "reason": "frames_unreadable",
-                        "detail": f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}"}])],
-                        ignore_index=True)
+                    excl = pd.concat(
+                        [
+                            excl,
+                            pd.DataFrame(
+                                [
+                                    {
+                                        "sample_id": None,
+                                        "dataset": ds.name,
+                                        "ann_file": v.path,
+                                        "ann_row": None,
+                                        "stage": "screen",
+                                        "reason": "frames_unreadable",
+                                        "detail": f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}",
+                                    }
+                                ]
+                            ),
+                        ],
+                        ignore_index=True,
+                    )
                 frames_tables.append(_au_rows(ds.name, v, fr, inten, name, version))
         elif est == "openface":
             for v in todo:
                 path = _openface_csv(ds, by_id[v.video])
                 fr, inten, unread = openface_rows(root, by_id[v.video], path, params["au"]["min_confidence"])
                 if unread:
-                    excl = pd.concat([excl, pd.DataFrame([{
-                        "sample_id": None, "dataset": ds.name, "ann_file": v.path, "ann_row": None,
-                        "stage": "screen", "reason": "frames_not_estimated",
-                        "detail": f"{v.path}: {len(unread)} frame(s) OpenFace -fdir does not read (extension "
-                                  f"not exactly {'/'.join(OPENFACE_IMAGE_EXT)}) have no AU estimate, "
-                                  f"first {unread[:5]}"}])],
-                        ignore_index=True)
+                    excl = pd.concat(
+                        [
+                            excl,
+                            pd.DataFrame(
+                                [
+                                    {
+                                        "sample_id": None,
+                                        "dataset": ds.name,
+                                        "ann_file": v.path,
+                                        "ann_row": None,
+                                        "stage": "screen",
+                                        "reason": "frames_not_estimated",
+                                        "detail": f"{v.path}: {len(unread)} frame(s) OpenFace -fdir does not read (extension "
+                                        f"not exactly {'/'.join(OPENFACE_IMAGE_EXT)}) have no AU estimate, "
+                                        f"first {unread[:5]}",
+                                    }
+                                ]
+                            ),
+                        ],
+                        ignore_index=True,
+                    )
                 frames_tables.append(_au_rows(ds.name, v, fr, inten, "openface", "2.x"))
-    au_frames = pd.concat(frames_tables, ignore_index=True) if frames_tables else _au_rows(ds.name, None, [], [], est, "")
+    au_frames = (
+        pd.concat(frames_tables, ignore_index=True) if frames_tables else _au_rows(ds.name, None, [], [], est, "")
+    )
     samples, sel_excl, rows = [], [], []
     for v in videos.itertuples():
         t = au_frames[au_frames["video"] == v.video].sort_values("frame")
@@ -406,26 +522,43 @@ def screen(ds: Dataset, prev_frames: pd.DataFrame | None, prev_videos: pd.DataFr
         else:
             inten_sel = inten
         lag = onset_offset_frames(v.fps, params["au"]["onset_lag_at_30fps"])
-        pairs, ex = select_pairs(t["frame"].to_numpy(), inten_sel, params["au"]["phi"], lag,
-                                 face=t["face"].to_numpy())
+        pairs, ex = select_pairs(t["frame"].to_numpy(), inten_sel, params["au"]["phi"], lag, face=t["face"].to_numpy())
         rec = by_id[v.video]
         for p in pairs.itertuples():
             samples.append(_sample_row(ds, v, rec, p, params))
         for p in ex.itertuples():
-            sel_excl.append({"sample_id": f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}", "dataset": ds.name,
-                             "ann_file": v.path, "ann_row": None, "stage": "select", "reason": p.reason,
-                             "detail": f"{v.path}: apex {p.apex} (AU {'+'.join(map(str, p.aus))} > "
-                                       f"{params['au']['phi']}): onset {p.onset} {p.reason.replace('_', ' ')}"})
+            sel_excl.append(
+                {
+                    "sample_id": f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}",
+                    "dataset": ds.name,
+                    "ann_file": v.path,
+                    "ann_row": None,
+                    "stage": "select",
+                    "reason": p.reason,
+                    "detail": f"{v.path}: apex {p.apex} (AU {'+'.join(map(str, p.aus))} > "
+                    f"{params['au']['phi']}): onset {p.onset} {p.reason.replace('_', ' ')}",
+                }
+            )
         n_cand = int((np.nan_to_num(inten_sel, nan=-1).max(axis=1) > params["au"]["phi"]).sum()) if len(t) else 0
-        rows.append({**v._asdict(), "n_face": int(t["face"].sum()), "estimator": est, "fp_screen": fps_[v.video],
-                     "n_candidates": n_cand, "n_pairs": len(pairs)})
+        rows.append(
+            {
+                **v._asdict(),
+                "n_face": int(t["face"].sum()),
+                "estimator": est,
+                "fp_screen": fps_[v.video],
+                "n_candidates": n_cand,
+                "n_pairs": len(pairs),
+            }
+        )
     videos_out = pd.DataFrame(rows).drop(columns=["Index"], errors="ignore")
     samples = pd.DataFrame(samples)
     if len(samples):
         samples = samples.sort_values("sample_id").reset_index(drop=True)
     exclusions = pd.concat([excl, pd.DataFrame(sel_excl, columns=excl.columns)], ignore_index=True)
-    log(f"[{ds.name}] AU screening: {len(samples)} pairs selected (phi {params['au']['phi']}), "
-        f"{len(sel_excl)} candidate pairs excluded")
+    log(
+        f"[{ds.name}] AU screening: {len(samples)} pairs selected (phi {params['au']['phi']}), "
+        f"{len(sel_excl)} candidate pairs excluded"
+    )
     return Screening(samples, exclusions, au_frames, videos_out, [v.video for v in todo], timings)
 
 
@@ -457,12 +590,29 @@ def _sample_row(ds: Dataset, v, rec: dict, p, params: dict) -> dict:
         don, dap = df.get(p.onset), df.get(p.apex)
         if don is None or dap is None:
             don = dap = None
-    return {"sample_id": f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}", "dataset": ds.name,
-            "subject": v.subject, "clip": v.video.split("/", 1)[1], "source": "selected", "ann_file": v.path,
-            "ann_row": None, "onset": int(p.onset), "apex": int(p.apex), "offset": None, "apex_derived": False,
-            "au_raw": "+".join(f"AU{a:02d}" for a in p.aus), "au_list": list(p.aus), "emotion_raw": None,
-            "emotion": None, "fps": float(v.fps), "onset_path": on, "apex_path": ap,
-            "onset_depth_path": don, "apex_depth_path": dap, "seq_paths": seq,
-            "modalities": ["rgb"] + (["depth"] if don else []),
-            "note": f"selected by AU screening ({params['au']['estimator']}, phi {params['au']['phi']}, "
-                    f"max intensity {p.max_intensity:.2f})"}
+    return {
+        "sample_id": f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}",
+        "dataset": ds.name,
+        "subject": v.subject,
+        "clip": v.video.split("/", 1)[1],
+        "source": "selected",
+        "ann_file": v.path,
+        "ann_row": None,
+        "onset": int(p.onset),
+        "apex": int(p.apex),
+        "offset": None,
+        "apex_derived": False,
+        "au_raw": "+".join(f"AU{a:02d}" for a in p.aus),
+        "au_list": list(p.aus),
+        "emotion_raw": None,
+        "emotion": None,
+        "fps": float(v.fps),
+        "onset_path": on,
+        "apex_path": ap,
+        "onset_depth_path": don,
+        "apex_depth_path": dap,
+        "seq_paths": seq,
+        "modalities": ["rgb"] + (["depth"] if don else []),
+        "note": f"selected by AU screening ({params['au']['estimator']}, phi {params['au']['phi']}, "
+        f"max intensity {p.max_intensity:.2f})",
+    }

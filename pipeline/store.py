@@ -10,6 +10,7 @@
   is moved to it only at the end, so a killed run never leaves ``main`` half-written.
 - LocalFileSystem storage allows one committer at a time: `lock()` takes a file lock.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -90,8 +91,9 @@ class Store:
                     holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
                     if time.monotonic() >= deadline:
                         waited = f" after waiting {wait:.0f} s" if wait else ""
-                        raise StoreLockedError(f"store {self.path} is locked by another run ({holder}){waited}; "
-                                               "wait for it to finish") from None
+                        raise StoreLockedError(
+                            f"store {self.path} is locked by another run ({holder}){waited}; wait for it to finish"
+                        ) from None
                     if not said:
                         log(f"store {self.path} is locked by another run ({holder}); waiting up to {wait:.0f} s")
                         said = True
@@ -132,8 +134,15 @@ class Store:
         for t in sorted(self.repo.list_tags()):
             tags.setdefault(self.repo.lookup_tag(t), []).append(t)
         for s in self.repo.ancestry(snapshot_id=self.head()):
-            out.append({"snapshot": s.id, "written_at": s.written_at, "message": s.message,
-                        "metadata": s.metadata, "tags": tags.get(s.id, [])})
+            out.append(
+                {
+                    "snapshot": s.id,
+                    "written_at": s.written_at,
+                    "message": s.message,
+                    "metadata": s.metadata,
+                    "tags": tags.get(s.id, []),
+                }
+            )
         return out
 
     def info(self, snapshot_id: str | None = None) -> dict:
@@ -144,8 +153,13 @@ class Store:
                 a = g[name]
             except KeyError:
                 continue
-            arrays[name] = {"shape": a.shape, "dtype": str(a.dtype), "chunks": a.chunks,
-                            "shards": a.shards, "stored_bytes": a.nbytes_stored()}
+            arrays[name] = {
+                "shape": a.shape,
+                "dtype": str(a.dtype),
+                "chunks": a.chunks,
+                "shards": a.shards,
+                "stored_bytes": a.nbytes_stored(),
+            }
         man = self.table("manifest", snapshot_id)
         counts = man["status"].value_counts().to_dict() if man is not None else {}
         return {"arrays": arrays, "counts": counts}
@@ -191,8 +205,12 @@ def write_table_array(group: zarr.Group, name: str, table: pa.Table) -> str:
     """Store `table` as Parquet bytes in ``tables/<name>``; returns the sha256."""
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    return _write_bytes(group, f"tables/{name}", buf.getvalue(),
-                        {"format": "parquet", "rows": table.num_rows, "columns": table.schema.names})
+    return _write_bytes(
+        group,
+        f"tables/{name}",
+        buf.getvalue(),
+        {"format": "parquet", "rows": table.num_rows, "columns": table.schema.names},
+    )
 
 
 def read_table_array(arr) -> pa.Table:
@@ -217,13 +235,26 @@ def ensure_arrays(group: zarr.Group, names: list[str], n: int, attrs: dict) -> N
                     f"store array {name} holds per-sample shape {tuple(a.shape[1:])} {a.dtype}, but schemas/arrays.py "
                     f"now declares {tuple(spec.shape)} {spec.dtype}: a changed product size cannot be written into "
                     "this store; preprocess into a new store (another store_root, or move the old one away) or "
-                    "revert the declaration")
+                    "revert the declaration"
+                )
             if a.shape[0] != n:
                 a.resize(spec.full_shape(n))
         else:
-            a = group.create_array(name, shape=spec.full_shape(n), dtype=spec.dtype,
-                                   chunks=spec.chunk_shape(), shards=spec.shard_shape(),
-                                   fill_value=spec.fill_value,
-                                   compressors=zarr.codecs.ZstdCodec(level=3))
-        a.attrs.update({"units": spec.units, "description": spec.description,
-                        "per_sample_shape": list(spec.shape), **spec.attrs, **attrs})
+            a = group.create_array(
+                name,
+                shape=spec.full_shape(n),
+                dtype=spec.dtype,
+                chunks=spec.chunk_shape(),
+                shards=spec.shard_shape(),
+                fill_value=spec.fill_value,
+                compressors=zarr.codecs.ZstdCodec(level=3),
+            )
+        a.attrs.update(
+            {
+                "units": spec.units,
+                "description": spec.description,
+                "per_sample_shape": list(spec.shape),
+                **spec.attrs,
+                **attrs,
+            }
+        )

@@ -5,6 +5,7 @@ sample needs, return their arrays or an exclusion.
 A clip either yields its arrays or an exclusion (stage, reason, readable detail naming
 the file); unexpected errors propagate so the engine can retry and then report them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,7 @@ GROUP_VERSIONS = versions()
 
 
 def _excluded(stage: str, reason: str, detail: str, timings: dict) -> dict:
-    return {"status": "excluded", "stage": stage, "reason": reason, "detail": detail,
-            "arrays": {}, "timings": timings}
+    return {"status": "excluded", "stage": stage, "reason": reason, "detail": detail, "arrays": {}, "timings": timings}
 
 
 class MagnifierMissing(RuntimeError):
@@ -44,8 +44,9 @@ def check_models(params: dict, need) -> None:
             raise MagnifierMissing(
                 f"params.magnify.method: learned needs the weights of Oh et al.'s magnification network as a "
                 f"local file (params.magnify.weights = {path!r} does not exist); nothing is downloaded. "
-                "The file is a torch state_dict of stages.magnet.MagNet. Use method: eulerian otherwise")
-        learned_magnifier(str(path))   # loads once per process; a wrong file fails here, before any work
+                "The file is a torch state_dict of stages.magnet.MagNet. Use method: eulerian otherwise"
+            )
+        learned_magnifier(str(path))  # loads once per process; a wrong file fails here, before any work
 
 
 def check_magnifier(params: dict) -> None:
@@ -83,23 +84,30 @@ def depth_crops(row: dict, root: Path, box: tuple, params: dict):
 
 def context(row: dict, root: Path, params: dict, box: tuple | None, angle: float | None) -> Context:
     """The products' view of one sample, with the engine's readers and model loaders."""
-    return Context(row=row, params=params, read_rgb=lambda rel: read_rgb(root / rel),
-                   read_depth=lambda rel: read_depth(root / rel),
-                   landmarks=lambda face, img: landmark_backend_for(face)(img),
-                   load_model=learned_magnifier, where=lambda rel: str(root / rel),
-                   box=None if box is None else tuple(int(v) for v in box), angle=angle)
+    return Context(
+        row=row,
+        params=params,
+        read_rgb=lambda rel: read_rgb(root / rel),
+        read_depth=lambda rel: read_depth(root / rel),
+        landmarks=lambda face, img: landmark_backend_for(face)(img),
+        load_model=learned_magnifier,
+        where=lambda rel: str(root / rel),
+        box=None if box is None else tuple(int(v) for v in box),
+        angle=angle,
+    )
 
 
-def process_clip(row: dict, root: str, params: dict, need: tuple, box: tuple | None,
-                 has_depth: bool, angle: float | None = None) -> dict:
+def process_clip(
+    row: dict, root: str, params: dict, need: tuple, box: tuple | None, has_depth: bool, angle: float | None = None
+) -> dict:
     """Compute the products in `need` (registry names) that apply to one sample.
 
     `box` and `angle` are the stored crop box and eye angle when 'crop' itself is not
     recomputed. Returns {status, arrays, box, landmark_backend, eye_angle, timings} or an
     exclusion dict.
     """
-    clip_fault(row["sample_id"])   # crash tests only (MEPIPE_FAULT); a no-op otherwise
-    cv2.setNumThreads(1)   # one task per core: the engine parallelises across clips, not inside OpenCV
+    clip_fault(row["sample_id"])  # crash tests only (MEPIPE_FAULT); a no-op otherwise
+    cv2.setNumThreads(1)  # one task per core: the engine parallelises across clips, not inside OpenCV
     ctx = context(row, Path(root), params, box, angle)
     arrays: dict = {}
     try:
@@ -114,5 +122,11 @@ def process_clip(row: dict, root: str, params: dict, need: tuple, box: tuple | N
         return _excluded("depth", "depth_unusable", str(e), ctx.timings)
     except (FrameReadError, SizeMismatch) as e:
         return _excluded("read", "frame_unreadable", str(e), ctx.timings)
-    return {"status": "ok", "arrays": arrays, "box": ctx.box, "landmark_backend": ctx.landmark_backend,
-            "eye_angle": ctx.angle, "timings": ctx.timings}
+    return {
+        "status": "ok",
+        "arrays": arrays,
+        "box": ctx.box,
+        "landmark_backend": ctx.landmark_backend,
+        "eye_angle": ctx.angle,
+        "timings": ctx.timings,
+    }

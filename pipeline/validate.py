@@ -8,6 +8,7 @@ with the first examples (paths, sheet rows) and returns a non-zero status when a
 problem blocks preprocessing (missing or undecodable frames); inconsistent annotation
 rows are reported but do not block (the real datasets ship some).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -18,8 +19,15 @@ from pipeline.io import FrameReadError, read_depth, read_rgb
 from stages.depth import DepthError
 from stages.labels import class_index
 
-BLOCKING = {"clip_missing", "frame_missing", "depth_missing", "frame_unreadable", "depth_unusable",
-            "depth_size_mismatch", "unsafe_path"}
+BLOCKING = {
+    "clip_missing",
+    "frame_missing",
+    "depth_missing",
+    "frame_unreadable",
+    "depth_unusable",
+    "depth_size_mismatch",
+    "unsafe_path",
+}
 
 
 def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
@@ -37,14 +45,22 @@ def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
         if r.get("note"):
             for part in str(r["note"]).split("; "):
                 if part.startswith(EMOTION_NOTE):
-                    continue                      # reported below as a problem
-                notes[part.split(":")[0]].append((r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"], part))
+                    continue  # reported below as a problem
+                notes[part.split(":")[0]].append(
+                    (r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"], part)
+                )
         if class_index(r["emotion"], ds.scheme) is None:
-            problems["emotion_not_in_scheme"].append((r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"],
-                                                      f"{r['sample_id']}: emotion {r['emotion_raw']!r} is not in "
-                                                      f"label scheme {ds.label_scheme}"))
-        refs = [r["onset_path"], r["apex_path"]] if quick else list(dict.fromkeys(
-            [r["onset_path"], r["apex_path"], *(r.get("seq_paths") or [])]))
+            problems["emotion_not_in_scheme"].append(
+                (
+                    r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"],
+                    f"{r['sample_id']}: emotion {r['emotion_raw']!r} is not in label scheme {ds.label_scheme}",
+                )
+            )
+        refs = (
+            [r["onset_path"], r["apex_path"]]
+            if quick
+            else list(dict.fromkeys([r["onset_path"], r["apex_path"], *(r.get("seq_paths") or [])]))
+        )
         sizes = {}
         for ref in refs:
             try:
@@ -62,11 +78,21 @@ def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
                 continue
             if r[ckey] in sizes and d.shape != sizes[r[ckey]]:
                 problems["depth_size_mismatch"].append(
-                    (ref, f"{ref}: depth {d.shape[1]}x{d.shape[0]} but colour {r[ckey]} is "
-                          f"{sizes[r[ckey]][1]}x{sizes[r[ckey]][0]}"))
+                    (
+                        ref,
+                        f"{ref}: depth {d.shape[1]}x{d.shape[0]} but colour {r[ckey]} is "
+                        f"{sizes[r[ckey]][1]}x{sizes[r[ckey]][0]}",
+                    )
+                )
     blocking = any(k in BLOCKING for k in problems)
-    return {"problems": dict(problems), "notes": dict(notes), "samples": len(samples), "blocking": blocking,
-            "layout": {k: v.describe() for k, v in got.layouts.items()}, "repairs": got.repairs}
+    return {
+        "problems": dict(problems),
+        "notes": dict(notes),
+        "samples": len(samples),
+        "blocking": blocking,
+        "layout": {k: v.describe() for k, v in got.layouts.items()},
+        "repairs": got.repairs,
+    }
 
 
 def print_report(ds: Dataset, rep: dict, examples: int = 3, out=print) -> None:
@@ -74,8 +100,10 @@ def print_report(ds: Dataset, rep: dict, examples: int = 3, out=print) -> None:
     for name, line in rep.get("layout", {}).items():
         out(f"  layout detected ({name}): {line}")
     if rep.get("repairs"):
-        out(f"  sheet repairs: {sum(r['applied'] for r in rep['repairs'])} applied of {len(rep['repairs'])} "
-            "(catalog repairs:; `mepipe plan` lists them)")
+        out(
+            f"  sheet repairs: {sum(r['applied'] for r in rep['repairs'])} applied of {len(rep['repairs'])} "
+            "(catalog repairs:; `mepipe plan` lists them)"
+        )
     if not rep["problems"]:
         out("  no problems found")
     for reason, items in sorted(rep["problems"].items()):

@@ -8,6 +8,7 @@ Checks (each problem names the array, sample and row):
   shard whose bytes were damaged on disk fails to decode or decodes to other values:
   both are reported with the array and sample (and, for undecodable data, the error).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from schemas.tables import TABLES
 @dataclass
 class VerifyReport:
     snapshot: str
-    checked: int = 0                   # (sample, array) values compared
+    checked: int = 0  # (sample, array) values compared
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -38,7 +39,7 @@ def verify(store: Store, snapshot: str | None = None, log=print) -> VerifyReport
     for name in TABLES:
         try:
             tables[name] = store.table(name, snap)
-        except Exception as e:          # checksum mismatch or undecodable Parquet
+        except Exception as e:  # checksum mismatch or undecodable Parquet
             rep.problems.append(f"table {name}: {e}")
     man, ck = tables.get("manifest"), tables.get("checksums")
     if man is None:
@@ -46,7 +47,9 @@ def verify(store: Store, snapshot: str | None = None, log=print) -> VerifyReport
         return rep
     n = len(man)
     if man["sample_id"].duplicated().any():
-        rep.problems.append(f"manifest: duplicated sample ids {sorted(man.loc[man['sample_id'].duplicated(), 'sample_id'])[:5]}")
+        rep.problems.append(
+            f"manifest: duplicated sample ids {sorted(man.loc[man['sample_id'].duplicated(), 'sample_id'])[:5]}"
+        )
     if sorted(man["index"].astype(int)) != list(range(n)):
         rep.problems.append("manifest: index column is not 0..n-1")
     for name, spec in ARRAYS.items():
@@ -78,7 +81,7 @@ def verify(store: Store, snapshot: str | None = None, log=print) -> VerifyReport
                 if spec is not None and spec.ragged:
                     start, ln = region[sid]
                     where = f"{name} sample {sid} (frames {int(start)}..{int(start) + int(ln) - 1})"
-                    value = arr[int(start):int(start) + int(ln)]
+                    value = arr[int(start) : int(start) + int(ln)]
                 else:
                     value = arr[int(idx)]
             except Exception as e:

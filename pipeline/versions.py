@@ -3,6 +3,7 @@
 A reference is a tag name, a snapshot id, or 'main' (the latest version). Tags are
 immutable: re-using a tag name is refused (Icechunk enforces it too).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ def resolve(store: Store, ref: str | None) -> str:
         store.repo.lookup_snapshot(ref)
         return ref
     except Exception:
-        raise VersionError(f"{store.path}: {ref!r} is neither a tag ({sorted(store.repo.list_tags())}) "
-                           "nor a snapshot id (see `mepipe versions list`)") from None
+        raise VersionError(
+            f"{store.path}: {ref!r} is neither a tag ({sorted(store.repo.list_tags())}) "
+            "nor a snapshot id (see `mepipe versions list`)"
+        ) from None
 
 
 def tag(store: Store, name: str, ref: str | None = None) -> str:
@@ -39,12 +42,14 @@ def tag(store: Store, name: str, ref: str | None = None) -> str:
     if not name or any(c in name for c in "@/ \t"):
         raise VersionError(f"tag {name!r}: use letters, digits, '.', '-' or '_' (no '@', '/', spaces)")
     if name in store.repo.list_tags():
-        raise VersionError(f"tag {name!r} already exists at {store.repo.lookup_tag(name)}; tags are immutable "
-                           "(choose a new name)")
+        raise VersionError(
+            f"tag {name!r} already exists at {store.repo.lookup_tag(name)}; tags are immutable (choose a new name)"
+        )
     snap = resolve(store, ref)
     if not store.repo.lookup_snapshot(snap).metadata:
-        raise VersionError(f"{snap} is not a preprocessing version (no provenance); tag a version listed by "
-                           "`mepipe versions list`")
+        raise VersionError(
+            f"{snap} is not a preprocessing version (no provenance); tag a version listed by `mepipe versions list`"
+        )
     store.repo.create_tag(name, snap)
     return snap
 
@@ -53,15 +58,21 @@ def provenance(store: Store, ref: str | None = None) -> dict:
     snap = resolve(store, ref)
     info = store.repo.lookup_snapshot(snap)
     tags = sorted(t for t in store.repo.list_tags() if store.repo.lookup_tag(t) == snap)
-    return {"snapshot": snap, "written_at": str(info.written_at), "message": info.message, "tags": tags,
-            **(info.metadata or {})}
+    return {
+        "snapshot": snap,
+        "written_at": str(info.written_at),
+        "message": info.message,
+        "tags": tags,
+        **(info.metadata or {}),
+    }
 
 
 def card(store: Store, ref: str | None = None) -> str:
     g = store.group(resolve(store, ref))
     if CARD not in g:
-        raise VersionError(f"{store.path}@{ref or 'head'}: this version has no dataset card "
-                           "(made before cards existed)")
+        raise VersionError(
+            f"{store.path}@{ref or 'head'}: this version has no dataset card (made before cards existed)"
+        )
     return read_text_array(g[CARD])
 
 
@@ -85,8 +96,10 @@ def _chunk_diff(store: Store, sa: str, sb: str) -> tuple[dict, list]:
             d = store.repo.diff(from_snapshot_id=x, to_snapshot_id=y)
         except Exception:
             continue
-        return ({p.lstrip("/"): len(c) for p, c in d.updated_chunks.items() if p.lstrip("/") in ARRAYS},
-                sorted(p.lstrip("/") for p in d.new_arrays if p.lstrip("/") in ARRAYS))
+        return (
+            {p.lstrip("/"): len(c) for p, c in d.updated_chunks.items() if p.lstrip("/") in ARRAYS},
+            sorted(p.lstrip("/") for p in d.new_arrays if p.lstrip("/") in ARRAYS),
+        )
     return {}, []
 
 
@@ -112,14 +125,23 @@ def diff(store: Store, a: str, b: str) -> dict:
     fa, fb = _flat(pa_.get("params")), _flat(pb.get("params"))
     params = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
     rewritten, new_arrays = _chunk_diff(store, sa, sb)
-    return {"from": sa, "to": sb, "added": sorted(idb - ida), "removed": sorted(ida - idb),
-            "status_changed": status, "values_changed": {k: sorted(v) for k, v in sorted(changed.items())},
-            "params_changed": params,
-            "code": (pa_.get("code_version"), pb.get("code_version")),
-            "sources_changed": sorted(k for k in set(pa_.get("sources") or {}) | set(pb.get("sources") or {})
-                                      if (pa_.get("sources") or {}).get(k) != (pb.get("sources") or {}).get(k)),
-            "chunks_rewritten": rewritten,
-            "new_arrays": new_arrays}
+    return {
+        "from": sa,
+        "to": sb,
+        "added": sorted(idb - ida),
+        "removed": sorted(ida - idb),
+        "status_changed": status,
+        "values_changed": {k: sorted(v) for k, v in sorted(changed.items())},
+        "params_changed": params,
+        "code": (pa_.get("code_version"), pb.get("code_version")),
+        "sources_changed": sorted(
+            k
+            for k in set(pa_.get("sources") or {}) | set(pb.get("sources") or {})
+            if (pa_.get("sources") or {}).get(k) != (pb.get("sources") or {}).get(k)
+        ),
+        "chunks_rewritten": rewritten,
+        "new_arrays": new_arrays,
+    }
 
 
 def format_diff(d: dict) -> str:
@@ -138,8 +160,9 @@ def format_diff(d: dict) -> str:
     for s, (x, y) in list(d["status_changed"].items())[:20]:
         out.append(f"  ~ {s}: {x} -> {y}")
     for arr, ids in d["values_changed"].items():
-        out.append(f"values changed in {arr}: {len(ids)} sample(s): {', '.join(ids[:8])}"
-                   + (" ..." if len(ids) > 8 else ""))
+        out.append(
+            f"values changed in {arr}: {len(ids)} sample(s): {', '.join(ids[:8])}" + (" ..." if len(ids) > 8 else "")
+        )
     if d["new_arrays"]:
         out.append("new arrays: " + ", ".join(d["new_arrays"]))
     if d["chunks_rewritten"]:

@@ -1,15 +1,27 @@
 """The registry of products, in dependency order. Adding a product: one file here with a
 PRODUCT declaration, its arrays in schemas/arrays.py (group = its name), a line below."""
+
 from __future__ import annotations
 
-from products.base import FINGERPRINT_SCHEME, Context, Excluded, Product
 from products import clip, crop, depth, flow, micro
+from products.base import FINGERPRINT_SCHEME, Context, Excluded, Product
 
-REGISTRY: dict[str, Product] = {p.name: p for p in (crop.PRODUCT, depth.PRODUCT, flow.PRODUCT, micro.PRODUCT,
-                                                     clip.PRODUCT)}
+REGISTRY: dict[str, Product] = {
+    p.name: p for p in (crop.PRODUCT, depth.PRODUCT, flow.PRODUCT, micro.PRODUCT, clip.PRODUCT)
+}
 
-__all__ = ["REGISTRY", "FINGERPRINT_SCHEME", "Context", "Excluded", "Product", "versions", "fingerprints",
-           "products_for_arrays", "closure", "groups_for"]
+__all__ = [
+    "REGISTRY",
+    "FINGERPRINT_SCHEME",
+    "Context",
+    "Excluded",
+    "Product",
+    "versions",
+    "fingerprints",
+    "products_for_arrays",
+    "closure",
+    "groups_for",
+]
 
 
 def versions() -> dict[str, str]:

@@ -13,6 +13,7 @@ construction.
 Products are pure of I/O: frames, depth maps, landmarks and model files reach them
 through the Context the engine builds (pipeline/tasks.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,12 +25,13 @@ import numpy as np
 
 from schemas.arrays import ArraySpec, arrays_of_group
 
-FINGERPRINT_SCHEME = "2"   # 2: fingerprints derived from the products' declarations (issue 14)
+FINGERPRINT_SCHEME = "2"  # 2: fingerprints derived from the products' declarations (issue 14)
 
 
 @dataclass(frozen=True)
 class Excluded:
     """Why a sample has no arrays of a product: stage, reason code, a message naming the file."""
+
     stage: str
     reason: str
     detail: str
@@ -42,13 +44,14 @@ class Context:
     the products), and the I/O callbacks; `box`/`angle` are the stored crop box and eye
     angle when the crop product is not recomputed (crop sets them otherwise), `state`
     holds what one product hands the next (the crops of the pair, the full apex frame)."""
+
     row: dict
     params: dict
-    read_rgb: Callable[[str], np.ndarray]          # path relative to the dataset root -> (H, W, 3) uint8
-    read_depth: Callable[[str], np.ndarray]        # -> (H, W) uint16
-    landmarks: Callable[[dict, np.ndarray], np.ndarray | None]   # (face params, RGB) -> (68, 2) or None
-    load_model: Callable[[str], object]            # a model file a product declared -> loaded model
-    where: Callable[[str], str] = str              # path relative to the root -> as messages name it
+    read_rgb: Callable[[str], np.ndarray]  # path relative to the dataset root -> (H, W, 3) uint8
+    read_depth: Callable[[str], np.ndarray]  # -> (H, W) uint16
+    landmarks: Callable[[dict, np.ndarray], np.ndarray | None]  # (face params, RGB) -> (68, 2) or None
+    load_model: Callable[[str], object]  # a model file a product declared -> loaded model
+    where: Callable[[str], str] = str  # path relative to the root -> as messages name it
     box: tuple | None = None
     angle: float | None = None
     landmark_backend: str | None = None
@@ -62,6 +65,7 @@ class Product:
     `inputs` the manifest fields whose files it reads (a field may hold a list of paths);
     `applies(row, has_depth)` whether a sample gets it at all; `model(params)` the local
     model file it needs (None: none); `gpu(params)` whether its task wants a GPU worker."""
+
     name: str
     version: str
     depends: tuple
@@ -77,8 +81,9 @@ class Product:
     def arrays(self) -> list[ArraySpec]:
         return arrays_of_group(self.name)
 
-    def fingerprint(self, row: dict, params: dict, has_depth: bool, file_hash: Callable[[str], str],
-                    upstream: dict) -> str | None:
+    def fingerprint(
+        self, row: dict, params: dict, has_depth: bool, file_hash: Callable[[str], str], upstream: dict
+    ) -> str | None:
         """sha256 (32 hex) of the declaration as it applies to `row`: name, version, the
         declared parameters, the checksums of the declared input files, the upstream
         products' fingerprints, the declared arrays' per-sample shapes and dtypes and the
@@ -91,8 +96,14 @@ class Product:
             refs = list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v]
             files.append([file_hash(r) if isinstance(r, str) else None for r in refs])
         model = self.model(params)
-        doc = [FINGERPRINT_SCHEME, self.name, self.version, {k: params[k] for k in self.params}, files,
-               [upstream[d] for d in self.depends],
-               {a.name: [list(a.shape), a.dtype] for a in self.arrays},
-               file_hash(model) if model else None]
+        doc = [
+            FINGERPRINT_SCHEME,
+            self.name,
+            self.version,
+            {k: params[k] for k in self.params},
+            files,
+            [upstream[d] for d in self.depends],
+            {a.name: [list(a.shape), a.dtype] for a in self.arrays},
+            file_hash(model) if model else None,
+        ]
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]

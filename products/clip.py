@@ -2,6 +2,7 @@
 eye angle and crop box to ALIGN x ALIGN (ragged) and TIM_SIZE; dynamic images of
 DI_FRAMES uniformly sampled frames (seed 003); TIM to TIM_FRAMES frames and the
 Farnebäck flow between consecutive ones (seed 002, `params.farneback`)."""
+
 from __future__ import annotations
 
 import time
@@ -31,10 +32,21 @@ def compute(ctx: Context) -> dict:
     tim = tim_interpolate(f112, TIM_FRAMES)
     flows = np.stack([farneback(tim[k], tim[k + 1], **ctx.params["farneback"]) for k in range(TIM_FRAMES - 1)])
     ctx.timings["clip_products_ms"] = (time.perf_counter() - t) * 1e3
-    return {"clips/frames72": f72, "fdp/dynamic_image": dynamic_image(gray).astype(np.float16),
-            "fdp/dynamic_image_rgb": dynamic_image(pick).astype(np.float16),
-            "attrcl/rgb16": tim, "attrcl/flow16": flows.astype(np.float16)}
+    return {
+        "clips/frames72": f72,
+        "fdp/dynamic_image": dynamic_image(gray).astype(np.float16),
+        "fdp/dynamic_image_rgb": dynamic_image(pick).astype(np.float16),
+        "attrcl/rgb16": tim,
+        "attrcl/flow16": flows.astype(np.float16),
+    }
 
 
-PRODUCT = Product("clip", "1", depends=("crop",), inputs=("seq_paths",), params=("farneback",), compute=compute,
-                  description="aligned whole clips, dynamic images, TIM frames and their flow")
+PRODUCT = Product(
+    "clip",
+    "1",
+    depends=("crop",),
+    inputs=("seq_paths",),
+    params=("farneback",),
+    compute=compute,
+    description="aligned whole clips, dynamic images, TIM frames and their flow",
+)

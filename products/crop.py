@@ -6,6 +6,7 @@ resized to CROP x CROP; writes the crops, the onset landmarks in crop coordinate
 the apex - onset differences (RGB and gray, seed 000 eq. 5-6). Sets the context's box,
 eye angle and landmark backend for the products that build on it.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,14 +31,19 @@ def compute(ctx: Context) -> dict | Excluded:
     apex = ctx.read_rgb(row["apex_path"])
     tm["read_ms"] = (time.perf_counter() - t) * 1e3
     if onset.shape != apex.shape:
-        raise SizeMismatch(f"{ctx.where(row['apex_path'])}: size {apex.shape[:2]} differs from onset "
-                           f"frame {row['onset_path']} {onset.shape[:2]}")
+        raise SizeMismatch(
+            f"{ctx.where(row['apex_path'])}: size {apex.shape[:2]} differs from onset "
+            f"frame {row['onset_path']} {onset.shape[:2]}"
+        )
     t = time.perf_counter()
     lm = ctx.landmarks(params["face"], onset)
     tm["face_ms"] = (time.perf_counter() - t) * 1e3
     if lm is None:
-        return Excluded("face", "no_face", f"no face found on the onset frame {ctx.where(row['onset_path'])} "
-                                           f"(backend {params['face']['backend']})")
+        return Excluded(
+            "face",
+            "no_face",
+            f"no face found on the onset frame {ctx.where(row['onset_path'])} (backend {params['face']['backend']})",
+        )
     t = time.perf_counter()
     box = crop_box(lm, onset.shape[:2], **params["crop"])
     on_c = apply_crop(onset, box, CROP)
@@ -45,7 +51,8 @@ def compute(ctx: Context) -> dict | Excluded:
     tm["crop_ms"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     arrays = {
-        "pairs/onset_rgb": on_c, "pairs/apex_rgb": ap_c,
+        "pairs/onset_rgb": on_c,
+        "pairs/apex_rgb": ap_c,
         "pairs/onset_landmarks": landmarks_to_crop(lm, box, CROP),
         "pairs/rgb_diff": frame_diff(ap_c, on_c),
         "pairs/gray_diff": frame_diff(rgb_to_gray(ap_c), rgb_to_gray(on_c)),
@@ -71,5 +78,12 @@ def pair_crops(ctx: Context) -> tuple:
     return ctx.state["crops"]
 
 
-PRODUCT = Product("crop", "1", depends=(), inputs=("onset_path", "apex_path"), params=("face", "crop"),
-                  compute=compute, description="onset/apex crops on the onset landmarks, their differences")
+PRODUCT = Product(
+    "crop",
+    "1",
+    depends=(),
+    inputs=("onset_path", "apex_path"),
+    params=("face", "crop"),
+    compute=compute,
+    description="onset/apex crops on the onset landmarks, their differences",
+)

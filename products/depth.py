@@ -1,6 +1,7 @@
 """depth: the onset/apex depth maps cut with the colour crop box, zeros filled (seed 000
 eq. 15-17, `params.depth`), resized to CROP x CROP, and their difference. Applies to
 samples whose depth frames were found."""
+
 from __future__ import annotations
 
 import time
@@ -46,6 +47,13 @@ def has_depth_frames(row: dict, has_depth: bool) -> bool:
     return has_depth and isinstance(row.get("onset_depth_path"), str)
 
 
-PRODUCT = Product("depth", "1", depends=("crop",), inputs=("onset_depth_path", "apex_depth_path"),
-                  params=("depth",), compute=compute, applies=has_depth_frames,
-                  description="zero-filled depth crops with the colour box, their difference")
+PRODUCT = Product(
+    "depth",
+    "1",
+    depends=("crop",),
+    inputs=("onset_depth_path", "apex_depth_path"),
+    params=("depth",),
+    compute=compute,
+    applies=has_depth_frames,
+    description="zero-filled depth crops with the colour box, their difference",
+)

@@ -2,6 +2,7 @@
 onset (Eulerian, or Oh et al.'s learned network from a local state_dict,
 `params.magnify`); TV-L1 flow onset -> magnified apex at FLOW224 x FLOW224; the apex
 landmarks in that image. The learned magnifier is the one GPU stage."""
+
 from __future__ import annotations
 
 import time
@@ -16,7 +17,7 @@ from stages.crop import landmarks_to_crop
 from stages.flow import tvl1
 from stages.temporal import magnify_pair
 
-LEARNED_SIZE = CROP - CROP % 4      # the learned network needs sides divisible by 4 (308 for 310)
+LEARNED_SIZE = CROP - CROP % 4  # the learned network needs sides divisible by 4 (308 for 310)
 
 
 def learned(params: dict) -> bool:
@@ -36,8 +37,11 @@ def compute(ctx: Context) -> dict | Excluded:
     lm = ctx.landmarks(params["face"], ctx.state["apex"])
     tm["apex_face_ms"] = (time.perf_counter() - t) * 1e3
     if lm is None:
-        return Excluded("micro", "no_face_apex", f"no face found on the apex frame {ctx.where(ctx.row['apex_path'])} "
-                                                 f"(needed for seed 004's landmarks)")
+        return Excluded(
+            "micro",
+            "no_face_apex",
+            f"no face found on the apex frame {ctx.where(ctx.row['apex_path'])} (needed for seed 004's landmarks)",
+        )
     t = time.perf_counter()
     alpha = params["magnify"]["alpha"]
     if learned(params):
@@ -50,13 +54,21 @@ def compute(ctx: Context) -> dict | Excluded:
         mag = magnify_pair(on_c.astype(np.float32), ap_c.astype(np.float32), alpha, params["magnify"]["levels"])
     mag = np.clip(np.rint(mag), 0, 255).astype(np.uint8)
     tm["magnify_ms"] = (time.perf_counter() - t) * 1e3
-    t = time.perf_counter()   # flow computed at the feed's 224x224 directly (half the TV-L1 cost of 310)
+    t = time.perf_counter()  # flow computed at the feed's 224x224 directly (half the TV-L1 cost of 310)
     small = [cv2.resize(x, (FLOW224, FLOW224), interpolation=cv2.INTER_AREA) for x in (on_c, mag)]
     f = tvl1(small[0], small[1], **params["tvl1"])
     tm["micro_tvl1_ms"] = (time.perf_counter() - t) * 1e3
     return {"micro/flow224": f.astype(np.float16), "micro/apex_landmarks224": landmarks_to_crop(lm, ctx.box, FLOW224)}
 
 
-PRODUCT = Product("micro", "2", depends=("crop",), inputs=("apex_path",), params=("face", "magnify", "tvl1"),
-                  compute=compute, model=model_file, gpu=learned,
-                  description="flow of the x alpha magnified pair at 224 + apex landmarks (seed 004)")
+PRODUCT = Product(
+    "micro",
+    "2",
+    depends=("crop",),
+    inputs=("apex_path",),
+    params=("face", "magnify", "tvl1"),
+    compute=compute,
+    model=model_file,
+    gpu=learned,
+    description="flow of the x alpha magnified pair at 224 + apex landmarks (seed 004)",
+)

@@ -5,19 +5,28 @@
 - `schemas.tables`: pyarrow schemas of every Parquet table (samples, manifest,
   exclusions, provenance).
 """
+
 from schemas.arrays import ARRAYS, ArraySpec, array_spec, arrays_of_group
 from schemas.tables import (
     AU_FRAME_SCHEMA,
     EXCLUSION_SCHEMA,
-    VIDEO_SCHEMA,
     MANIFEST_SCHEMA,
     SAMPLE_SCHEMA,
     TABLES,
+    VIDEO_SCHEMA,
     conform,
 )
 
 __all__ = [
-    "ARRAYS", "ArraySpec", "array_spec", "arrays_of_group",
-    "SAMPLE_SCHEMA", "MANIFEST_SCHEMA", "EXCLUSION_SCHEMA", "AU_FRAME_SCHEMA", "VIDEO_SCHEMA",
-    "TABLES", "conform",
+    "ARRAYS",
+    "ArraySpec",
+    "array_spec",
+    "arrays_of_group",
+    "SAMPLE_SCHEMA",
+    "MANIFEST_SCHEMA",
+    "EXCLUSION_SCHEMA",
+    "AU_FRAME_SCHEMA",
+    "VIDEO_SCHEMA",
+    "TABLES",
+    "conform",
 ]

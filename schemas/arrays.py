@@ -7,25 +7,26 @@ never written, so they cost no storage and read back as the fill value.
 
 Image arrays are height x width x channels, channels in RGB order (not OpenCV's BGR).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 CROP = 310  # seed 000 section 4.1.2: crops are resized to 310 x 310
 SHARD_SAMPLES = 8  # samples per shard (= per write task)
-FLOW224 = 224      # seed 004: onset->apex flow image size
-ALIGN = 72         # seed 003: aligned frames 3 x 72 x 72 (random 64 x 64 crops at load time)
-TIM_SIZE, TIM_FRAMES = 112, 16   # seed 002: TIM to 16 frames of 112 x 112
-DI_FRAMES = 8      # seed 003: t = 8 uniformly sampled frames
+FLOW224 = 224  # seed 004: onset->apex flow image size
+ALIGN = 72  # seed 003: aligned frames 3 x 72 x 72 (random 64 x 64 crops at load time)
+TIM_SIZE, TIM_FRAMES = 112, 16  # seed 002: TIM to 16 frames of 112 x 112
+DI_FRAMES = 8  # seed 003: t = 8 uniformly sampled frames
 RAGGED_SHARD = 64  # frames per shard of a ragged array
 
 
 @dataclass(frozen=True)
 class ArraySpec:
-    name: str            # path inside the store group
-    dtype: str           # numpy dtype name
-    shape: tuple         # per-sample shape (axis 0 = sample is prepended)
-    group: str           # the product that computes it (products/<group>.py)
+    name: str  # path inside the store group
+    dtype: str  # numpy dtype name
+    shape: tuple  # per-sample shape (axis 0 = sample is prepended)
+    group: str  # the product that computes it (products/<group>.py)
     units: str
     description: str
     attrs: dict = field(default_factory=dict)
@@ -39,7 +40,7 @@ class ArraySpec:
         return (n, *self.shape)
 
     def chunk_shape(self) -> tuple:
-        return (1, *self.shape)          # one sample, or one frame of a ragged array
+        return (1, *self.shape)  # one sample, or one frame of a ragged array
 
     def shard_shape(self) -> tuple:
         return ((RAGGED_SHARD if self.ragged else SHARD_SAMPLES), *self.shape)
@@ -47,54 +48,165 @@ class ArraySpec:
 
 _S = (CROP, CROP)
 
-ARRAYS: dict[str, ArraySpec] = {s.name: s for s in [
-    ArraySpec("pairs/onset_rgb", "uint8", (*_S, 3), "crop", "8-bit intensity, RGB",
-              "onset frame cropped on the onset landmarks and resized to 310x310"),
-    ArraySpec("pairs/apex_rgb", "uint8", (*_S, 3), "crop", "8-bit intensity, RGB",
-              "apex frame cropped with the onset frame's box (same pixel positions)"),
-    ArraySpec("pairs/onset_landmarks", "float32", (68, 2), "crop", "pixels of the 310x310 crop (x, y)",
-              "68-point landmarks (dlib/iBUG convention) of the onset frame, in crop coordinates"),
-    ArraySpec("pairs/rgb_diff", "int16", (*_S, 3), "crop", "8-bit intensity difference, RGB",
-              "apex - onset per channel (seed 000 eq. 5), range [-255, 255]"),
-    ArraySpec("pairs/gray_diff", "int16", _S, "crop", "8-bit intensity difference",
-              "apex - onset of the gray (ITU-R BT.601 luma) crops (seed 000 eq. 6)"),
-    ArraySpec("pairs/onset_depth", "uint16", _S, "depth", "depth units of the sensor (about mm)",
-              "onset depth cropped with the colour box, zeros filled (seed 000 eq. 15-17)"),
-    ArraySpec("pairs/apex_depth", "uint16", _S, "depth", "depth units of the sensor (about mm)",
-              "apex depth cropped with the colour box, zeros filled"),
-    ArraySpec("pairs/depth_diff", "int32", _S, "depth", "depth units difference",
-              "apex - onset of the filled depth crops (seed 000 eq. 6), range [-65535, 65535]"),
-    # -- flow group: onset -> apex flow of the 310 crops (gray)
-    ArraySpec("pairs/flow_tvl1", "float16", (*_S, 2), "flow", "pixels of the 310x310 crop (u, v)",
-              "Dual TV-L1 flow onset -> apex (catalog params.flow.tvl1)",
-              {"convention": "source=onset; I_onset(x, y) ~ I_apex(x + u, y + v)"}),
-    ArraySpec("pairs/flow_farneback", "float16", (*_S, 2), "flow", "pixels of the 310x310 crop (u, v)",
-              "Farnebäck flow onset -> apex (catalog params.flow.farneback)",
-              {"convention": "source=onset; I_onset(x, y) ~ I_apex(x + u, y + v)"}),
-    ArraySpec("pairs/strain_tvl1", "float16", _S, "flow", "dimensionless (pixels per pixel)",
-              "optical strain sqrt(ux^2 + vy^2 + 0.5 (uy + vx)^2) of the TV-L1 flow"),
-    ArraySpec("pairs/flowmag_tvl1", "float16", _S, "flow", "pixels", "magnitude of the TV-L1 flow"),
-    # -- micro group (seed 004): flow of magnified frames, apex landmarks
-    ArraySpec("micro/flow224", "float16", (FLOW224, FLOW224, 2), "micro", "pixels of the 224x224 image (u, v)",
-              "TV-L1 flow onset -> Eulerian-magnified apex (x alpha, params.magnify), both resized to 224 first",
-              {"convention": "source=onset; I_onset(x, y) ~ I_apex_magnified(x + u, y + v)"}),
-    ArraySpec("micro/apex_landmarks224", "float32", (68, 2), "micro", "pixels of the 224x224 image (x, y)",
-              "68 landmarks detected on the apex frame, in the 224x224 flow image's coordinates"),
-    # -- clip group: whole clips (onset..offset)
-    ArraySpec("clips/frames72", "uint8", (ALIGN, ALIGN, 3), "clip", "8-bit intensity, RGB",
-              "every frame onset..offset aligned by a similarity transform to 72x72 (seed 003); "
-              "ragged: rows clip_start .. clip_start + clip_len of the manifest", ragged=True),
-    ArraySpec("fdp/dynamic_image", "float16", (ALIGN, ALIGN), "clip", "[0, 1] (min-max normalised)",
-              "approximate-rank-pooling dynamic image of 8 uniformly sampled gray aligned frames"),
-    ArraySpec("fdp/dynamic_image_rgb", "float16", (ALIGN, ALIGN, 3), "clip", "[0, 1] (min-max normalised)",
-              "approximate-rank-pooling dynamic image of 8 uniformly sampled RGB aligned frames"),
-    ArraySpec("attrcl/rgb16", "uint8", (TIM_FRAMES, TIM_SIZE, TIM_SIZE, 3), "clip", "8-bit intensity, RGB",
-              "aligned 112x112 clip interpolated to 16 frames with TIM (seed 002)"),
-    ArraySpec("attrcl/flow16", "float16", (TIM_FRAMES - 1, TIM_SIZE, TIM_SIZE, 2), "clip",
-              "pixels of the 112x112 frames (u, v)",
-              "Farnebäck flow between consecutive TIM frames (frame k -> k + 1)",
-              {"convention": "source=frame k; I_k(x, y) ~ I_k+1(x + u, y + v)"}),
-]}
+ARRAYS: dict[str, ArraySpec] = {
+    s.name: s
+    for s in [
+        ArraySpec(
+            "pairs/onset_rgb",
+            "uint8",
+            (*_S, 3),
+            "crop",
+            "8-bit intensity, RGB",
+            "onset frame cropped on the onset landmarks and resized to 310x310",
+        ),
+        ArraySpec(
+            "pairs/apex_rgb",
+            "uint8",
+            (*_S, 3),
+            "crop",
+            "8-bit intensity, RGB",
+            "apex frame cropped with the onset frame's box (same pixel positions)",
+        ),
+        ArraySpec(
+            "pairs/onset_landmarks",
+            "float32",
+            (68, 2),
+            "crop",
+            "pixels of the 310x310 crop (x, y)",
+            "68-point landmarks (dlib/iBUG convention) of the onset frame, in crop coordinates",
+        ),
+        ArraySpec(
+            "pairs/rgb_diff",
+            "int16",
+            (*_S, 3),
+            "crop",
+            "8-bit intensity difference, RGB",
+            "apex - onset per channel (seed 000 eq. 5), range [-255, 255]",
+        ),
+        ArraySpec(
+            "pairs/gray_diff",
+            "int16",
+            _S,
+            "crop",
+            "8-bit intensity difference",
+            "apex - onset of the gray (ITU-R BT.601 luma) crops (seed 000 eq. 6)",
+        ),
+        ArraySpec(
+            "pairs/onset_depth",
+            "uint16",
+            _S,
+            "depth",
+            "depth units of the sensor (about mm)",
+            "onset depth cropped with the colour box, zeros filled (seed 000 eq. 15-17)",
+        ),
+        ArraySpec(
+            "pairs/apex_depth",
+            "uint16",
+            _S,
+            "depth",
+            "depth units of the sensor (about mm)",
+            "apex depth cropped with the colour box, zeros filled",
+        ),
+        ArraySpec(
+            "pairs/depth_diff",
+            "int32",
+            _S,
+            "depth",
+            "depth units difference",
+            "apex - onset of the filled depth crops (seed 000 eq. 6), range [-65535, 65535]",
+        ),
+        # -- flow group: onset -> apex flow of the 310 crops (gray)
+        ArraySpec(
+            "pairs/flow_tvl1",
+            "float16",
+            (*_S, 2),
+            "flow",
+            "pixels of the 310x310 crop (u, v)",
+            "Dual TV-L1 flow onset -> apex (catalog params.flow.tvl1)",
+            {"convention": "source=onset; I_onset(x, y) ~ I_apex(x + u, y + v)"},
+        ),
+        ArraySpec(
+            "pairs/flow_farneback",
+            "float16",
+            (*_S, 2),
+            "flow",
+            "pixels of the 310x310 crop (u, v)",
+            "Farnebäck flow onset -> apex (catalog params.flow.farneback)",
+            {"convention": "source=onset; I_onset(x, y) ~ I_apex(x + u, y + v)"},
+        ),
+        ArraySpec(
+            "pairs/strain_tvl1",
+            "float16",
+            _S,
+            "flow",
+            "dimensionless (pixels per pixel)",
+            "optical strain sqrt(ux^2 + vy^2 + 0.5 (uy + vx)^2) of the TV-L1 flow",
+        ),
+        ArraySpec("pairs/flowmag_tvl1", "float16", _S, "flow", "pixels", "magnitude of the TV-L1 flow"),
+        # -- micro group (seed 004): flow of magnified frames, apex landmarks
+        ArraySpec(
+            "micro/flow224",
+            "float16",
+            (FLOW224, FLOW224, 2),
+            "micro",
+            "pixels of the 224x224 image (u, v)",
+            "TV-L1 flow onset -> Eulerian-magnified apex (x alpha, params.magnify), both resized to 224 first",
+            {"convention": "source=onset; I_onset(x, y) ~ I_apex_magnified(x + u, y + v)"},
+        ),
+        ArraySpec(
+            "micro/apex_landmarks224",
+            "float32",
+            (68, 2),
+            "micro",
+            "pixels of the 224x224 image (x, y)",
+            "68 landmarks detected on the apex frame, in the 224x224 flow image's coordinates",
+        ),
+        # -- clip group: whole clips (onset..offset)
+        ArraySpec(
+            "clips/frames72",
+            "uint8",
+            (ALIGN, ALIGN, 3),
+            "clip",
+            "8-bit intensity, RGB",
+            "every frame onset..offset aligned by a similarity transform to 72x72 (seed 003); "
+            "ragged: rows clip_start .. clip_start + clip_len of the manifest",
+            ragged=True,
+        ),
+        ArraySpec(
+            "fdp/dynamic_image",
+            "float16",
+            (ALIGN, ALIGN),
+            "clip",
+            "[0, 1] (min-max normalised)",
+            "approximate-rank-pooling dynamic image of 8 uniformly sampled gray aligned frames",
+        ),
+        ArraySpec(
+            "fdp/dynamic_image_rgb",
+            "float16",
+            (ALIGN, ALIGN, 3),
+            "clip",
+            "[0, 1] (min-max normalised)",
+            "approximate-rank-pooling dynamic image of 8 uniformly sampled RGB aligned frames",
+        ),
+        ArraySpec(
+            "attrcl/rgb16",
+            "uint8",
+            (TIM_FRAMES, TIM_SIZE, TIM_SIZE, 3),
+            "clip",
+            "8-bit intensity, RGB",
+            "aligned 112x112 clip interpolated to 16 frames with TIM (seed 002)",
+        ),
+        ArraySpec(
+            "attrcl/flow16",
+            "float16",
+            (TIM_FRAMES - 1, TIM_SIZE, TIM_SIZE, 2),
+            "clip",
+            "pixels of the 112x112 frames (u, v)",
+            "Farnebäck flow between consecutive TIM frames (frame k -> k + 1)",
+            {"convention": "source=frame k; I_k(x, y) ~ I_k+1(x + u, y + v)"},
+        ),
+    ]
+}
 
 
 def array_spec(name: str) -> ArraySpec:

@@ -1,5 +1,6 @@
 """Similarity-transform face alignment (rotation levelling the eyes + uniform scale +
 translation) onto a square canvas, from 68 landmarks and the crop box of stages.crop."""
+
 from __future__ import annotations
 
 import cv2
@@ -43,8 +44,9 @@ def warp_faces(img: np.ndarray, lm: np.ndarray, box: tuple[int, int, int, int], 
     as separate calls, at the cost of one warp)."""
     from stages.crop import apply_crop
 
-    rot = cv2.warpAffine(img, _rotation(lm, box), (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+    rot = cv2.warpAffine(
+        img, _rotation(lm, box), (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     return [apply_crop(rot, box, s) for s in sizes]
 
 

@@ -13,6 +13,7 @@ Three estimators share one output: a float32 array (T, len(AUS)) of intensities 
   only shape, not texture: AUs without a landmark signature (e.g. AU6 cheek raise vs AU7)
   are approximations, and its numbers are not OpenFace's.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,9 @@ class AUInputError(ValueError):
 
 
 # ---------------------------------------------------------------- OpenFace CSV
-def openface_intensities(df: pd.DataFrame, min_confidence: float = 0.75,
-                         name: str = "OpenFace CSV") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def openface_intensities(
+    df: pd.DataFrame, min_confidence: float = 0.75, name: str = "OpenFace CSV"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frame numbers (T,), timestamps s (T,), intensities (T, len(AUS))) from an OpenFace CSV.
 
     OpenFace pads its column names with spaces; they are stripped. Rows with
@@ -66,11 +68,15 @@ def openface_intensities(df: pd.DataFrame, min_confidence: float = 0.75,
     for j, c in enumerate(AU_COLUMNS):
         if f"{c}_r" in df.columns:
             out[:, j] = pd.to_numeric(df[f"{c}_r"], errors="coerce").to_numpy(np.float32)
-    bad = (pd.to_numeric(df["success"], errors="coerce").fillna(0).to_numpy() == 0) | \
-          (pd.to_numeric(df["confidence"], errors="coerce").fillna(0).to_numpy() < min_confidence)
+    bad = (pd.to_numeric(df["success"], errors="coerce").fillna(0).to_numpy() == 0) | (
+        pd.to_numeric(df["confidence"], errors="coerce").fillna(0).to_numpy() < min_confidence
+    )
     out[bad] = np.nan
-    ts = pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(np.float64) if "timestamp" in df else \
-        np.full(len(df), np.nan)
+    ts = (
+        pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(np.float64)
+        if "timestamp" in df
+        else np.full(len(df), np.nan)
+    )
     return df["frame"].to_numpy(np.int64), ts, np.clip(out, 0, 5)
 
 
@@ -83,8 +89,22 @@ def openface_intensities(df: pd.DataFrame, min_confidence: float = 0.75,
 # `timestamp` is 0 on every row. From a video it counts decoded frames in time order,
 # `timestamp` = (frame - 1) / fps. Its `<name>_of_details.txt` sidecar says the input.
 OPENFACE_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
-OPENFACE_VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".wmv", ".webm", ".mpg", ".mpeg", ".m4v",
-                           ".flv", ".3gp", ".ogv", ".mts", ".ts")
+OPENFACE_VIDEO_SUFFIXES = (
+    ".mp4",
+    ".avi",
+    ".mov",
+    ".mkv",
+    ".wmv",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".m4v",
+    ".flv",
+    ".3gp",
+    ".ogv",
+    ".mts",
+    ".ts",
+)
 
 
 def _boost_extension(name: str) -> str:
@@ -109,7 +129,7 @@ def openface_details_input(text: str | None) -> str | None:
     normally the first), or None if there is none."""
     for line in (text or "").splitlines()[:20]:
         if line.strip().startswith("Input:"):
-            path = line.strip()[len("Input:"):].strip()
+            path = line.strip()[len("Input:") :].strip()
             return path or None
     return None
 
@@ -138,8 +158,16 @@ def _basename(path: str) -> str:
     return str(path).replace("\\", "/").rsplit("/", 1)[-1]
 
 
-def openface_frame_map(csv_frames, input_kind: str | None, recording_kind: str, frames,
-                       names=None, *, csv: str = "OpenFace CSV", source: str = "the recording") -> np.ndarray:
+def openface_frame_map(
+    csv_frames,
+    input_kind: str | None,
+    recording_kind: str,
+    frames,
+    names=None,
+    *,
+    csv: str = "OpenFace CSV",
+    source: str = "the recording",
+) -> np.ndarray:
     """The recording's frame number of each row of an OpenFace 2.x CSV.
 
     csv_frames (T,): the CSV's `frame` column (must be 1..T in order: one row per frame
@@ -167,15 +195,20 @@ def openface_frame_map(csv_frames, input_kind: str | None, recording_kind: str, 
         raise AUInputError(
             f"{csv}: its 'frame' column is not 1..{t} in order (row {bad + 1} has frame "
             f"{fr[bad]:g}); OpenFace's FeatureExtraction writes one row per frame numbered "
-            f"from 1 (a multi-face or edited CSV cannot be matched to {source})")
+            f"from 1 (a multi-face or edited CSV cannot be matched to {source})"
+        )
     if recording_kind == "file":
         n = int(frames if not hasattr(frames, "__len__") else len(frames))
         if input_kind == "images":
-            raise AUInputError(f"{csv}: OpenFace read an image folder (-fdir) to write it, but {source} is a "
-                               f"video file ({n} frames); run FeatureExtraction -f on the video")
+            raise AUInputError(
+                f"{csv}: OpenFace read an image folder (-fdir) to write it, but {source} is a "
+                f"video file ({n} frames); run FeatureExtraction -f on the video"
+            )
         if t != n:
-            raise AUInputError(f"{csv}: {t} rows, but {source} has {n} frames; OpenFace writes one row per "
-                               f"decoded frame, so this CSV is not of this video (or of a cut/other copy)")
+            raise AUInputError(
+                f"{csv}: {t} rows, but {source} has {n} frames; OpenFace writes one row per "
+                f"decoded frame, so this CSV is not of this video (or of a cut/other copy)"
+            )
         return np.arange(t, dtype=np.int64)
     if recording_kind != "frames":
         raise ValueError(f"recording_kind {recording_kind!r}: 'file' or 'frames'")
@@ -183,8 +216,10 @@ def openface_frame_map(csv_frames, input_kind: str | None, recording_kind: str, 
 
     def as_video():
         if t != len(frames):
-            raise AUInputError(f"{csv}: {t} rows, but {source} holds {len(frames)} numbered frames; read as "
-                               f"OpenFace's output for a video of these frames it needs one row per frame")
+            raise AUInputError(
+                f"{csv}: {t} rows, but {source} holds {len(frames)} numbered frames; read as "
+                f"OpenFace's output for a video of these frames it needs one row per frame"
+            )
         return np.asarray(sorted(frames), np.int64)
 
     def as_images():
@@ -195,7 +230,8 @@ def openface_frame_map(csv_frames, input_kind: str | None, recording_kind: str, 
             raise AUInputError(
                 f"{csv}: {t} rows, but OpenFace -fdir would have read {len(order)} images from {source} "
                 f"(files ending exactly in {', '.join(OPENFACE_IMAGE_EXT)}); the CSV is not of this folder as "
-                f"it is now, or OpenFace stopped early on an unreadable image")
+                f"it is now, or OpenFace stopped early on an unreadable image"
+            )
         number = {_basename(p): k for k, p in frames.items()}
         return np.asarray([number.get(n, -1) for n in order], np.int64)
 
@@ -210,13 +246,16 @@ def openface_frame_map(csv_frames, input_kind: str | None, recording_kind: str, 
         except AUInputError as e:
             errs.append(str(e))
     if not got:
-        raise AUInputError(f"{csv}: cannot tell whether OpenFace read a video or the image folder {source} "
-                           f"(no _of_details.txt, timestamps neither all 0 nor increasing), and neither fits: "
-                           + "; ".join(errs))
+        raise AUInputError(
+            f"{csv}: cannot tell whether OpenFace read a video or the image folder {source} "
+            f"(no _of_details.txt, timestamps neither all 0 nor increasing), and neither fits: " + "; ".join(errs)
+        )
     if len(got) == 2 and not np.array_equal(got[0], got[1]):
-        raise AUInputError(f"{csv}: cannot tell whether OpenFace read a video or the image folder {source} "
-                           f"(no _of_details.txt, timestamps neither all 0 nor increasing), and the two readings "
-                           f"give different frames; put OpenFace's _of_details.txt next to the CSV")
+        raise AUInputError(
+            f"{csv}: cannot tell whether OpenFace read a video or the image folder {source} "
+            f"(no _of_details.txt, timestamps neither all 0 nor increasing), and the two readings "
+            f"give different frames; put OpenFace's _of_details.txt next to the CSV"
+        )
     return got[0]
 
 
@@ -260,7 +299,7 @@ def landmark_features(lm: np.ndarray) -> np.ndarray:
     n = normalise_shape(lm)
     y = n[..., 1]
     eye_y = (n[:, 36:48, 1]).mean(axis=1)
-    inner_brow = -(y[:, [20, 21, 22, 23]].mean(1) - eye_y)          # height above the eyes
+    inner_brow = -(y[:, [20, 21, 22, 23]].mean(1) - eye_y)  # height above the eyes
     outer_brow = -(y[:, [17, 18, 25, 26]].mean(1) - eye_y)
     brow_gap = _d(n[:, 21], n[:, 22])
     aperture = (_d(n[:, 37], n[:, 41]) + _d(n[:, 38], n[:, 40]) + _d(n[:, 43], n[:, 47]) + _d(n[:, 44], n[:, 46])) / 4
@@ -275,10 +314,23 @@ def landmark_features(lm: np.ndarray) -> np.ndarray:
     lip_gap = _d(n[:, 62], n[:, 66])
     jaw = _d(n[:, 33], n[:, 8])
     f = {
-        1: inner_brow, 2: outer_brow, 4: -inner_brow - brow_gap, 5: aperture, 6: lower_lid,
-        7: -aperture, 9: -nose_brow, 10: -nose_lip, 12: corner_up + 0.5 * width, 14: width,
-        15: -corner_up, 17: -lip_chin, 20: width - corner_up, 23: -lip_thick, 25: lip_gap,
-        26: jaw, 45: -aperture,
+        1: inner_brow,
+        2: outer_brow,
+        4: -inner_brow - brow_gap,
+        5: aperture,
+        6: lower_lid,
+        7: -aperture,
+        9: -nose_brow,
+        10: -nose_lip,
+        12: corner_up + 0.5 * width,
+        14: width,
+        15: -corner_up,
+        17: -lip_chin,
+        20: width - corner_up,
+        23: -lip_thick,
+        25: lip_gap,
+        26: jaw,
+        45: -aperture,
     }
     return np.stack([f[a] for a in AUS], axis=1).astype(np.float64)
 
@@ -305,15 +357,16 @@ def temporal_median(f: np.ndarray, width: int) -> np.ndarray:
     r = width // 2
     pad = np.pad(f, ((r, r), (0, 0)), mode="edge")
     win = np.lib.stride_tricks.sliding_window_view(pad, width, axis=0)
-    with warnings.catch_warnings():          # an all-NaN window (no face) is NaN, expected
+    with warnings.catch_warnings():  # an all-NaN window (no face) is NaN, expected
         warnings.simplefilter("ignore", RuntimeWarning)
         out = np.nanmedian(win, axis=-1)
     out[np.isnan(f).any(axis=1)] = np.nan
     return out
 
 
-def landmark_intensities(lm: np.ndarray, gains: dict | None = None,
-                         neutral: np.ndarray | None = None, smooth: int = 3) -> np.ndarray:
+def landmark_intensities(
+    lm: np.ndarray, gains: dict | None = None, neutral: np.ndarray | None = None, smooth: int = 3
+) -> np.ndarray:
     """(T, len(AUS)) intensities in [0, 5] from (T, 68, 2) landmarks of one video.
 
     I = clip(gain_au x max(0, f_au - neutral_au), 0, 5), features median-smoothed over
@@ -343,8 +396,14 @@ def onset_offset_frames(fps: float, frames_at_30: int = 8) -> int:
     return max(1, int(round(frames_at_30 / 30.0 * fps)))
 
 
-def select_pairs(frames: np.ndarray, intensities: np.ndarray, phi: float, lag: int,
-                 face: np.ndarray | None = None, bad: set | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def select_pairs(
+    frames: np.ndarray,
+    intensities: np.ndarray,
+    phi: float,
+    lag: int,
+    face: np.ndarray | None = None,
+    bad: set | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seed 000 eq. 2-3 on one video.
 
     frames (T,) frame numbers (consecutive), intensities (T, A). A frame is an apex if

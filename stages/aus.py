@@ -18,6 +18,7 @@ zeroes 4DME's (k) AUs). Mentions after an ``or`` are marked ``alternative=True``
 `au_numbers` gives the sorted unique AU numbers of all mentions, `au_marked` those that
 carry a marker.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,10 +52,16 @@ def parse_au_string(raw) -> list[dict]:
                 raise AUParseError(f"cannot parse AU token {tok!r} in {text!r}")
             side, num, inten, paren, unsure = m.groups()
             marker = "k" if paren and paren.lower() == "k" else ("?" if unsure else None)
-            out.append({"au": int(num), "side": side.upper() if side else None,
-                        "intensity": inten.upper() if inten else None,
-                        "count": int(paren) if paren and paren.isdigit() else None,
-                        "marker": marker, "alternative": k > 0})
+            out.append(
+                {
+                    "au": int(num),
+                    "side": side.upper() if side else None,
+                    "intensity": inten.upper() if inten else None,
+                    "count": int(paren) if paren and paren.isdigit() else None,
+                    "marker": marker,
+                    "alternative": k > 0,
+                }
+            )
     return out
 
 

@@ -10,12 +10,13 @@ the apex frame and to every modality.
 Landmarks are (68, 2) float arrays of (x, y) pixel coordinates, iBUG/dlib order.
 Boxes are (x0, y0, x1, y1) integer pixels, x1/y1 exclusive.
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-RIGHT_BROW, LEFT_BROW = slice(17, 22), slice(22, 27)   # subject's right = image left
+RIGHT_BROW, LEFT_BROW = slice(17, 22), slice(22, 27)  # subject's right = image left
 RIGHT_EYE, LEFT_EYE = slice(36, 42), slice(42, 48)
 
 
@@ -26,8 +27,9 @@ def brow_extension(lm: np.ndarray) -> float:
     return float((d_r + d_l) / 2.0)
 
 
-def crop_box(lm: np.ndarray, image_hw: tuple[int, int], max_brow_ext: float = 0.15,
-             margin: float = 0.0) -> tuple[int, int, int, int]:
+def crop_box(
+    lm: np.ndarray, image_hw: tuple[int, int], max_brow_ext: float = 0.15, margin: float = 0.0
+) -> tuple[int, int, int, int]:
     """Square crop box (x0, y0, x1, y1) from 68 landmarks inside an image of size (H, W)."""
     lm = np.asarray(lm, dtype=np.float64)
     if lm.shape != (68, 2) or not np.isfinite(lm).all():
@@ -48,8 +50,9 @@ def crop_box(lm: np.ndarray, image_hw: tuple[int, int], max_brow_ext: float = 0.
     return bx0, by0, bx0 + side, by0 + side
 
 
-def apply_crop(img: np.ndarray, box: tuple[int, int, int, int], size: int,
-               interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+def apply_crop(
+    img: np.ndarray, box: tuple[int, int, int, int], size: int, interpolation: int = cv2.INTER_AREA
+) -> np.ndarray:
     """Cut `box` out of `img` (H, W[, C]) and resize it to (size, size[, C])."""
     x0, y0, x1, y1 = box
     h, w = img.shape[:2]

@@ -3,6 +3,7 @@
 Depth maps are 2-D uint16 arrays (H, W) in the sensor's units (about mm); 0 marks a
 pixel where the camera measured nothing. Filling replaces only those zeros.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -19,12 +20,12 @@ def check_depth(depth: np.ndarray) -> None:
     if depth.ndim != 2:
         raise DepthError(f"depth must be 2-D (H, W), got shape {depth.shape}")
     if depth.dtype != np.uint16:
-        raise DepthError(f"depth must be 16-bit (uint16), got {depth.dtype}: an 8-bit depth "
-                         "file loses the millimetre range")
+        raise DepthError(
+            f"depth must be 16-bit (uint16), got {depth.dtype}: an 8-bit depth file loses the millimetre range"
+        )
 
 
-def zero_fill(depth: np.ndarray, method: str = "nearest", window: int = 5,
-              max_iter: int = 50) -> np.ndarray:
+def zero_fill(depth: np.ndarray, method: str = "nearest", window: int = 5, max_iter: int = 50) -> np.ndarray:
     """Fill the zero pixels of a uint16 depth map; returns a new uint16 array (H, W).
 
     - ``min``  (eq. 15): zeros take the minimum of the non-zero pixels (the literal
@@ -56,10 +57,8 @@ def zero_fill(depth: np.ndarray, method: str = "nearest", window: int = 5,
     values = depth.astype(np.float64)
     known = valid.astype(np.float64)
     for _ in range(max_iter):
-        s = cv2.boxFilter(values * known, -1, (window, window), normalize=False,
-                          borderType=cv2.BORDER_CONSTANT)
-        n = cv2.boxFilter(known, -1, (window, window), normalize=False,
-                          borderType=cv2.BORDER_CONSTANT)
+        s = cv2.boxFilter(values * known, -1, (window, window), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        n = cv2.boxFilter(known, -1, (window, window), normalize=False, borderType=cv2.BORDER_CONSTANT)
         todo = (known == 0) & (n > 0.5)
         values[todo] = s[todo] / n[todo]
         known[todo] = 1.0

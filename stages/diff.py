@@ -1,4 +1,5 @@
 """Frame differences apex - onset (seed 000 eq. 5-6), in dtypes that cannot overflow."""
+
 from __future__ import annotations
 
 import cv2

@@ -15,6 +15,7 @@ None when no face is found.
 The model files are passed in by the caller (the pipeline finds them); nothing here
 downloads anything.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,11 @@ class MediaPipe68:
         import mediapipe as mp
 
         self.mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=4, refine_landmarks=True,
-            min_detection_confidence=min_detection_confidence)
+            static_image_mode=True,
+            max_num_faces=4,
+            refine_landmarks=True,
+            min_detection_confidence=min_detection_confidence,
+        )
         self._index = None
 
     def mesh_points(self, rgb: np.ndarray) -> np.ndarray | None:
@@ -73,8 +77,7 @@ class MediaPipe68:
         if not res.multi_face_landmarks:
             return None
         h, w = rgb.shape[:2]
-        faces = [np.array([[p.x * w, p.y * h] for p in f.landmark], dtype=np.float32)
-                 for f in res.multi_face_landmarks]
+        faces = [np.array([[p.x * w, p.y * h] for p in f.landmark], dtype=np.float32) for f in res.multi_face_landmarks]
         return max(faces, key=lambda f: np.ptp(f[:, 0]) * np.ptp(f[:, 1]))
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray | None:

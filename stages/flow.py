@@ -3,16 +3,26 @@
 Flows are float32 (H, W, 2) arrays of (u, v) in pixels with the OpenCV convention:
 source = the first frame (onset), I_src(x, y) ~ I_dst(x + u, y + v).
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-TVL1_DEFAULTS = {"tau": 0.25, "lambda_": 0.15, "theta": 0.3, "nscales": 5, "warps": 5,
-                 "epsilon": 0.01, "innnerIterations": 30, "outerIterations": 10,
-                 "scaleStep": 0.8, "gamma": 0.0, "medianFiltering": 5}
-FARNEBACK_DEFAULTS = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3,
-                      "poly_n": 5, "poly_sigma": 1.2}
+TVL1_DEFAULTS = {
+    "tau": 0.25,
+    "lambda_": 0.15,
+    "theta": 0.3,
+    "nscales": 5,
+    "warps": 5,
+    "epsilon": 0.01,
+    "innnerIterations": 30,
+    "outerIterations": 10,
+    "scaleStep": 0.8,
+    "gamma": 0.0,
+    "medianFiltering": 5,
+}
+FARNEBACK_DEFAULTS = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2}
 CONVENTION = "source=onset (first frame); I_src(x, y) ~ I_dst(x + u, y + v); (u, v) in pixels"
 
 
@@ -34,8 +44,18 @@ def tvl1(src: np.ndarray, dst: np.ndarray, **params) -> np.ndarray:
 def farneback(src: np.ndarray, dst: np.ndarray, **params) -> np.ndarray:
     """Gunnar Farnebäck's dense flow (cv2.calcOpticalFlowFarneback) from src to dst."""
     p = {**FARNEBACK_DEFAULTS, **params}
-    return cv2.calcOpticalFlowFarneback(_gray(src), _gray(dst), None, p["pyr_scale"], p["levels"],
-                                        p["winsize"], p["iterations"], p["poly_n"], p["poly_sigma"], 0)
+    return cv2.calcOpticalFlowFarneback(
+        _gray(src),
+        _gray(dst),
+        None,
+        p["pyr_scale"],
+        p["levels"],
+        p["winsize"],
+        p["iterations"],
+        p["poly_n"],
+        p["poly_sigma"],
+        0,
+    )
 
 
 def strain(flow: np.ndarray) -> np.ndarray:
@@ -44,7 +64,7 @@ def strain(flow: np.ndarray) -> np.ndarray:
     u, v = flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)
     u_y, u_x = np.gradient(u)
     v_y, v_x = np.gradient(v)
-    return np.sqrt(u_x ** 2 + v_y ** 2 + 0.5 * (u_y + v_x) ** 2).astype(np.float32)
+    return np.sqrt(u_x**2 + v_y**2 + 0.5 * (u_y + v_x) ** 2).astype(np.float32)
 
 
 def magnitude(flow: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Emotion spelling normalisation and label schemes (the schemes themselves are data in
 catalog.yaml; these functions only apply them)."""
+
 from __future__ import annotations
 
 import math

@@ -11,6 +11,7 @@ No weights ship and none are downloaded: the network is built from a local state
 with exactly this module layout (`MagNet().state_dict()` keys); the pipeline loads it
 (params.magnify.method: learned, params.magnify.weights: <file>).
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,13 @@ class ResBlock(nn.Module):
 class Encoder(nn.Module):
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 7, padding=3), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
-                                  *[ResBlock(32) for _ in range(3)])
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 7, padding=3),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1),
+            nn.ReLU(),
+            *[ResBlock(32) for _ in range(3)],
+        )
         self.texture = nn.Sequential(nn.Conv2d(32, 32, 3, 2, 1), nn.ReLU(), ResBlock(32), ResBlock(32))
         self.shape = nn.Sequential(nn.Conv2d(32, 32, 3, 1, 1), nn.ReLU(), ResBlock(32), ResBlock(32))
 
@@ -52,11 +58,16 @@ class Manipulator(nn.Module):
 class Decoder(nn.Module):
     def __init__(self):
         super().__init__()
-        self.up_texture = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(32, 32, 3, padding=1),
-                                        nn.ReLU())
+        self.up_texture = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU()
+        )
         self.body = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), *[ResBlock(64) for _ in range(9)])
-        self.out = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(64, 32, 3, padding=1),
-                                 nn.ReLU(), nn.Conv2d(32, 3, 7, padding=3))
+        self.out = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(64, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 3, 7, padding=3),
+        )
 
     def forward(self, texture, shape):
         return self.out(self.body(torch.cat([self.up_texture(texture), shape], dim=1)))
@@ -77,7 +88,7 @@ def magnify_pair_learned(net: MagNet, onset, apex, alpha: float):
     """Magnified apex (H, W, 3) float32 in 0..255 from uint8 RGB onset/apex (H, W divisible by 4)."""
     import numpy as np
 
-    dev = next(net.parameters()).device   # runs where the net is (a GPU worker's cuda, else CPU)
+    dev = next(net.parameters()).device  # runs where the net is (a GPU worker's cuda, else CPU)
 
     def t(x):
         return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float().to(dev) / 127.5 - 1.0

@@ -4,6 +4,7 @@ A movement is a sum of Gaussian-weighted local displacements placed on 68-point
 landmarks; a frame at time t is the base frame warped by profile(t) x displacement, so
 onset/apex/offset are known exactly. Displacements are in pixels (x right, y down).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -11,8 +12,7 @@ import numpy as np
 
 # kind -> (emotion, AU string, [(landmark indices, (dx, dy) unit direction)])
 MOVEMENTS: dict[str, tuple[str, str, list]] = {
-    "brow_raise": ("surprise", "1+2", [((17, 18, 19, 20, 21), (0.0, -1.0)),
-                                       ((22, 23, 24, 25, 26), (0.0, -1.0))]),
+    "brow_raise": ("surprise", "1+2", [((17, 18, 19, 20, 21), (0.0, -1.0)), ((22, 23, 24, 25, 26), (0.0, -1.0))]),
     "lip_corner_pull": ("happy", "12", [((48,), (-0.7, -0.7)), ((54,), (0.7, -0.7))]),
     "brow_lower": ("disgust", "4", [((19, 20, 21), (0.5, 0.85)), ((22, 23, 24), (-0.5, 0.85))]),
     "lip_corner_depress": ("sad", "15", [((48,), (-0.3, 0.95)), ((54,), (0.3, 0.95))]),
@@ -27,8 +27,9 @@ def temporal_profile(t: np.ndarray | float, onset: int, apex: int, offset: int) 
     return np.where(t <= apex, up, down)
 
 
-def displacement_field(hw: tuple[int, int], landmarks: np.ndarray, kind: str,
-                       amplitude: float, sigma: float) -> np.ndarray:
+def displacement_field(
+    hw: tuple[int, int], landmarks: np.ndarray, kind: str, amplitude: float, sigma: float
+) -> np.ndarray:
     """(H, W, 2) float32 displacement (pixels) of movement `kind` at full intensity.
 
     Each named landmark carries a Gaussian bump of width `sigma` (pixels); a part
@@ -42,7 +43,7 @@ def displacement_field(hw: tuple[int, int], landmarks: np.ndarray, kind: str,
         g = np.zeros((h, w), np.float32)
         for i in idx:
             c = np.asarray(landmarks, np.float32)[i]
-            g = np.maximum(g, np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2.0 * sigma ** 2)))
+            g = np.maximum(g, np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2.0 * sigma**2)))
         field[..., 0] += amplitude * dx * g
         field[..., 1] += amplitude * dy * g
     return field
@@ -60,8 +61,9 @@ def warp(img: np.ndarray, field: np.ndarray, scale: float, nearest: bool = False
     return cv2.remap(img, mx, my, interp, borderMode=cv2.BORDER_REPLICATE)
 
 
-def synthetic_depth(hw: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator,
-                    n_holes: int = 6) -> np.ndarray:
+def synthetic_depth(
+    hw: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator, n_holes: int = 6
+) -> np.ndarray:
     """(H, W) uint16 depth in mm: a rounded face in front of a wall, with zero holes.
 
     The face is an ellipsoid fitted to the landmark extent (nearest point ~650 mm, nose

@@ -3,6 +3,7 @@ interpolation, uniform sampling, Eulerian magnification, motion-field amplificat
 
 Clips are (T, H, W[, C]) arrays, frame 0 first.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -98,8 +99,15 @@ def level_alphas(alpha: float, levels: int, lambda_c: float | None) -> list[floa
     return [alpha * min(1.0, 2.0 ** (lv + 1) / lambda_c) for lv in range(levels)]
 
 
-def eulerian_magnify(frames: np.ndarray, alpha: float, fps: float, f_lo: float, f_hi: float,
-                     levels: int = 4, lambda_c: float | None = None) -> np.ndarray:
+def eulerian_magnify(
+    frames: np.ndarray,
+    alpha: float,
+    fps: float,
+    f_lo: float,
+    f_hi: float,
+    levels: int = 4,
+    lambda_c: float | None = None,
+) -> np.ndarray:
     """Linear Eulerian video magnification: Laplacian pyramid per frame, ideal temporal
     band-pass [f_lo, f_hi] Hz (FFT over the clip) on every level, amplified by alpha
     (per `level_alphas`), added back.
@@ -119,8 +127,9 @@ def eulerian_magnify(frames: np.ndarray, alpha: float, fps: float, f_lo: float, 
     return np.stack([collapse([out_levels[lv][t] for lv in range(levels)]) for t in range(T)])
 
 
-def magnify_pair(onset: np.ndarray, apex: np.ndarray, alpha: float, levels: int = 4,
-                 lambda_c: float | None = None) -> np.ndarray:
+def magnify_pair(
+    onset: np.ndarray, apex: np.ndarray, alpha: float, levels: int = 4, lambda_c: float | None = None
+) -> np.ndarray:
     """Linear Eulerian magnification of the onset -> apex change with the onset as the
     static reference (the temporal filter keeps I_apex - I_onset per pyramid level, which
     is what an onset..apex band-pass leaves at the apex of a monotonic movement):

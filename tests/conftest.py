@@ -68,7 +68,7 @@ def fit_and_accuracy(model, xtr, xte, yte, loss_of, epochs: int, lr: float, batc
     for _ in range(epochs):
         model.train()
         for i in range(0, len(xtr), batch):
-            step(opt, loss_of(model(xtr[i:i + batch]), slice(i, i + batch)))
+            step(opt, loss_of(model(xtr[i : i + batch]), slice(i, i + batch)))
     model.eval()
     with torch.no_grad():
         return (model(xte)[0].argmax(1) == yte).float().mean().item()

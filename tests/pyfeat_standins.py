@@ -10,6 +10,7 @@ the upper / lower / full face and one small XGBoost classifier per AU fitted on 
 data of the right width. The AU probabilities are therefore arbitrary but come from the
 real HOG + PCA + XGBoost pipeline.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,16 +36,15 @@ def build(root: Path, n_pca: int = 16, seed: int = 0) -> Path:
     import pandas as pd
     import torch
     import xgboost as xgb
-    from safetensors.torch import save_file
-    from skops.io import dump
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
-
     from feat.au_detectors.StatLearning.SL_test import XGBClassifier as FeatXGB
     from feat.face_detectors.Retinaface.Retinaface_model import RETINAFACE_R34_CFG, RetinaFace
     from feat.landmark_detectors.mobilefacenet_test import MobileFaceNet
     from feat.utils.image_operations import HOGLayer
     from feat.utils.io import get_resource_path
+    from safetensors.torch import save_file
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+    from skops.io import dump
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -55,7 +55,7 @@ def build(root: Path, n_pca: int = 16, seed: int = 0) -> Path:
         if k.startswith("ClassHead.") and k.endswith(".weight"):
             sd[k].zero_()
         elif k.startswith("ClassHead.") and k.endswith(".bias"):
-            sd[k] = torch.tensor([5.0, -5.0] * (sd[k].numel() // 2))   # logits (not face, face)
+            sd[k] = torch.tensor([5.0, -5.0] * (sd[k].numel() // 2))  # logits (not face, face)
     save_file(sd, str(_snapshot(root, "py-feat/retinaface_r34") / "model.safetensors"))
 
     lm = MobileFaceNet([112, 112], 136, device="cpu").state_dict()
@@ -66,8 +66,14 @@ def build(root: Path, n_pca: int = 16, seed: int = 0) -> Path:
     lm["output_layer.bn.bias"] = torch.tensor(norm.reshape(-1), dtype=torch.float32)
     torch.save({"state_dict": lm}, _snapshot(root, "py-feat/mobilefacenet") / "mobilefacenet_model_best.pth.tar")
 
-    hog = HOGLayer(orientations=8, pixels_per_cell=8, cells_per_block=2, block_normalization="L2-Hys",
-                   feature_vector=True, device="cpu")
+    hog = HOGLayer(
+        orientations=8,
+        pixels_per_cell=8,
+        cells_per_block=2,
+        block_normalization="L2-Hys",
+        feature_vector=True,
+        device="cpu",
+    )
     with torch.inference_mode():
         n_hog = hog(torch.zeros(1, 3, 112, 112)).shape[1]
     n_fit = max(64, n_pca + 8)
@@ -85,7 +91,14 @@ def build(root: Path, n_pca: int = 16, seed: int = 0) -> Path:
         y = rng.integers(0, 2, size=n_fit)
         y[:2] = [0, 1]
         classifiers[key] = xgb.XGBClassifier(n_estimators=3, max_depth=2, n_jobs=1, random_state=seed).fit(x, y)
-    wrapper.load_weights(scaler_upper=su, pca_model_upper=pu, scaler_lower=sl, pca_model_lower=pl,
-                         scaler_full=sf, pca_model_full=pf, classifiers=classifiers)
+    wrapper.load_weights(
+        scaler_upper=su,
+        pca_model_upper=pu,
+        scaler_lower=sl,
+        pca_model_lower=pl,
+        scaler_full=sf,
+        pca_model_full=pf,
+        classifiers=classifiers,
+    )
     dump(wrapper, _snapshot(root, "py-feat/xgb_au") / "xgb_au_classifier_v2.skops")
     return root

@@ -1,4 +1,5 @@
 """The CAS(ME)^3 Part A adapter on the REAL annotation files of ../shared/datasets/casme3."""
+
 import pandas as pd
 import pytest
 
@@ -25,8 +26,7 @@ def full_index(ann, depth=True):
 
 
 def run(ann, **kw):
-    args = dict(ann_file=V2.name, dataset="casme3", fps=30, frames_prefix="part_A/data",
-                frame_index=full_index(ann))
+    args = dict(ann_file=V2.name, dataset="casme3", fps=30, frames_prefix="part_A/data", frame_index=full_index(ann))
     args.update(kw)
     return casme3_part_a(ann, **args)
 
@@ -37,7 +37,10 @@ def test_real_v2_sheet():
     s, e = run(ann)
     # the five inconsistent rows: 2 x apex < onset, 1 x onset 0 excluded; 2 x offset 0 kept
     assert sorted(zip(e["ann_row"], e["reason"])) == [
-        (130, "apex_before_onset"), (751, "apex_before_onset"), (752, "onset_zero")]
+        (130, "apex_before_onset"),
+        (751, "apex_before_onset"),
+        (752, "onset_zero"),
+    ]
     assert len(s) == 857 and s["sample_id"].is_unique
     off0 = s[s["offset"].isna()]
     assert sorted(off0["ann_row"]) == [798, 800]

@@ -10,7 +10,6 @@ from pipeline.ingest import index_tree, ingest, ingest_all
 from pipeline.validate import print_report, validate
 from tests.conftest import CASME3_REAL, REPO
 
-
 SHIPPED = yaml.safe_load((REPO / "catalog.yaml").read_text())
 
 
@@ -22,8 +21,12 @@ def fixture_catalog(tmp_path, name, monkeypatch):
     if SHIPPED["datasets"].get(name, {}).get("repairs"):
         entry["repairs"] = SHIPPED["datasets"][name]["repairs"]
     schemes = SHIPPED["label_schemes"]
-    cat = {"store_root": "stores", "runs_root": "runs", "label_schemes": schemes,
-           "datasets": {"f": {**entry, "root_env": "MEPIPE_FIXTURE_ROOT"}}}
+    cat = {
+        "store_root": "stores",
+        "runs_root": "runs",
+        "label_schemes": schemes,
+        "datasets": {"f": {**entry, "root_env": "MEPIPE_FIXTURE_ROOT"}},
+    }
     p = tmp_path / "catalog.yaml"
     p.write_text(yaml.safe_dump(cat, sort_keys=False))
     monkeypatch.setenv("MEPIPE_FIXTURE_ROOT", str(root))
@@ -51,10 +54,10 @@ def test_casme2(tmp_path, monkeypatch):
     assert list(s["subject"]) == ["sub01", "sub01", "sub04"]
     a = r.loc["EP02_01f"]
     assert (a.onset, a.apex, a.offset, a.au_list, a.emotion) == (2, 5, 9, [4, 10], "happiness")
-    assert a.onset_path.endswith("sub01/EP02_01f/img2.jpg")          # img2, not img12: number, not text order
+    assert a.onset_path.endswith("sub01/EP02_01f/img2.jpg")  # img2, not img12: number, not text order
     assert [p.rsplit("img", 1)[1] for p in a.seq_paths] == [f"{i}.jpg" for i in range(2, 10)]
     b = r.loc["EP03_02"]
-    assert b.apex_derived and b.apex == 7 and "midpoint" in b.note   # "/" apex
+    assert b.apex_derived and b.apex == 7 and "midpoint" in b.note  # "/" apex
     assert b.au_raw == "R12 + R15" and b.au_list == [12, 15]
     assert list(b.modalities) == ["rgb"]
 
@@ -66,8 +69,8 @@ def test_samm_header_under_preamble(tmp_path, monkeypatch):
     x = s.set_index("subject").loc["006"]
     assert x.ann_row == 15 and x.au_list == [4] and x.emotion == "anger"
     y = s.set_index("subject").loc["007"]
-    assert y.offset is None or y.offset != y.offset          # offset 0 -> unknown
-    assert "offset 0" in y.note and "missing" in y.note      # and the gap at frame 105 is noted
+    assert y.offset is None or y.offset != y.offset  # offset 0 -> unknown
+    assert "offset 0" in y.note and "missing" in y.note  # and the gap at frame 105 is noted
 
 
 def test_smic_from_folders(tmp_path, monkeypatch):
@@ -76,7 +79,7 @@ def test_smic_from_folders(tmp_path, monkeypatch):
     assert sorted(s["emotion"]) == ["negative", "positive", "positive", "surprise"]
     r = s.set_index("clip")
     assert s["apex_derived"].all() and (s["onset"] == 100).all()
-    assert list(r.loc[["s1_ne_01", "s1_po_01", "s2_sur_01"], "apex"]) == [105, 105, 105]   # 11 frames 100..110
+    assert list(r.loc[["s1_ne_01", "s1_po_01", "s2_sur_01"], "apex"]) == [105, 105, 105]  # 11 frames 100..110
     # 10 frames 100..109: onset + (offset - onset) // 2 = 104 (the MEB toolkit's and the MEGC
     # baselines' convention; the list's middle element would be 105)
     assert r.loc["s1_po_02", "apex"] == 104 and r.loc["s1_po_02", "offset"] == 109
@@ -101,8 +104,11 @@ def test_mmew_rows_without_apex_get_the_published_estimates(tmp_path, monkeypatc
     assert len(got.repairs) == 32 and all(r["applied"] for r in got.repairs)
     # a row whose apex is a number is not the row the repair was written for: an error
     ds.repairs = [dict(SHIPPED["datasets"]["mmew"]["repairs"][0], row=36)]
-    with pytest.raises(CatalogError, match=r"MMEW_Micro_Exp.xlsx row 36: ApexFrame is 4, the repair .* expects "
-                                           r"\(blank or not a frame number\)"):
+    with pytest.raises(
+        CatalogError,
+        match=r"MMEW_Micro_Exp.xlsx row 36: ApexFrame is 4, the repair .* expects "
+        r"\(blank or not a frame number\)",
+    ):
         ingest_all(ds)
     # without the repairs the blank-apex rows are midpoints of nothing: excluded, naming the row
     ds.repairs = []
@@ -142,8 +148,11 @@ def test_4dme_k_markers_and_swapped_rows(tmp_path, monkeypatch):
     # a sheet where the swap would not make them agree: an error, not a silent swap
     ws.cell(146, 3).value = "Surprise"
     wb.save(path)
-    with pytest.raises(CatalogError, match="does not fit the sheet: do the one-hot labels of rows 146/147 agree "
-                                           "with Emotion\\? no/yes now, no/no after the swap"):
+    with pytest.raises(
+        CatalogError,
+        match="does not fit the sheet: do the one-hot labels of rows 146/147 agree "
+        "with Emotion\\? no/yes now, no/no after the swap",
+    ):
         ingest_all(ds)
 
 
@@ -177,16 +186,27 @@ def test_real_part_c_sheet(tmp_path, monkeypatch):
     from stages.adapters.layouts import LAYOUTS
 
     ann = pd.read_excel(root / "CAS(ME)3_part_C_ME.xlsx", sheet_name="mockCrimeME")
-    index = {f"{s}/color": {k: f"p/{s}/{k}.jpg" for r in ann[ann["sub"] == s].itertuples()
-                            for k in range(r.onset, r.offset + 1)} for s in ann["sub"].unique()}
-    s, e = annotated_samples(ann, LAYOUTS["casme3_part_c"], ann_file="C.xlsx", dataset="c", fps=30,
-                             frames_prefix="part_C/data", frame_index=index)
-    assert len(ann) == 165 and len(s) == 165 and e.empty         # every row parses (no au_unparsable)
+    index = {
+        f"{s}/color": {
+            k: f"p/{s}/{k}.jpg" for r in ann[ann["sub"] == s].itertuples() for k in range(r.onset, r.offset + 1)
+        }
+        for s in ann["sub"].unique()
+    }
+    s, e = annotated_samples(
+        ann,
+        LAYOUTS["casme3_part_c"],
+        ann_file="C.xlsx",
+        dataset="c",
+        fps=30,
+        frames_prefix="part_C/data",
+        frame_index=index,
+    )
+    assert len(ann) == 165 and len(s) == 165 and e.empty  # every row parses (no au_unparsable)
     assert s["apex_derived"].all() and (s["apex"] == (s["onset"] + s["offset"]) // 2).all()
     r = s.set_index("ann_row")
-    assert r.loc[2, "au_list"] == [4, 5]                          # "R4,5"
+    assert r.loc[2, "au_list"] == [4, 5]  # "R4,5"
     assert (r.loc[31, "au_raw"], r.loc[31, "au_list"], r.loc[31, "au_marked"]) == ("13?", [13], [13])
-    assert (r.loc[18, "au_list"], r.loc[18, "au_marked"]) == ([4, 11], [])     # full-width comma
+    assert (r.loc[18, "au_list"], r.loc[18, "au_marked"]) == ([4, 11], [])  # full-width comma
     assert ds.adapter == "casme3_part_c"
 
 
@@ -214,8 +234,11 @@ def composite_catalog(tmp_path, monkeypatch):
         monkeypatch.setenv(env, str(tmp_path / part))
     dsets["megc2019"] = dict(SHIPPED["datasets"]["megc2019"])
     p = tmp_path / "catalog.yaml"
-    p.write_text(yaml.safe_dump({"store_root": "stores", "runs_root": "runs", "label_schemes": schemes,
-                                 "datasets": dsets}, sort_keys=False))
+    p.write_text(
+        yaml.safe_dump(
+            {"store_root": "stores", "runs_root": "runs", "label_schemes": schemes, "datasets": dsets}, sort_keys=False
+        )
+    )
     return load_catalog(p)
 
 
@@ -227,27 +250,39 @@ def test_megc2019_composite_is_the_official_list(tmp_path, monkeypatch):
     s, e = got.samples, got.exclusions
     by = s.set_index("sample_id")
     # the seven fixture clips that the official list names, with the list's class and names
-    assert sorted(by.index) == ["megc2019/casme2/sub01/EP02_01f/2-5", "megc2019/samm/006/006_1_2/5561-5565",
-                                "megc2019/samm/007/007_3_1/101-104", "megc2019/smic_hs/s1/s1_ne_01/100-105", "megc2019/smic_hs/s1/s1_po_01/100-105",
-                                "megc2019/smic_hs/s1/s1_po_02/100-104", "megc2019/smic_hs/s2/s2_sur_01/100-105"]
-    lst = pd.read_csv(REPO / "stages" / "data" / "megc2019_combined_3class_gt.csv", header=None,
-                      names=["ds", "subject", "clip", "cls"])
+    assert sorted(by.index) == [
+        "megc2019/casme2/sub01/EP02_01f/2-5",
+        "megc2019/samm/006/006_1_2/5561-5565",
+        "megc2019/samm/007/007_3_1/101-104",
+        "megc2019/smic_hs/s1/s1_ne_01/100-105",
+        "megc2019/smic_hs/s1/s1_po_01/100-105",
+        "megc2019/smic_hs/s1/s1_po_02/100-104",
+        "megc2019/smic_hs/s2/s2_sur_01/100-105",
+    ]
+    lst = pd.read_csv(
+        REPO / "stages" / "data" / "megc2019_combined_3class_gt.csv",
+        header=None,
+        names=["ds", "subject", "clip", "cls"],
+    )
     assert len(lst) == 442 and lst.groupby("ds").size().to_dict() == {"casme2": 145, "samm": 133, "smic": 164}
     want = {"samm": ("6", "006_1_2"), "smic_hs": ("s01", "s01_ne_01")}
     assert tuple(by.loc["megc2019/samm/006/006_1_2/5561-5565", ["ref_subject", "ref_clip"]]) == want["samm"]
     assert tuple(by.loc["megc2019/smic_hs/s1/s1_ne_01/100-105", ["ref_subject", "ref_clip"]]) == want["smic_hs"]
-    for sid, r in by.iterrows():     # the class is the list's (0 negative, 1 positive, 2 surprise)
+    for sid, r in by.iterrows():  # the class is the list's (0 negative, 1 positive, 2 surprise)
         row = lst[(lst["subject"] == r["ref_subject"]) & (lst["clip"] == r["ref_clip"])]
         assert len(row) == 1 and r["emotion"] == ["negative", "positive", "surprise"][int(row["cls"].iloc[0])]
     assert sorted(set(s["subject"])) == ["casme2_sub01", "samm_006", "samm_007", "smic_hs_s1", "smic_hs_s2"]
     # the list says negative where this copy's sheet says Other (not mapped): the list wins, said in the note
     assert got.composite["samm"]["class_disagrees"] == [
-        "megc2019_combined_3class_gt.csv line 321 (samm 7 007_3_1, negative): emotion 'other' maps to None"]
+        "megc2019_combined_3class_gt.csv line 321 (samm 7 007_3_1, negative): emotion 'other' maps to None"
+    ]
     assert "class negative from the official list" in by.loc["megc2019/samm/007/007_3_1/101-104", "note"]
     # clips the mapping would add (CASME II sub01 EP03_02 disgust, sub04 EP12_01f repression) are not used
     rep = got.composite["casme2"]
-    assert sorted(rep["mapping_would_add"]) == ["casme2/sub01/EP03_02/3-7 (disgust -> negative)",
-                                                "casme2/sub04/EP12_01f/2-6 (repression -> negative)"]
+    assert sorted(rep["mapping_would_add"]) == [
+        "casme2/sub01/EP03_02/3-7 (disgust -> negative)",
+        "casme2/sub04/EP12_01f/2-6 (repression -> negative)",
+    ]
     nl = e[e["reason"] == "not_in_official_list"].set_index("sample_id")
     assert "the emotion mapping would add it as negative" in nl.loc["megc2019/casme2/sub04/EP12_01f/2-6", "detail"]
     # every other line of the list is reported missing from this copy, by line
@@ -255,7 +290,7 @@ def test_megc2019_composite_is_the_official_list(tmp_path, monkeypatch):
     assert len(missing) == 442 - 7 and sum(len(r["missing"]) for r in got.composite.values()) == 435
     assert "megc2019_combined_3class_gt.csv line 2 (casme2 sub01 EP19_05f, negative)" in missing["detail"].iloc[0]
     root = cat.dataset("megc2019").root()
-    assert all((root / p).is_file() for p in s["onset_path"])                         # paths via the part links
+    assert all((root / p).is_file() for p in s["onset_path"])  # paths via the part links
     # a part without a root is skipped and its list lines reported, not a failure
     monkeypatch.delenv("SAMM_ROOT")
     got2 = ingest_all(cat.dataset("megc2019"), cat, log=lambda *a: None)
@@ -269,15 +304,18 @@ def test_casme2_sq_naming_rules(tmp_path, monkeypatch):
     assert list(s["clip"]) == ["15_0401angrywhy", "15_0401angrywhy"] and set(s["subject"]) == {"s15"}
     r = s.set_index("ann_row")
     assert (r.loc[1, "onset"], r.loc[1, "apex"], r.loc[1, "offset"]) == (5, 9, 14)
-    assert r.loc[2, "offset"] == 25 and "apex used" in r.loc[2, "note"]      # offset 0 means "use apex"
+    assert r.loc[2, "offset"] == 25 and "apex used" in r.loc[2, "note"]  # offset 0 means "use apex"
     assert set(s["emotion"]) == {"negative"}
 
 
-@pytest.mark.parametrize("line, msg", [
-    ("casme2,sub01,EP02_01f,3", r"line 2: class '3' is not one of 0..2 \(negative, positive, surprise\)"),
-    ("casme,sub01,EP02_01f,1", r"line 2: dataset 'casme' is not a part of this composite"),
-    ("casme2,sub1,ep02_01F,1", r"line 2: casme2 sub1 ep02_01F is listed already on line 1"),
-])
+@pytest.mark.parametrize(
+    "line, msg",
+    [
+        ("casme2,sub01,EP02_01f,3", r"line 2: class '3' is not one of 0..2 \(negative, positive, surprise\)"),
+        ("casme,sub01,EP02_01f,1", r"line 2: dataset 'casme' is not a part of this composite"),
+        ("casme2,sub1,ep02_01F,1", r"line 2: casme2 sub1 ep02_01F is listed already on line 1"),
+    ],
+)
 def test_an_official_list_that_cannot_be_matched_is_refused(tmp_path, line, msg):
     import pandas as pd
 

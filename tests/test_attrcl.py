@@ -1,5 +1,6 @@
 """AttrCL (seed 002): cross-modal loss against eq. 3-5 written out, eq. 8, the FACS
 description table, the offline text encoder, and a planted-signal check."""
+
 import math
 
 import numpy as np
@@ -15,26 +16,36 @@ def test_cross_modal_loss_equals_eq3_to_5():
     torch.manual_seed(0)
     zm, za = torch.randn(4, 6), torch.randn(4, 6)
 
-    def d(a, b):                                  # eq. 4: exp of the cosine similarity
+    def d(a, b):  # eq. 4: exp of the cosine similarity
         return math.exp(float(a @ b / (a.norm() * b.norm())))
 
-    want = np.mean([-math.log(d(zm[i], za[i]) / (d(zm[i], za[i]) + sum(d(zm[i], za[j]) for j in range(4) if j != i)))
-                    for i in range(4)])
+    want = np.mean(
+        [
+            -math.log(d(zm[i], za[i]) / (d(zm[i], za[i]) + sum(d(zm[i], za[j]) for j in range(4) if j != i)))
+            for i in range(4)
+        ]
+    )
     assert cross_modal_loss(zm, za).item() == pytest.approx(want, rel=1e-5)
 
 
 def test_total_loss_is_eq8():
     torch.manual_seed(1)
-    out = {"z_m": torch.randn(3, 8), "z_a": torch.randn(3, 8), "logits_v": torch.randn(3, 4), "logits_t": torch.randn(3, 4)}
+    out = {
+        "z_m": torch.randn(3, 8),
+        "z_a": torch.randn(3, 8),
+        "logits_v": torch.randn(3, 4),
+        "logits_t": torch.randn(3, 4),
+    }
     y = torch.tensor([0, 3, 1])
     a = 0.3
-    want = (1 - a) * (F.cross_entropy(out["logits_v"], y) + F.cross_entropy(out["logits_t"], y)) \
-        + a * cross_modal_loss(out["z_m"], out["z_a"])
+    want = (1 - a) * (F.cross_entropy(out["logits_v"], y) + F.cross_entropy(out["logits_t"], y)) + a * cross_modal_loss(
+        out["z_m"], out["z_a"]
+    )
     assert attrcl_loss(out, y, a).item() == pytest.approx(want.item())
 
 
 def test_descriptions_and_offline_encoder():
-    assert describe([6, 12]) == "cheek raiser, lip corner puller"       # seed 002's happiness example
+    assert describe([6, 12]) == "cheek raiser, lip corner puller"  # seed 002's happiness example
     assert describe([]) == "no action unit"
     enc = TextEncoder()
     e = enc.encode(["cheek raiser, lip corner puller", "brow lowerer", "cheek raiser, lip corner puller"])
@@ -53,7 +64,7 @@ def test_planted_signal_video_branch():
         for i, c in enumerate(y):
             for t in range(8):
                 col = 4 + 3 * t if c == 0 else 27 - 3 * t
-                x[i, :, t, 8:24, col:col + 3] = 1.0
+                x[i, :, t, 8:24, col : col + 3] = 1.0
         fl = np.diff(x[:, :2], axis=2)
         if shuffle:
             y = g.permutation(y)
@@ -69,8 +80,8 @@ def test_planted_signal_video_branch():
         for _ in range(6):
             m.train()
             for i in range(0, 32, 8):
-                out = m(xr[i:i + 8], xf[i:i + 8], text[y[i:i + 8]])
-                loss = attrcl_loss(out, y[i:i + 8], 0.3)
+                out = m(xr[i : i + 8], xf[i : i + 8], text[y[i : i + 8]])
+                loss = attrcl_loss(out, y[i : i + 8], 0.3)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -1,4 +1,5 @@
 """AU estimators and seed 000's selection (eq. 1-3), against independent computations."""
+
 import csv
 
 import numpy as np
@@ -7,9 +8,20 @@ import pytest
 
 from pipeline.au_calibrate import calibrate
 from pipeline.media import feat_test_data
-from stages.au import (AU_COLUMNS, AUS, AUInputError, landmark_features, landmark_intensities,
-                       normalise_shape, onset_offset_frames, openface_intensities, openface_landmarks,
-                       probability_to_intensity, select_pairs, temporal_median)
+from stages.au import (
+    AU_COLUMNS,
+    AUS,
+    AUInputError,
+    landmark_features,
+    landmark_intensities,
+    normalise_shape,
+    onset_offset_frames,
+    openface_intensities,
+    openface_landmarks,
+    probability_to_intensity,
+    select_pairs,
+    temporal_median,
+)
 
 CSV = feat_test_data() / "OpenFace_Test.csv"
 
@@ -45,9 +57,9 @@ def test_selection_on_real_openface_csv_equals_reference(openface, phi):
     assert len(pairs) + len(excl) == n_cand
     assert set(excl["reason"]) <= {"onset_before_start"}
     if phi == 2.1:
-        assert len(pairs) == 0          # this 0.1 s clip of a calm face has no AU above 2.1
+        assert len(pairs) == 0  # this 0.1 s clip of a calm face has no AU above 2.1
     if phi == 0.3:
-        assert len(pairs) > 50          # consecutive apexes each make their own pair
+        assert len(pairs) > 50  # consecutive apexes each make their own pair
 
 
 def test_openface_columns_and_masks(openface):
@@ -101,7 +113,7 @@ def test_landmark_features_invariant_to_similarity(openface):
 def test_landmark_estimator_sees_a_brow_raise(openface):
     lm = np.repeat(openface_landmarks(openface)[:1], 30, axis=0)
     iod = np.linalg.norm(lm[0, 36:42].mean(0) - lm[0, 42:48].mean(0))
-    lm[15:20, 17:27, 1] -= 0.1 * iod      # brows up by 0.1 inter-ocular distance for 5 frames
+    lm[15:20, 17:27, 1] -= 0.1 * iod  # brows up by 0.1 inter-ocular distance for 5 frames
     inten = landmark_intensities(lm)
     assert np.allclose(inten[:10], 0) and np.allclose(inten[25:], 0)
     au1, au2 = inten[17, AUS.index(1)], inten[17, AUS.index(2)]
@@ -122,5 +134,5 @@ def test_calibration_report_is_honest(openface):
     gains, rep = calibrate(openface)
     r = rep.set_index("AU")
     assert r.loc["AU45", "calibrated"] and r.loc["AU45", "cv_pearson_r"] > 0.9
-    assert not r.loc["AU12", "calibrated"]            # OpenFace never moves AU12 in this CSV
+    assert not r.loc["AU12", "calibrated"]  # OpenFace never moves AU12 in this CSV
     assert gains["AU12"] == 50.0

@@ -3,11 +3,24 @@ import pytest
 from stages.aus import AUParseError, au_marked, au_numbers, parse_au_string
 
 
-@pytest.mark.parametrize("raw,aus", [
-    ("4+L10", [4, 10]), ("R12 + R15", [12, 15]), ("R14A", [14]), ("T28+14", [14, 28]),
-    ("AU4(2)", [4]), ("1+2 or 4", [1, 2, 4]), ("1，2", [1, 2]), ("AU1+AU2", [1, 2]),
-    (5, [5]), (12.0, [12]), (None, []), (float("nan"), []), ("", []),
-])
+@pytest.mark.parametrize(
+    "raw,aus",
+    [
+        ("4+L10", [4, 10]),
+        ("R12 + R15", [12, 15]),
+        ("R14A", [14]),
+        ("T28+14", [14, 28]),
+        ("AU4(2)", [4]),
+        ("1+2 or 4", [1, 2, 4]),
+        ("1，2", [1, 2]),
+        ("AU1+AU2", [1, 2]),
+        (5, [5]),
+        (12.0, [12]),
+        (None, []),
+        (float("nan"), []),
+        ("", []),
+    ],
+)
 def test_forms(raw, aus):
     assert au_numbers(raw) == aus
 

@@ -5,6 +5,7 @@ a run over a store that already holds a good committed version either commits a 
 version (bad samples in `exclusions`, good samples ok and unchanged) or fails with a
 clear error, leaving the previous snapshot exactly as it was. docs/bad_inputs.md maps
 each case to its test (and to the older tests that already covered part of it)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,6 +42,7 @@ IDS = {f"{s}/{c}": f"t/{s}/{c}/{o}-{o + 8}" for s, c, o in BASELINE}
 
 
 # -- the committed baseline ---------------------------------------------------------
+
 
 def rewrite_annotation(root: Path, edit) -> None:
     """Apply `edit(DataFrame) -> DataFrame` to the demo's label sheet (cells as objects,
@@ -91,6 +93,7 @@ def baseline(demo_source, tmp_path_factory):
 class Committed:
     """A private copy of the baseline: dataset root, catalog, dataset, store and the
     content of its committed head (to prove later that it was left untouched)."""
+
     root: Path
     cat: Catalog
     ds: Dataset
@@ -106,8 +109,9 @@ class Committed:
 def version_content(st: Store, snap: str) -> dict:
     """Everything a reader of snapshot `snap` gets: its tables and a digest per array."""
     g = st.group(snap)
-    arrays = {n: (g[n].shape, hashlib.sha256(np.ascontiguousarray(g[n][:]).tobytes()).hexdigest())
-              for n in ARRAYS if n in g}
+    arrays = {
+        n: (g[n].shape, hashlib.sha256(np.ascontiguousarray(g[n][:]).tobytes()).hexdigest()) for n in ARRAYS if n in g
+    }
     return {"manifest": st.table("manifest", snap), "exclusions": st.table("exclusions", snap), "arrays": arrays}
 
 
@@ -149,7 +153,9 @@ def assert_good_samples_unchanged(c: Committed, res, bad: set[str]) -> None:
     assert (new.loc[sorted(good), "status"] == "ok").all()
     for sid in good:
         for name in ("pairs/onset_rgb", "pairs/rgb_diff", "pairs/onset_depth", "pairs/depth_diff"):
-            np.testing.assert_array_equal(new_g[name][int(new.loc[sid, "index"])], old_g[name][int(old.loc[sid, "index"])])
+            np.testing.assert_array_equal(
+                new_g[name][int(new.loc[sid, "index"])], old_g[name][int(old.loc[sid, "index"])]
+            )
 
 
 def exclusions_of(res) -> dict:
@@ -168,16 +174,19 @@ def frame(c: Committed, key: str, kind: str, n: int) -> Path:
 
 # -- 1. truncated / zero-byte onset or apex frames ------------------------------------
 
+
 def test_1_truncated_and_empty_frames_are_excluded_and_the_rest_commits(committed):
     c = committed
-    frame(c, "spNO.1/a", "color", 5).write_bytes(b"")                       # zero-byte onset JPEG
+    frame(c, "spNO.1/a", "color", 5).write_bytes(b"")  # zero-byte onset JPEG
     apex = frame(c, "spNO.1/b", "color", 31)
-    apex.write_bytes(apex.read_bytes()[:3000])                             # truncated apex JPEG
-    frame(c, "spNO.2/a", "depth", 13).write_bytes(b"")                      # zero-byte apex depth PNG
+    apex.write_bytes(apex.read_bytes()[:3000])  # truncated apex JPEG
+    frame(c, "spNO.2/a", "depth", 13).write_bytes(b"")  # zero-byte apex depth PNG
     rep = validate(c.ds, quick=True)
     assert rep["blocking"]
     assert {w for w, _ in rep["problems"]["frame_unreadable"]} == {
-        "part_A/data/spNO.1/a/color/5.jpg", "part_A/data/spNO.1/b/color/31.jpg"}
+        "part_A/data/spNO.1/a/color/5.jpg",
+        "part_A/data/spNO.1/b/color/31.jpg",
+    }
     assert [w for w, _ in rep["problems"]["depth_unusable"]] == ["part_A/data/spNO.2/a/depth/13.png"]
 
     res = c.run()
@@ -192,7 +201,7 @@ def test_1_truncated_and_empty_frames_are_excluded_and_the_rest_commits(committe
     assert (stage, reason) == ("read", "frame_unreadable")
     assert "spNO.1/b/color/31.jpg: truncated JPEG" in detail
     stage, reason, detail = ex[IDS["spNO.2/a"]]
-    assert (stage, reason) == ("depth", "depth_unusable")        # same reason as `validate` gives
+    assert (stage, reason) == ("depth", "depth_unusable")  # same reason as `validate` gives
     assert detail.endswith("spNO.2/a/depth/13.png: empty depth file (0 bytes)")
     man = res.manifest.set_index("sample_id")
     assert (man.loc[sorted(bad), "status"] == "excluded").all()
@@ -201,6 +210,7 @@ def test_1_truncated_and_empty_frames_are_excluded_and_the_rest_commits(committe
 
 
 # -- 2. a video with a corrupt tail (AU screening of unlabelled recordings) -----------
+
 
 def write_video(path: Path, frames: list[np.ndarray], fourcc: str) -> None:
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 30.0, frames[0].shape[1::-1])
@@ -230,8 +240,8 @@ def test_2_video_with_corrupt_tail_is_screened_up_to_the_damage(committed, demo_
     avi, mp4 = part_b / "spNO.1/v1.avi", part_b / "spNO.3/v2.mp4"
     write_video(avi, frames, "MJPG")
     write_video(mp4, frames[:20], "mp4v")
-    avi.write_bytes(avi.read_bytes()[:int(avi.stat().st_size * 0.6)])   # tail (and AVI index) cut off
-    mp4.write_bytes(mp4.read_bytes()[:int(mp4.stat().st_size * 0.9)])   # MP4 index (moov, at the end) lost
+    avi.write_bytes(avi.read_bytes()[: int(avi.stat().st_size * 0.6)])  # tail (and AVI index) cut off
+    mp4.write_bytes(mp4.read_bytes()[: int(mp4.stat().st_size * 0.9)])  # MP4 index (moov, at the end) lost
     good = decodable_frames(avi)
     assert 0 < good < 60 and decodable_frames(mp4) == 0
     catalog = c.cat.path
@@ -241,11 +251,13 @@ def test_2_video_with_corrupt_tail_is_screened_up_to_the_damage(committed, demo_
     res = c.run()
     assert res.committed
     ex = {(r.stage, r.reason): r.detail for r in res.excluded.itertuples()}
-    assert ex[("ingest", "video_empty")] == ("part_B/data/spNO.3/v2.mp4: no decodable frames "
-                                             f"({mp4.resolve()}: not a decodable video)")
+    assert ex[("ingest", "video_empty")] == (
+        f"part_B/data/spNO.3/v2.mp4: no decodable frames ({mp4.resolve()}: not a decodable video)"
+    )
     lost = list(range(good, min(good + 5, 60)))
-    assert ex[("screen", "frames_unreadable")] == (f"part_B/data/spNO.1/v1.avi: {60 - good} frame(s) could not "
-                                                   f"be decoded, first {lost}")
+    assert ex[("screen", "frames_unreadable")] == (
+        f"part_B/data/spNO.1/v1.avi: {60 - good} frame(s) could not be decoded, first {lost}"
+    )
     st = Store(c.cat.store_root / "t", create=False)
     au = st.table("au_frames")
     assert list(st.table("videos")["video"]) == ["spNO.1/v1"]
@@ -257,6 +269,7 @@ def test_2_video_with_corrupt_tail_is_screened_up_to_the_damage(committed, demo_
 
 
 # -- 3. 8-bit depth where 16-bit is expected ------------------------------------------
+
 
 def test_3_eight_bit_depth_is_excluded_and_the_rest_commits(committed):
     c = committed
@@ -276,13 +289,14 @@ def test_3_eight_bit_depth_is_excluded_and_the_rest_commits(committed):
 
 # -- 4. depth and colour frames of different sizes ------------------------------------
 
+
 def test_4_depth_colour_size_mismatch_is_excluded_at_ingest(committed):
     c = committed
-    small = frame(c, "spNO.1/a", "depth", 5)                               # 640x360 -> 320x180
+    small = frame(c, "spNO.1/a", "depth", 5)  # 640x360 -> 320x180
     cv2.imwrite(str(small), cv2.resize(cv2.imread(str(small), cv2.IMREAD_UNCHANGED), (320, 180)))
-    big = frame(c, "spNO.2/c", "depth", 31)                                # 640x360 -> 700x400
+    big = frame(c, "spNO.2/c", "depth", 31)  # 640x360 -> 700x400
     d = cv2.imread(str(big), cv2.IMREAD_UNCHANGED)
-    cv2.imwrite(str(big), np.pad(d, ((0, 40), (0, 60)), mode="edge"))      # the old crop box still fits
+    cv2.imwrite(str(big), np.pad(d, ((0, 40), (0, 60)), mode="edge"))  # the old crop box still fits
     row_a, row_c = sheet_row(c.root, "spNO.1/a"), sheet_row(c.root, "spNO.2/c")
     rep = validate(c.ds, quick=True)
     assert rep["blocking"] and sorted(w for w, _ in rep["problems"]["depth_size_mismatch"]) == [row_a, row_c]
@@ -291,12 +305,18 @@ def test_4_depth_colour_size_mismatch_is_excluded_at_ingest(committed):
     assert res.committed and res.recomputed == 0
     ex = exclusions_of(res)
     assert set(ex) == {IDS["spNO.1/a"], IDS["spNO.2/c"]}
-    assert ex[IDS["spNO.1/a"]] == ("ingest", "depth_size_mismatch", (
-        f"{ANNOTATION} row {row_a}: depth frame part_A/data/spNO.1/a/depth/5.png is 320x180 but its colour "
-        "frame part_A/data/spNO.1/a/color/5.jpg is 640x360 (depth must share the colour frame's pixel grid)"))
+    assert ex[IDS["spNO.1/a"]] == (
+        "ingest",
+        "depth_size_mismatch",
+        (
+            f"{ANNOTATION} row {row_a}: depth frame part_A/data/spNO.1/a/depth/5.png is 320x180 but its colour "
+            "frame part_A/data/spNO.1/a/color/5.jpg is 640x360 (depth must share the colour frame's pixel grid)"
+        ),
+    )
     assert ex[IDS["spNO.2/c"]][2].startswith(
-        f"{ANNOTATION} row {row_c}: depth frame part_A/data/spNO.2/c/depth/31.png is 700x400 but its colour frame")
-    assert set(res.manifest["sample_id"]) == set(IDS.values()) - set(ex)    # excluded before any task
+        f"{ANNOTATION} row {row_c}: depth frame part_A/data/spNO.2/c/depth/31.png is 700x400 but its colour frame"
+    )
+    assert set(res.manifest["sample_id"]) == set(IDS.values()) - set(ex)  # excluded before any task
     assert_good_samples_unchanged(c, res, set(ex))
     assert_previous_version_intact(c, committed=True)
 
@@ -317,35 +337,44 @@ def test_4_unlabelled_frame_folder_with_other_size_depth_keeps_colour_only(tmp_p
     recs = list_recordings(ds)
     assert recs[0]["depth_path"] is None and recs[0]["depth_frames"] == {}
     videos, ex = unlabelled_videos(recs, dataset="t", fps=30)
-    assert list(videos["video"]) == ["spNO.9/v1"]                          # the colour frames are still screened
+    assert list(videos["video"]) == ["spNO.9/v1"]  # the colour frames are still screened
     assert list(ex["reason"]) == ["depth_size_mismatch"]
-    assert ex["detail"][0] == ("part_B/data/spNO.9/v1/depth/0.png: depth frames are 32x24 but the colour frames "
-                               "(part_B/data/spNO.9/v1/color/0.jpg) are 64x48; depth not used for this recording")
+    assert ex["detail"][0] == (
+        "part_B/data/spNO.9/v1/depth/0.png: depth frames are 32x24 but the colour frames "
+        "(part_B/data/spNO.9/v1/color/0.jpg) are 64x48; depth not used for this recording"
+    )
 
 
 # -- 5. frames missing inside a clip --------------------------------------------------
 
+
 def test_5_gap_between_onset_and_apex_is_noted_and_a_missing_apex_is_excluded(committed):
     c = committed
     for n in (8, 9):
-        frame(c, "spNO.3/a", "color", n).unlink()                         # gap inside onset 5 .. apex 13
-    frame(c, "spNO.2/c", "color", 31).unlink()                            # the apex itself is gone
+        frame(c, "spNO.3/a", "color", n).unlink()  # gap inside onset 5 .. apex 13
+    frame(c, "spNO.2/c", "color", 31).unlink()  # the apex itself is gone
     row_c = sheet_row(c.root, "spNO.2/c")
 
     res = c.run()
     assert res.committed
     ex = exclusions_of(res)
-    assert ex == {IDS["spNO.2/c"]: ("ingest", "frame_missing",
-                                    f"{ANNOTATION} row {row_c}: frame(s) [31] not in part_A/data/spNO.2/c/color")}
+    assert ex == {
+        IDS["spNO.2/c"]: (
+            "ingest",
+            "frame_missing",
+            f"{ANNOTATION} row {row_c}: frame(s) [31] not in part_A/data/spNO.2/c/color",
+        )
+    }
     man = res.manifest.set_index("sample_id")
     gap = man.loc[IDS["spNO.3/a"]]
     assert gap["status"] == "ok" and gap["note"] == "2 frame(s) of the clip missing: [8, 9]"
-    assert len(gap["seq_paths"]) == 19 - 5 + 1 - 2                         # onset..offset without 8, 9
+    assert len(gap["seq_paths"]) == 19 - 5 + 1 - 2  # onset..offset without 8, 9
     assert_good_samples_unchanged(c, res, {IDS["spNO.2/c"]})
     assert_previous_version_intact(c, committed=True)
 
 
 # -- 6. duplicated annotation rows ----------------------------------------------------
+
 
 def test_6_duplicated_rows_are_excluded_naming_the_kept_row(committed):
     c = committed
@@ -354,26 +383,35 @@ def test_6_duplicated_rows_are_excluded_naming_the_kept_row(committed):
     def duplicate(df):
         a = df.iloc[[row_a - 2]].copy()
         b = df.iloc[[row_b - 2]].copy()
-        b["emotion"] = "fear"                                              # the demo row says surprise
+        b["emotion"] = "fear"  # the demo row says surprise
         return pd.concat([df, a, b], ignore_index=True)
 
     rewrite_annotation(c.root, duplicate)
     n = len(BASELINE)
     res = c.run()
-    assert res.committed and res.recomputed == 0 and res.copied == 0       # nothing to recompute
+    assert res.committed and res.recomputed == 0 and res.copied == 0  # nothing to recompute
     ex = exclusions_of(res)
     assert set(ex) == {IDS["spNO.1/a"], IDS["spNO.2/a"]}
-    assert ex[IDS["spNO.1/a"]] == ("ingest", "duplicate_row", f"{ANNOTATION} row {n + 2}: same clip and onset/apex "
-                                   f"as row {row_a} (row {row_a} is kept)")
-    assert ex[IDS["spNO.2/a"]] == ("ingest", "duplicate_row", (
-        f"{ANNOTATION} row {n + 3}: same clip and onset/apex as row {row_b} (row {row_b} is kept); the labels "
-        f"differ: emotion/AU 'fear'/'1+2' here, 'surprise'/'1+2' in row {row_b}"))
+    assert ex[IDS["spNO.1/a"]] == (
+        "ingest",
+        "duplicate_row",
+        f"{ANNOTATION} row {n + 2}: same clip and onset/apex as row {row_a} (row {row_a} is kept)",
+    )
+    assert ex[IDS["spNO.2/a"]] == (
+        "ingest",
+        "duplicate_row",
+        (
+            f"{ANNOTATION} row {n + 3}: same clip and onset/apex as row {row_b} (row {row_b} is kept); the labels "
+            f"differ: emotion/AU 'fear'/'1+2' here, 'surprise'/'1+2' in row {row_b}"
+        ),
+    )
     assert len(res.manifest) == n and (res.manifest["status"] == "ok").all()
     assert_good_samples_unchanged(c, res, set())
     assert_previous_version_intact(c, committed=True)
 
 
 # -- 7. non-numeric frame cells -------------------------------------------------------
+
 
 def test_7_non_numeric_frame_cells_are_excluded_naming_the_row(committed):
     c = committed
@@ -383,7 +421,7 @@ def test_7_non_numeric_frame_cells_are_excluded_naming_the_row(committed):
         df.loc[rows["spNO.1/a"] - 2, "Onset"] = "12a"
         df.loc[rows["spNO.1/b"] - 2, "Apex"] = None
         df.loc[rows["spNO.2/c"] - 2, "Apex"] = "31a"
-        df.loc[rows["spNO.2/a"] - 2, "Offset"] = "19x"                  # the clip end only: kept, noted
+        df.loc[rows["spNO.2/a"] - 2, "Offset"] = "19x"  # the clip end only: kept, noted
         return df
 
     rewrite_annotation(c.root, damage)
@@ -391,14 +429,24 @@ def test_7_non_numeric_frame_cells_are_excluded_naming_the_row(committed):
     assert res.committed
     ex = exclusions_of(res)
     assert ex == {
-        f"row {rows['spNO.1/a']}": ("ingest", "frame_not_numeric",
-                                   f"{ANNOTATION} row {rows['spNO.1/a']} (spNO.1/a): onset '12a' is not a frame number"),
-        f"row {rows['spNO.1/b']}": ("ingest", "apex_missing",
-                                   f"{ANNOTATION} row {rows['spNO.1/b']} (spNO.1/b): apex cell is empty "
-                                   "(this layout does not derive a missing apex)"),
-        f"row {rows['spNO.2/c']}": ("ingest", "frame_not_numeric",
-                                   f"{ANNOTATION} row {rows['spNO.2/c']} (spNO.2/c): apex '31a' is not a frame number "
-                                   "(this layout does not derive a missing apex)")}
+        f"row {rows['spNO.1/a']}": (
+            "ingest",
+            "frame_not_numeric",
+            f"{ANNOTATION} row {rows['spNO.1/a']} (spNO.1/a): onset '12a' is not a frame number",
+        ),
+        f"row {rows['spNO.1/b']}": (
+            "ingest",
+            "apex_missing",
+            f"{ANNOTATION} row {rows['spNO.1/b']} (spNO.1/b): apex cell is empty "
+            "(this layout does not derive a missing apex)",
+        ),
+        f"row {rows['spNO.2/c']}": (
+            "ingest",
+            "frame_not_numeric",
+            f"{ANNOTATION} row {rows['spNO.2/c']} (spNO.2/c): apex '31a' is not a frame number "
+            "(this layout does not derive a missing apex)",
+        ),
+    }
     man = res.manifest.set_index("sample_id")
     assert sorted(man.index) == sorted([IDS["spNO.2/a"], IDS["spNO.3/a"]])
     kept = man.loc[IDS["spNO.2/a"]]
@@ -410,6 +458,7 @@ def test_7_non_numeric_frame_cells_are_excluded_naming_the_row(committed):
 
 
 # -- 8. an emotion outside the label scheme -------------------------------------------
+
 
 def test_8_emotion_outside_the_scheme_is_stored_noted_and_skipped_by_label_readers(committed):
     c = committed
@@ -425,9 +474,10 @@ def test_8_emotion_outside_the_scheme_is_stored_noted_and_skipped_by_label_reade
     sid = "t/spNO.3/a/23-31"
     rep = validate(c.ds, quick=True)
     assert not rep["blocking"]
-    assert rep["problems"] == {"emotion_not_in_scheme": [
-        (row, f"{sid}: emotion 'hapy' is not in label scheme casme3_7")]}
-    assert "emotion not in label scheme" not in rep["notes"]             # said once, as a problem
+    assert rep["problems"] == {
+        "emotion_not_in_scheme": [(row, f"{sid}: emotion 'hapy' is not in label scheme casme3_7")]
+    }
+    assert "emotion not in label scheme" not in rep["notes"]  # said once, as a problem
 
     logs = []
     res = c.run(log=logs.append)
@@ -460,6 +510,7 @@ def test_8_label_only_edit_of_a_committed_sample_reaches_the_store(committed):
 
 # -- 9. symlink loops -----------------------------------------------------------------
 
+
 def loop_dataset(tmp_path, monkeypatch, what: str) -> Catalog:
     """A catalog whose dataset root, frames folder or annotation file is a symlink loop."""
     root = tmp_path / "data"
@@ -477,18 +528,24 @@ def loop_dataset(tmp_path, monkeypatch, what: str) -> Catalog:
     return load_catalog(write_catalog(tmp_path))
 
 
-@pytest.mark.parametrize("what,match", [
-    ("root", rf"dataset 't': root .*/x \(datasets\.t\.root_env={ENV}\) is a symlink loop"),
-    ("frames_dir", r"frames folder .*/data/part_A/data is a symlink loop"),
-    ("annotation", r"datasets\.t\.annotation: .*/data/cas\(me\)3_part_A_ME_label_JpgIndex_v2\.xlsx is a symlink loop"),
-])
+@pytest.mark.parametrize(
+    "what,match",
+    [
+        ("root", rf"dataset 't': root .*/x \(datasets\.t\.root_env={ENV}\) is a symlink loop"),
+        ("frames_dir", r"frames folder .*/data/part_A/data is a symlink loop"),
+        (
+            "annotation",
+            r"datasets\.t\.annotation: .*/data/cas\(me\)3_part_A_ME_label_JpgIndex_v2\.xlsx is a symlink loop",
+        ),
+    ],
+)
 def test_9_symlink_loops_stop_run_and_validate_with_the_path(tmp_path, monkeypatch, what, match):
     cat = loop_dataset(tmp_path, monkeypatch, what)
     with pytest.raises(CatalogError, match=match):
         validate(cat.dataset("t"))
     with pytest.raises(CatalogError, match=match):
         run(cat, cat.dataset("t"), workers=1, **QUIET)
-    assert not (cat.store_root / "t").exists()                            # stopped before any store exists
+    assert not (cat.store_root / "t").exists()  # stopped before any store exists
 
 
 def test_9_a_frame_that_is_a_symlink_loop_is_named(tmp_path):
@@ -502,11 +559,12 @@ def test_9_a_frame_that_is_a_symlink_loop_is_named(tmp_path):
     with pytest.raises(FrameReadError, match=r"gone\.png: depth file is a symlink to .*nowhere\.png'?, which does"):
         read_depth(tmp_path / "gone.png")
     row = {"onset_path": "13.jpg", "apex_path": "13.jpg", "seq_paths": ["13.jpg"]}
-    fps = sample_fingerprints(row, tmp_path, resolve(None, "params"), has_depth=False)   # planning does not crash
+    fps = sample_fingerprints(row, tmp_path, resolve(None, "params"), has_depth=False)  # planning does not crash
     assert fps["crop"] and fps["clip"]
 
 
 # -- 10. catalog typos ------------------------------------------------------------------
+
 
 def edited_catalog(tmp_path, edit) -> Path:
     """write_catalog's catalog, loaded as YAML, changed by `edit(dict)`, written back."""
@@ -538,19 +596,30 @@ def _scheme_word(raw):
 
 
 def _composite(raw):
-    raw["datasets"]["m"] = {"adapter": "composite", "label_scheme": "casme3_7", "parts": {"t": {"others": ["others"]}},
-                            "expected_count": {"t": 1}}
+    raw["datasets"]["m"] = {
+        "adapter": "composite",
+        "label_scheme": "casme3_7",
+        "parts": {"t": {"others": ["others"]}},
+        "expected_count": {"t": 1},
+    }
 
 
-@pytest.mark.parametrize("edit,match", [
-    (_top, r"catalog\.store_rot: unknown key; allowed: \['clusters', 'datasets', 'label_schemes', 'runs_root', "
-           r"'store_root'\]"),
-    (_unlabelled, r"datasets\.t\.unlabelled\.frame_dir: unknown key; allowed: \['frames_dir', "),
-    (_cluster, r"clusters\.mine\.worker: unknown key"),
-    (_stage_not_mapping, r"datasets\.t\.params\.depth: expected a mapping, got str"),
-    (_scheme_word, r"label_schemes\.casme3_7: expected class -> list of emotion words"),
-    (_composite, r"datasets\.m\.expected_count: unknown key"),
-], ids=["top-level", "unlabelled", "cluster", "stage-not-mapping", "scheme", "composite"])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (
+            _top,
+            r"catalog\.store_rot: unknown key; allowed: \['clusters', 'datasets', 'label_schemes', 'runs_root', "
+            r"'store_root'\]",
+        ),
+        (_unlabelled, r"datasets\.t\.unlabelled\.frame_dir: unknown key; allowed: \['frames_dir', "),
+        (_cluster, r"clusters\.mine\.worker: unknown key"),
+        (_stage_not_mapping, r"datasets\.t\.params\.depth: expected a mapping, got str"),
+        (_scheme_word, r"label_schemes\.casme3_7: expected class -> list of emotion words"),
+        (_composite, r"datasets\.m\.expected_count: unknown key"),
+    ],
+    ids=["top-level", "unlabelled", "cluster", "stage-not-mapping", "scheme", "composite"],
+)
 def test_10_catalog_typos_name_the_key(tmp_path, edit, match):
     with pytest.raises(CatalogError, match=match):
         load_catalog(edited_catalog(tmp_path, edit))
@@ -561,7 +630,10 @@ def test_10_misspelled_sheet_name_fails_the_run_and_leaves_the_store(committed):
     catalog = c.cat.path
     catalog.write_text(catalog.read_text().replace("annotation_sheet: label", "annotation_sheet: lable"))
     c.cat = load_catalog(catalog)
-    with pytest.raises(CatalogError, match=r"datasets\.t\.annotation_sheet: .*JpgIndex_v2\.xlsx: "
-                                           r"Worksheet named 'lable' not found"):
+    with pytest.raises(
+        CatalogError,
+        match=r"datasets\.t\.annotation_sheet: .*JpgIndex_v2\.xlsx: "
+        r"Worksheet named 'lable' not found",
+    ):
         c.run()
     assert_previous_version_intact(c, committed=False)

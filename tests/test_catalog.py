@@ -33,13 +33,16 @@ def test_symlink_loop_root(tmp_path, monkeypatch):
         ds.root()
 
 
-@pytest.mark.parametrize("edit,match", [
-    (("fps: 30", "fsp: 30"), r"datasets\.t\.fsp: unknown key"),
-    (("fps: 30", "fps: fast"), r"datasets\.t\.fps: expected"),
-    (("adapter: casme3_part_a", "adapter: casme9"), r"datasets\.t\.adapter: unknown adapter"),
-    (("label_scheme: casme3_7", "label_scheme: nope"), r"datasets\.t\.label_scheme"),
-    (("modalities: [rgb, depth]", "modalities: [rgb, thermal]"), r"datasets\.t\.modalities"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (("fps: 30", "fsp: 30"), r"datasets\.t\.fsp: unknown key"),
+        (("fps: 30", "fps: fast"), r"datasets\.t\.fps: expected"),
+        (("adapter: casme3_part_a", "adapter: casme9"), r"datasets\.t\.adapter: unknown adapter"),
+        (("label_scheme: casme3_7", "label_scheme: nope"), r"datasets\.t\.label_scheme"),
+        (("modalities: [rgb, depth]", "modalities: [rgb, thermal]"), r"datasets\.t\.modalities"),
+    ],
+)
 def test_typos_name_the_key(tmp_path, edit, match):
     p = write_catalog(tmp_path)
     p.write_text(p.read_text().replace(*edit))
@@ -47,12 +50,15 @@ def test_typos_name_the_key(tmp_path, edit, match):
         load_catalog(p)
 
 
-@pytest.mark.parametrize("params,match", [
-    ("depth: {fil: nearest}\n", r"datasets\.t\.params\.depth\.fil: unknown parameter"),
-    ("depth: {fill: median}\n", r"datasets\.t\.params\.depth\.fill: 'median' is not one of"),
-    ("depth: {window: five}\n", r"datasets\.t\.params\.depth\.window: expected int"),
-    ("flow: {x: 1}\n", r"datasets\.t\.params\.flow: unknown stage"),
-])
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ("depth: {fil: nearest}\n", r"datasets\.t\.params\.depth\.fil: unknown parameter"),
+        ("depth: {fill: median}\n", r"datasets\.t\.params\.depth\.fill: 'median' is not one of"),
+        ("depth: {window: five}\n", r"datasets\.t\.params\.depth\.window: expected int"),
+        ("flow: {x: 1}\n", r"datasets\.t\.params\.flow: unknown stage"),
+    ],
+)
 def test_param_errors(tmp_path, params, match):
     with pytest.raises(CatalogError, match=match):
         load_catalog(write_catalog(tmp_path, params=params))

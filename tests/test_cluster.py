@@ -1,14 +1,26 @@
 """Cluster profiles: SLURM and PBS clusters built from catalog profiles (their job
 scripts checked, nothing submitted), and the same code path on a LocalCluster end to end."""
+
 import pytest
 
 from pipeline.catalog import CatalogError, load_catalog
 from pipeline.cluster import job_script, make_cluster, walltime_minutes
 from tests.conftest import write_catalog
 
-SLURM = {"kind": "slurm", "queue": "gpu", "account": "lab42", "cores": 8, "processes": 2, "memory": "32GB",
-         "walltime": "02:00:00", "gpus": 1, "python": "/opt/mepipe/bin/python", "lifetime_margin_min": 10,
-         "max_jobs": 3, "scheduler_host": "127.0.0.1"}
+SLURM = {
+    "kind": "slurm",
+    "queue": "gpu",
+    "account": "lab42",
+    "cores": 8,
+    "processes": 2,
+    "memory": "32GB",
+    "walltime": "02:00:00",
+    "gpus": 1,
+    "python": "/opt/mepipe/bin/python",
+    "lifetime_margin_min": 10,
+    "max_jobs": 3,
+    "scheduler_host": "127.0.0.1",
+}
 
 
 def test_walltime():
@@ -19,23 +31,38 @@ def test_walltime():
 
 def test_slurm_job_script():
     s = job_script(SLURM)
-    for want in ("#SBATCH -p gpu", "#SBATCH -A lab42", "--cpus-per-task=8", "#SBATCH -t 02:00:00",
-                 "#SBATCH --gres=gpu:1", "/opt/mepipe/bin/python -m distributed.cli.dask_worker",
-                 "--lifetime 110m", "--lifetime-stagger 4m", "--nworkers 2", "--resources GPU=1"):
+    for want in (
+        "#SBATCH -p gpu",
+        "#SBATCH -A lab42",
+        "--cpus-per-task=8",
+        "#SBATCH -t 02:00:00",
+        "#SBATCH --gres=gpu:1",
+        "/opt/mepipe/bin/python -m distributed.cli.dask_worker",
+        "--lifetime 110m",
+        "--lifetime-stagger 4m",
+        "--nworkers 2",
+        "--resources GPU=1",
+    ):
         assert want in s, want
 
 
 def test_pbs_job_script():
     s = job_script({**SLURM, "kind": "pbs", "queue": "workq"})
-    for want in ("#PBS -q workq", "#PBS -A lab42", "#PBS -l walltime=02:00:00", "ncpus=8", "#PBS -l ngpus=1",
-                 "--lifetime 110m"):
+    for want in (
+        "#PBS -q workq",
+        "#PBS -A lab42",
+        "#PBS -l walltime=02:00:00",
+        "ncpus=8",
+        "#PBS -l ngpus=1",
+        "--lifetime 110m",
+    ):
         assert want in s, want
 
 
 def test_adaptive_cluster_object_is_built_without_submitting():
     c = make_cluster(SLURM)
     try:
-        assert c._adaptive is not None and c._adaptive.maximum == 3 * 2   # jobs x processes
+        assert c._adaptive is not None and c._adaptive.maximum == 3 * 2  # jobs x processes
     finally:
         c.close()
 
@@ -75,13 +102,15 @@ def test_gpu_stage_is_routed_to_gpu_workers_by_submit_resources():
     assert not uses_gpu(("micro",), {"magnify": {"method": "eulerian"}})
     assert gpu_resources(SLURM, True) == {"GPU": 1}
     assert gpu_resources(SLURM, False) is None
-    assert gpu_resources({"kind": "local"}, True) is None        # no GPUs declared: run on the CPU
+    assert gpu_resources({"kind": "local"}, True) is None  # no GPUs declared: run on the CPU
 
     async def add_gpu_worker(addr):
         return await Worker(addr, resources={"GPU": 1}, nthreads=1)
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc, \
-            Client(lc) as c:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc,
+        Client(lc) as c,
+    ):
         gpu_w = c.sync(add_gpu_worker, lc.scheduler_address)
         try:
             futs = [c.submit(_gpu_stage, i, resources=gpu_resources(SLURM, True), pure=False) for i in range(8)]

@@ -4,6 +4,7 @@ process dying mid-task, a task that keeps failing, two concurrent runs. Each mus
 the store consistent (main at a complete version or the previous one, `verify` OK) and
 the next run must end with exactly the expected sample set and the same values as a
 clean run (compared through the write-time checksums)."""
+
 import os
 import shutil
 import signal
@@ -32,14 +33,39 @@ def small(small_demo_source, tmp_path_factory):
 
 
 def batch(catalog: Path, root: Path, *extra, fault: str = "", fault_file: Path | None = None, wait: bool = True):
-    env = dict(os.environ, MEPIPE_TEST_ROOT=str(root), MEPIPE_FAULT=fault,
-               MEPIPE_FAULT_FILE=str(fault_file or catalog.parent / "fault"), PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "pipeline.cli", "--catalog", str(catalog), "batch", "--dataset", "t",
-           "--methods", "dvscl", "--workers", "2", *extra]
+    env = dict(
+        os.environ,
+        MEPIPE_TEST_ROOT=str(root),
+        MEPIPE_FAULT=fault,
+        MEPIPE_FAULT_FILE=str(fault_file or catalog.parent / "fault"),
+        PYTHONPATH=str(REPO),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "--catalog",
+        str(catalog),
+        "batch",
+        "--dataset",
+        "t",
+        "--methods",
+        "dvscl",
+        "--workers",
+        "2",
+        *extra,
+    ]
     if wait:
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=catalog.parent)
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=catalog.parent, start_new_session=True)
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=catalog.parent,
+        start_new_session=True,
+    )
 
 
 def checksums(store_path: Path) -> pd.DataFrame:
@@ -64,14 +90,14 @@ def paused_at(point: str, catalog: Path, root: Path, flag: Path, *extra):
 
 
 def kill9(proc):
-    os.killpg(proc.pid, signal.SIGKILL)       # the driver and its local dask workers, no cleanup
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local dask workers, no cleanup
     proc.wait(30)
 
 
 def assert_consistent_and_complete(store_path: Path, ref: pd.DataFrame):
     st = Store(store_path, create=False)
     assert verify(st, log=lambda *a: None).ok
-    assert list(st.repo.list_branches()) == ["main"]           # no scratch branch left
+    assert list(st.repo.list_branches()) == ["main"]  # no scratch branch left
     pd.testing.assert_frame_equal(checksums(store_path), ref)  # same samples, same values as a clean run
 
 
@@ -84,7 +110,7 @@ def test_kill9_mid_commit_then_exit_after_commit_then_rerun(small, tmp_path):
     flag = tmp_path / "at_commit"
     kill9(paused_at("before_commit", cat, root, flag))
     st = Store(store, create=False)
-    assert st.table("manifest") is None                       # main still at the empty store
+    assert st.table("manifest") is None  # main still at the empty store
     # 2. the driver dies between writing the commit and moving main to it
     p2 = batch(cat, root, fault="after_commit")
     assert p2.returncode == 137
@@ -161,17 +187,17 @@ def test_killed_run_resumes_from_its_checkpoint(demo_source, tmp_path):
     flag = tmp_path / "checkpointed"
     kill9(paused_at("after_checkpoint", cat, demo_source, flag, "--checkpoint-s", "0"))
     st = Store(store, create=False)
-    assert st.table("manifest") is None                     # nothing committed to main
+    assert st.table("manifest") is None  # nothing committed to main
     [branch] = [b for b in st.repo.list_branches() if b.startswith("run-")]
     ck = st.table("_checkpoint", st.repo.lookup_branch(branch))
-    assert len(ck) == 8                                      # one shard made durable
+    assert len(ck) == 8  # one shard made durable
     p2 = batch(cat, demo_source, "--checkpoint-s", "0")
     assert p2.returncode == 0, p2.stdout + p2.stderr
     assert "resuming killed run" in p2.stdout and "8 sample(s) already written" in p2.stdout
     st = Store(store, create=False)
     meta = st.repo.lookup_snapshot(st.head()).metadata
     assert meta["counts"]["resumed"] == 8 and meta["counts"]["ok"] == 20
-    assert [v["message"] for v in st.versions()][0].startswith("preprocess t")   # one version, no checkpoints
+    assert [v["message"] for v in st.versions()][0].startswith("preprocess t")  # one version, no checkpoints
     assert "tables/_checkpoint" not in st.group()
     assert verify(st, log=lambda *a: None).ok
     # the same values as an uninterrupted run

@@ -30,7 +30,7 @@ def test_box_by_hand():
 
 
 def test_box_shifted_inside_image():
-    lm = synthetic_landmarks() - [40, 0]   # face touches the left edge
+    lm = synthetic_landmarks() - [40, 0]  # face touches the left edge
     x0, y0, x1, y1 = crop_box(lm, (480, 640))
     assert x0 == 0 and x1 - x0 == y1 - y0 == 220
 

@@ -31,9 +31,7 @@ def reference_neighbourhood_fill(d: np.ndarray, window: int) -> np.ndarray:
 
 
 def test_hand_worked_case():
-    d = np.array([[10, 0, 30],
-                  [0, 0, 0],
-                  [70, 0, 90]], dtype=np.uint16)
+    d = np.array([[10, 0, 30], [0, 0, 0], [70, 0, 90]], dtype=np.uint16)
     # 3x3 neighbourhood means: (0,1): (10+30)/2=20; (1,0): (10+70)/2=40; centre: all four = 50
     out = zero_fill(d, "nearest", window=3)
     assert out.tolist() == [[10, 20, 30], [40, 50, 60], [70, 80, 90]]

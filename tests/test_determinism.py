@@ -1,6 +1,7 @@
 """Determinism: the demo dataset is bit-identical wherever the same library versions
 generate it, and two runs of the whole pipeline from scratch (every product group, 1 vs
 2 workers) give bit-identical arrays and tables."""
+
 import pytest
 
 from pipeline.catalog import load_catalog
@@ -20,7 +21,7 @@ def test_demo_is_bit_identical(demo_source, tmp_path):
     libs = library_versions()
     if libs != {k: v for k, v in EXPECTED.items() if k != "digest"}:
         pytest.skip(f"library versions {libs} differ from those the expected digest was made with")
-    assert tree_digest(demo_source) == EXPECTED["digest"]       # the same bytes as on the machine that made it
+    assert tree_digest(demo_source) == EXPECTED["digest"]  # the same bytes as on the machine that made it
 
 
 def test_two_runs_from_scratch_are_bit_identical(small_demo_source, tmp_path, monkeypatch):
@@ -41,7 +42,7 @@ def test_two_runs_from_scratch_are_bit_identical(small_demo_source, tmp_path, mo
             x, y = a[name][:], b[name][:]
             assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), name
             compared += 1
-    assert compared == len(ARRAYS)                                # every product group was compared
+    assert compared == len(ARRAYS)  # every product group was compared
     for name in TABLES:
         ta, tb = stores[0].table(name), stores[1].table(name)
         assert (ta is None) == (tb is None), name

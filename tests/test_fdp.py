@@ -1,5 +1,6 @@
 """FDP (seed 003): losses against explicit computations, shapes, parameter count, and the
 planted-signal check on clips whose class is the direction of a motion."""
+
 import numpy as np
 import pytest
 import torch
@@ -29,8 +30,8 @@ def test_shapes_and_parameter_count():
     m = FDP(7, TINY)
     logits, di, s = m(torch.randn(2, 8, 3, 32, 32))
     assert logits.shape == (2, 7) and di.shape == (2, 1, 32, 32) and s.shape == (2, 8)
-    assert (di > 0).all() and (di < 1).all()                       # sigmoid output
-    n = count_parameters(FDP(7))                                   # the default (paper-sized) widths
+    assert (di > 0).all() and (di < 1).all()  # sigmoid output
+    n = count_parameters(FDP(7))  # the default (paper-sized) widths
     assert abs(n / 14.82e6 - 1) < 0.01, n
 
 
@@ -42,7 +43,7 @@ def clips(n, shuffle, seed):
     for i, c in enumerate(y):
         for t in range(8):
             col = 4 + 3 * t if c == 0 else 27 - 3 * t
-            x[i, t, :, 8:24, col:col + 3] = 1.0
+            x[i, t, :, 8:24, col : col + 3] = 1.0
     d = np.stack([x[i, :, 0].mean(0, keepdims=True) for i in range(n)])
     if shuffle:
         y = g.permutation(y)
@@ -54,8 +55,9 @@ def test_planted_temporal_signal(shuffle):
     torch.manual_seed(0)
     xtr, ytr, dtr = clips(32, shuffle, 0)
     xte, yte, _ = clips(16, shuffle, 1)
-    acc = fit_and_accuracy(FDP(2, TINY), xtr, xte, yte, lambda out, r: fdp_loss(*out, ytr[r], dtr[r]),
-                           epochs=8, lr=3e-3)
+    acc = fit_and_accuracy(
+        FDP(2, TINY), xtr, xte, yte, lambda out, r: fdp_loss(*out, ytr[r], dtr[r]), epochs=8, lr=3e-3
+    )
     if shuffle:
         assert acc < 0.8
     else:

@@ -1,5 +1,6 @@
 """MicroAUCLIP (seed 004): patch lookup, GD and MiAUC losses against explicit loops,
 eq. 13 against a direct sum, and the model's shapes."""
+
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from training.models.microauclip import emotion_scores, gd_loss, miauc_loss, pat
 
 def test_patch_lookup_maps_a_landmark_to_the_patch_that_contains_it():
     lm = torch.tensor([[0.0, 0.0], [31.9, 31.9], [32.0, 0.0], [223.9, 223.9], [100.0, 70.0], [250.0, -3.0]])
-    assert patch_index(lm).tolist() == [0, 0, 1, 48, 2 * 7 + 3, 6]   # (row 2, col 3); outside -> clamped
+    assert patch_index(lm).tolist() == [0, 0, 1, 48, 2 * 7 + 3, 6]  # (row 2, col 3); outside -> clamped
 
 
 def test_gd_loss():
@@ -44,8 +45,13 @@ def test_emotion_label_free_is_summed_similarity():
     t = torch.nn.functional.normalize(torch.randn(2, 2, 4), dim=-1)
     aus, emos = [4, 12], {"negative": [4], "positive": [12]}
     got = emotion_scores(v, t, aus, emos)
-    want = torch.stack([(v[:, 0] * t[0, 1]).sum(-1) + (v[:, 1] * t[1, 0]).sum(-1),
-                        (v[:, 0] * t[0, 0]).sum(-1) + (v[:, 1] * t[1, 1]).sum(-1)], 1)
+    want = torch.stack(
+        [
+            (v[:, 0] * t[0, 1]).sum(-1) + (v[:, 1] * t[1, 0]).sum(-1),
+            (v[:, 0] * t[0, 0]).sum(-1) + (v[:, 1] * t[1, 1]).sum(-1),
+        ],
+        1,
+    )
     assert torch.allclose(got, want, atol=1e-6)
 
 
@@ -59,8 +65,11 @@ def test_au_metrics():
 def tiny_clip():
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-    return CLIP(embed_dim=64, vision_cfg=CLIPVisionCfg(layers=4, width=64, head_width=32, patch_size=32, image_size=224),
-                text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=2, layers=4))
+    return CLIP(
+        embed_dim=64,
+        vision_cfg=CLIPVisionCfg(layers=4, width=64, head_width=32, patch_size=32, image_size=224),
+        text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=2, layers=4),
+    )
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -71,8 +80,8 @@ def test_planted_signal_au_detection(shuffle):
     g = np.random.default_rng(0)
     lm = torch.zeros(68, 2)
     lm[:, 0], lm[:, 1] = 112, 112
-    lm[19:25] = torch.tensor([80.0, 40.0])          # brows in patch (1, 2)
-    lm[[48, 54]] = torch.tensor([150.0, 170.0])     # mouth corners in patch (5, 4)
+    lm[19:25] = torch.tensor([80.0, 40.0])  # brows in patch (1, 2)
+    lm[[48, 54]] = torch.tensor([150.0, 170.0])  # mouth corners in patch (5, 4)
 
     def make(n):
         y = g.integers(0, 2, (n, 2))
@@ -94,8 +103,8 @@ def test_planted_signal_au_detection(shuffle):
     for _ in range(8):
         m.train()
         for i in range(0, 48, 8):
-            o = m(xtr[i:i + 8], lm.expand(8, -1, -1))
-            loss = total_loss(o, m.text_features(), ytr[i:i + 8], 10.0)
+            o = m(xtr[i : i + 8], lm.expand(8, -1, -1))
+            loss = total_loss(o, m.text_features(), ytr[i : i + 8], 10.0)
             opt.zero_grad()
             loss.backward()
             opt.step()

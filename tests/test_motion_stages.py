@@ -1,4 +1,5 @@
 """Motion stages against independent references (closed forms, direct formulas, OpenCV)."""
+
 from fractions import Fraction
 
 import cv2
@@ -8,8 +9,15 @@ import pytest
 from stages.align import similarity_matrix, transform_points, warp_face
 from stages.flow import farneback, flow_to_color, magnitude, resize_flow, strain, tvl1
 from stages.synth import displacement_field, warp
-from stages.temporal import (amplify_motion, arp_coefficients, dynamic_image, eulerian_magnify,
-                             magnify_pair, tim_interpolate, uniform_indices)
+from stages.temporal import (
+    amplify_motion,
+    arp_coefficients,
+    dynamic_image,
+    eulerian_magnify,
+    magnify_pair,
+    tim_interpolate,
+    uniform_indices,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +38,7 @@ def epe(a, b, m=12):
 def test_subpixel_translation_recovered(face_crop, method):
     img, _ = face_crop
     dx, dy = 0.4, -0.3
-    M = np.float32([[1, 0, dx], [0, 1, dy]])            # forward map: content moves by (+dx, +dy)
+    M = np.float32([[1, 0, dx], [0, 1, dy]])  # forward map: content moves by (+dx, +dy)
     moved = cv2.warpAffine(img, M, img.shape[1::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     flow = (tvl1 if method == "tvl1" else farneback)(img, moved)
     truth = np.zeros_like(flow)
@@ -44,12 +52,14 @@ def test_subpixel_translation_recovered(face_crop, method):
 def test_known_warp_recovered(face_crop, method):
     img, _ = face_crop
     lm = np.array([[80.0, 60.0]] * 68)
-    field = displacement_field(img.shape[:2], lm, "brow_raise", 2.0, 20.0)   # 2 px bump at (80, 60)
+    field = displacement_field(img.shape[:2], lm, "brow_raise", 2.0, 20.0)  # 2 px bump at (80, 60)
     moved = warp(img, field, 1.0)
     flow = (tvl1 if method == "tvl1" else farneback)(img, moved)
     err = epe(flow, field)
     peak = flow[50:70, 70:90, 1].mean()
-    print(f"{method}: EPE of a 2 px local warp = {err:.3f} px, mean v at the bump {peak:.2f} (truth {field[50:70, 70:90, 1].mean():.2f})")
+    print(
+        f"{method}: EPE of a 2 px local warp = {err:.3f} px, mean v at the bump {peak:.2f} (truth {field[50:70, 70:90, 1].mean():.2f})"
+    )
     assert err < 0.3 and peak < -1.0
 
 
@@ -57,7 +67,7 @@ def test_strain_closed_form_on_linear_field():
     a, b, c, d = 0.02, -0.01, 0.03, -0.015
     yy, xx = np.mgrid[0:40, 0:50].astype(np.float64)
     flow = np.stack([a * xx + b * yy, c * xx + d * yy], axis=2).astype(np.float32)
-    want = np.sqrt(a ** 2 + d ** 2 + 0.5 * (b + c) ** 2)
+    want = np.sqrt(a**2 + d**2 + 0.5 * (b + c) ** 2)
     np.testing.assert_allclose(strain(flow), want, rtol=1e-4)
     np.testing.assert_allclose(magnitude(flow), np.hypot(flow[..., 0], flow[..., 1]))
 
@@ -102,8 +112,8 @@ def test_tim_reproduces_input_at_original_length_and_interpolates():
     ramp = np.linspace(0, 100, 9)[:, None] * np.ones((9, 4))
     out = tim_interpolate(ramp, 17)
     assert out.shape == (17, 4)
-    np.testing.assert_allclose(out[::2], ramp, atol=1e-9)                   # original positions kept
-    assert np.abs(out[1::2, 0] - (ramp[:-1, 0] + ramp[1:, 0]) / 2).max() < 6.0   # near the midpoints
+    np.testing.assert_allclose(out[::2], ramp, atol=1e-9)  # original positions kept
+    assert np.abs(out[1::2, 0] - (ramp[:-1, 0] + ramp[1:, 0]) / 2).max() < 6.0  # near the midpoints
 
 
 def measured_shift(frames, ref, grad):
@@ -117,7 +127,7 @@ def measured_shift(frames, ref, grad):
 def test_magnification_amplifies_in_band_only(f0, inside):
     fps, T, A, alpha = 30.0, 60, 0.15, 3.0
     x = np.arange(64, dtype=np.float64)
-    pattern = lambda s: 128 + 60 * np.sin(2 * np.pi * (x + s) / 16.0)    # noqa: E731
+    pattern = lambda s: 128 + 60 * np.sin(2 * np.pi * (x + s) / 16.0)  # noqa: E731
     t = np.arange(T) / fps
     delta = A * np.sin(2 * np.pi * f0 * t)
     frames = np.stack([np.tile(pattern(d), (64, 1)) for d in delta]).astype(np.float32)
@@ -134,7 +144,7 @@ def test_magnification_amplifies_in_band_only(f0, inside):
 
 def test_magnify_pair_scales_the_change():
     x = np.arange(64, dtype=np.float64)
-    pattern = lambda s: 128 + 60 * np.sin(2 * np.pi * (x + s) / 16.0)    # noqa: E731
+    pattern = lambda s: 128 + 60 * np.sin(2 * np.pi * (x + s) / 16.0)  # noqa: E731
     on, ap = np.tile(pattern(0), (64, 1)).astype(np.float32), np.tile(pattern(0.1), (64, 1)).astype(np.float32)
     m = magnify_pair(on, ap, 3.0, levels=3)
     grad = np.gradient(on, axis=1)
@@ -157,12 +167,12 @@ def test_similarity_alignment_levels_the_eyes(face_frames):
     p = transform_points(lm_r, similarity_matrix(lm_r, box, 72))
     le, re = p[36:42].mean(0), p[42:48].mean(0)
     assert out.shape == (72, 72, 3)
-    assert abs(le[1] - re[1]) < 1e-3                      # eyes levelled
+    assert abs(le[1] - re[1]) < 1e-3  # eyes levelled
     # the rotation is undone: the aligned landmark shape of the rotated face equals the upright
     # one's up to scale and shift (boxes differ: the rotated landmarks have a wider extent)
     box0 = crop_box(lm, img.shape[:2])
     q = transform_points(lm, similarity_matrix(lm, box0, 72))
-    norm = lambda a: (a - a.mean(0)) / np.linalg.norm(a - a.mean(0))     # noqa: E731
+    norm = lambda a: (a - a.mean(0)) / np.linalg.norm(a - a.mean(0))  # noqa: E731
     assert np.abs(norm(p) - norm(q)).max() < 0.01
     # with level eyes it is exactly the landmark crop of stages.crop
     lv = lm.copy()

@@ -1,6 +1,7 @@
 """Products as declared units (products/): the registry against the array specs, the
 fingerprints derived from the declarations, the store refusing a changed shape, and the
 import graph running one way."""
+
 import ast
 import dataclasses
 from pathlib import Path
@@ -16,8 +17,14 @@ from products import REGISTRY, closure, fingerprints, groups_for
 from schemas.arrays import ARRAYS
 from tests.conftest import REPO
 
-ROW = {"sample_id": "d/s/c/1-3", "onset_path": "c/1.jpg", "apex_path": "c/3.jpg", "onset_depth_path": "d/1.png",
-       "apex_depth_path": "d/3.png", "seq_paths": ["c/1.jpg", "c/2.jpg", "c/3.jpg"]}
+ROW = {
+    "sample_id": "d/s/c/1-3",
+    "onset_path": "c/1.jpg",
+    "apex_path": "c/3.jpg",
+    "onset_depth_path": "d/1.png",
+    "apex_depth_path": "d/3.png",
+    "seq_paths": ["c/1.jpg", "c/2.jpg", "c/3.jpg"],
+}
 HASH = {p: f"h-{p}" for p in ["c/1.jpg", "c/2.jpg", "c/3.jpg", "d/1.png", "d/3.png"]}
 
 
@@ -27,10 +34,10 @@ def fps(params=None, row=ROW, has_depth=True, hashes=HASH):
 
 def test_registry_matches_the_array_specs():
     assert list(REGISTRY) == ["crop", "depth", "flow", "micro", "clip"]
-    assert {a.group for a in ARRAYS.values()} == set(REGISTRY)           # every array has its product
+    assert {a.group for a in ARRAYS.values()} == set(REGISTRY)  # every array has its product
     for i, (name, p) in enumerate(REGISTRY.items()):
         assert p.arrays and all(a.group == name for a in p.arrays)
-        assert all(list(REGISTRY).index(d) < i for d in p.depends)       # dependency order
+        assert all(list(REGISTRY).index(d) < i for d in p.depends)  # dependency order
     assert closure(["flow"]) == ("crop", "flow")
     assert groups_for(["dvscl"], True) == ("crop", "depth") and groups_for(["dvscl"], False) == ("crop",)
     assert groups_for(None, True) == tuple(REGISTRY)
@@ -50,7 +57,7 @@ def test_a_fingerprint_follows_exactly_what_its_product_declares():
     # an input file changed: its product and every product built on it
     got = fps(hashes={**HASH, "c/1.jpg": "other"})
     assert {k for k in base if base[k] != got[k]} == set(REGISTRY)
-    got = fps(hashes={**HASH, "c/2.jpg": "other"})                      # a middle frame: the clip only
+    got = fps(hashes={**HASH, "c/2.jpg": "other"})  # a middle frame: the clip only
     assert {k for k in base if base[k] != got[k]} == {"clip"}
     # no depth frames -> no depth product
     assert fps(has_depth=False)["depth"] is None and fps(row={**ROW, "onset_depth_path": None})["depth"] is None
@@ -81,8 +88,11 @@ def test_the_store_refuses_an_array_of_another_declared_shape(monkeypatch):
     assert g["pairs/gray_diff"].shape == (4, 310, 310)
     spec = ARRAYS["pairs/gray_diff"]
     monkeypatch.setitem(ARRAYS, "pairs/gray_diff", dataclasses.replace(spec, shape=(320, 320)))
-    with pytest.raises(StoreLayoutError, match=r"store array pairs/gray_diff holds per-sample shape \(310, 310\) int16, "
-                                               r"but schemas/arrays.py now declares \(320, 320\) int16"):
+    with pytest.raises(
+        StoreLayoutError,
+        match=r"store array pairs/gray_diff holds per-sample shape \(310, 310\) int16, "
+        r"but schemas/arrays.py now declares \(320, 320\) int16",
+    ):
         ensure_arrays(g, ["pairs/gray_diff"], 4, {})
     monkeypatch.setitem(ARRAYS, "pairs/gray_diff", dataclasses.replace(spec, dtype="int32"))
     with pytest.raises(StoreLayoutError, match="now declares \\(310, 310\\) int32"):
@@ -97,9 +107,14 @@ def test_a_product_computes_from_the_context_alone():
 
     face = video_frames("single_face.mp4", [0])[0]
     frames = {"c/1.jpg": face, "c/3.jpg": face}
-    ctx = products.Context(row=ROW, params=resolve(None, "p"), read_rgb=frames.__getitem__,
-                           read_depth=lambda rel: np.full(face.shape[:2], 500, np.uint16),
-                           landmarks=lambda fp, img: landmark_backend_for(fp)(img), load_model=None)
+    ctx = products.Context(
+        row=ROW,
+        params=resolve(None, "p"),
+        read_rgb=frames.__getitem__,
+        read_depth=lambda rel: np.full(face.shape[:2], 500, np.uint16),
+        landmarks=lambda fp, img: landmark_backend_for(fp)(img),
+        load_model=None,
+    )
     out = {}
     for name in ("crop", "depth", "flow"):
         out.update(REGISTRY[name].compute(ctx))
@@ -125,7 +140,7 @@ def _imports(path: Path) -> set[str]:
 @pytest.mark.parametrize("layer", ["schemas", "stages", "products"])
 def test_the_lower_floors_import_nothing_above_them(layer):
     """schemas <- stages <- products <- pipeline <- training: no module imports upward."""
-    above = set(LAYERS[LAYERS.index(layer) + 1:])
+    above = set(LAYERS[LAYERS.index(layer) + 1 :])
     for f in sorted((REPO / layer).rglob("*.py")):
         bad = _imports(f) & above
         assert not bad, f"{f.relative_to(REPO)} imports {sorted(bad)}"

@@ -1,6 +1,7 @@
 """The `pyfeat` AU estimator: py-feat 2.1.5's real Detectorv1 pipeline (RetinaFace,
 MobileFaceNet, HOG + PCA + XGBoost) run offline from local model files - stand-ins of
 the published files here (tests/pyfeat_standins.py), on real face frames."""
+
 import cv2
 import numpy as np
 import pytest
@@ -33,8 +34,11 @@ def test_model_files_are_found_in_the_hub_layout(models, tmp_path):
 
     found = model_files(models)
     assert all(p is not None and p.is_file() for p in found.values())
-    assert set(p.name for p in found.values()) == {"model.safetensors", "mobilefacenet_model_best.pth.tar",
-                                                    "xgb_au_classifier_v2.skops"}
+    assert set(p.name for p in found.values()) == {
+        "model.safetensors",
+        "mobilefacenet_model_best.pth.tar",
+        "xgb_au_classifier_v2.skops",
+    }
     assert all(p is None for p in model_files(tmp_path).values())
 
 
@@ -52,7 +56,7 @@ def test_segment_matches_pyfeat_detect_and_marks_faceless_frames(models, tmp_pat
 
     faces = video_frames("single_face.mp4", [0, 10, 20, 30, 40])
     empty = video_frames("no_face.mp4", [5])
-    frames = faces[:3] + empty + faces[3:]                     # frame 3 has no face
+    frames = faces[:3] + empty + faces[3:]  # frame 3 has no face
     color = tmp_path / "rec" / "color"
     color.mkdir(parents=True)
     for i, f in enumerate(frames):
@@ -62,8 +66,8 @@ def test_segment_matches_pyfeat_detect_and_marks_faceless_frames(models, tmp_pat
     out = pyfeat_segment(rec, str(tmp_path), 0, len(frames), str(models), "landmarks", face_params, batch=4)
     inten = out["intensities"]
     assert out["frames"].tolist() == list(range(6)) and inten.shape == (6, len(AUS))
-    assert np.isnan(inten[3]).all()                                       # no face
-    assert np.isnan(inten[:, AUS.index(45)]).all()                        # AU45: not a py-feat output
+    assert np.isnan(inten[3]).all()  # no face
+    assert np.isnan(inten[:, AUS.index(45)]).all()  # AU45: not a py-feat output
     rest = np.delete(inten, [AUS.index(45)], axis=1)[[0, 1, 2, 4, 5]]
     assert np.isfinite(rest).all() and (rest >= 0).all() and (rest <= 5).all() and rest.std() > 0
 
@@ -83,8 +87,9 @@ def test_segment_matches_pyfeat_detect_and_marks_faceless_frames(models, tmp_pat
     for a in AUS:
         col = f"AU{a:02d}"
         if col in AU_LANDMARK_MAP["Feat"]:
-            np.testing.assert_allclose(inten[[0, 1, 2, 4, 5], AUS.index(a)], 5 * fex[col].to_numpy(), rtol=1e-5,
-                                       err_msg=col)
+            np.testing.assert_allclose(
+                inten[[0, 1, 2, 4, 5], AUS.index(a)], 5 * fex[col].to_numpy(), rtol=1e-5, err_msg=col
+            )
 
     # py-feat's own face detector (here a stand-in that never fires): every frame NaN
     own = pyfeat_segment(rec, str(tmp_path), 0, 2, str(models), "retinaface", face_params)
@@ -101,8 +106,10 @@ def test_pyfeat_screening_in_a_run(small_demo_source, models, tmp_path, monkeypa
     from tests.conftest import write_catalog
 
     monkeypatch.setenv("MEPIPE_TEST_ROOT", str(small_demo_source))
-    p = write_catalog(tmp_path, params="au: {estimator: pyfeat, pyfeat_faces: landmarks, segment_frames: 60}\n"
-                                        "face: {backend: mediapipe}\n")
+    p = write_catalog(
+        tmp_path,
+        params="au: {estimator: pyfeat, pyfeat_faces: landmarks, segment_frames: 60}\nface: {backend: mediapipe}\n",
+    )
     p.write_text(p.read_text() + f"    unlabelled:\n      frames_dir: part_B/data\n      pyfeat_models: {models}\n")
     cat = load_catalog(p)
     logs = []

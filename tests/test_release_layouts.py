@@ -2,6 +2,7 @@
 ../shared/datasets/casme3, stand-in frames), run through the SHIPPED catalog.yaml entry:
 layout detection, the catalog's sheet repairs, the known-bad policy, the duration check,
 per-class counts under every CAS(ME)^3 scheme and `mepipe plan`."""
+
 import pandas as pd
 import pytest
 import yaml
@@ -12,8 +13,9 @@ from pipeline.ingest import ingest_all
 from pipeline.plan import make_plan, print_plan
 from tests.conftest import CASME3_REAL, REPO
 
-pytestmark = pytest.mark.skipif(not (CASME3_REAL / V2_SHEET).is_file(),
-                                reason="real CAS(ME)^3 annotation files not beside the repo")
+pytestmark = pytest.mark.skipif(
+    not (CASME3_REAL / V2_SHEET).is_file(), reason="real CAS(ME)^3 annotation files not beside the repo"
+)
 
 SHIPPED = yaml.safe_load((REPO / "catalog.yaml").read_text())
 REPAIRS = SHIPPED["datasets"]["casme3"]["repairs"]
@@ -62,19 +64,38 @@ def test_plan_on_the_release_lists_every_labelled_sample(released, tmp_path, mon
     assert f"annotation part_A/annotation/{V2_SHEET}" in text
     # per-class counts against an independent count of the sheet (pandas, emotion words as written)
     ref = sheet_after_repairs()["emotion"].str.lower().value_counts()
-    assert plan.counts["casme3_7"] == {"happiness": ref["happy"], "disgust": ref["disgust"], "surprise": ref["surprise"],
-                                       "anger": ref["anger"], "fear": ref["fear"], "sadness": ref["sad"],
-                                       "others": ref["others"], "(not in the scheme)": 0}
+    assert plan.counts["casme3_7"] == {
+        "happiness": ref["happy"],
+        "disgust": ref["disgust"],
+        "surprise": ref["surprise"],
+        "anger": ref["anger"],
+        "fear": ref["fear"],
+        "sadness": ref["sad"],
+        "others": ref["others"],
+        "(not in the scheme)": 0,
+    }
     neg = ref["anger"] + ref["disgust"] + ref["fear"] + ref["sad"]
-    assert plan.counts["casme3_4"] == {"negative": neg, "positive": ref["happy"], "surprise": ref["surprise"],
-                                       "others": ref["others"], "(not in the scheme)": 0}
-    assert plan.counts["casme3_3"] == {"negative": neg, "positive": ref["happy"], "surprise": ref["surprise"],
-                                       "(not in the scheme)": ref["others"]}
-    assert (plan.counts["casme3_7"]["others"], neg) == (161, 457)     # 'Others' x3 folded into 'others'
+    assert plan.counts["casme3_4"] == {
+        "negative": neg,
+        "positive": ref["happy"],
+        "surprise": ref["surprise"],
+        "others": ref["others"],
+        "(not in the scheme)": 0,
+    }
+    assert plan.counts["casme3_3"] == {
+        "negative": neg,
+        "positive": ref["happy"],
+        "surprise": ref["surprise"],
+        "(not in the scheme)": ref["others"],
+    }
+    assert (plan.counts["casme3_7"]["others"], neg) == (161, 457)  # 'Others' x3 folded into 'others'
     assert "classes under casme3_4: negative 457, positive 55, surprise 187, others 161" in text, text
     # every repair applied and said, with its source; the known-bad effect printed
     assert sum(r["applied"] for r in plan.got.repairs) == len(REPAIRS) == 7
-    assert "sheet repairs: 7 applied" in text and "row 130 Apex: 83 -> 160 [applied] source: CAS(ME)3_part_A_v2.xls" in text
+    assert (
+        "sheet repairs: 7 applied" in text
+        and "row 130 Apex: 83 -> 160 [applied] source: CAS(ME)3_part_A_v2.xls" in text
+    )
     assert "15 sample(s) on it kept and noted (exclude_known_bad: false; true would leave 845)" in text
     # the clips longer than 5 s are kept (the papers count them) but flagged, each with a note
     ann = sheet_after_repairs()
@@ -82,16 +103,23 @@ def test_plan_on_the_release_lists_every_labelled_sample(released, tmp_path, mon
     assert f"  {n_long} sample(s) longer than a micro-expression's 5 s kept by max_duration_s 25, e.g. " in text
     assert s["note"].fillna("").str.contains("longer than 5 s: onset..offset spans").sum() == n_long == 16
     by_row = s.set_index("ann_row")
-    assert (by_row.loc[130, "apex"], by_row.loc[751, "onset"], by_row.loc[752, "onset"], by_row.loc[752, "apex"],
-            by_row.loc[710, "offset"], by_row.loc[798, "offset"], by_row.loc[800, "offset"]) == \
-        (160, 2647, 1, 1, 34, 1845, 2403)
+    assert (
+        by_row.loc[130, "apex"],
+        by_row.loc[751, "onset"],
+        by_row.loc[752, "onset"],
+        by_row.loc[752, "apex"],
+        by_row.loc[710, "offset"],
+        by_row.loc[798, "offset"],
+        by_row.loc[800, "offset"],
+    ) == (160, 2647, 1, 1, 34, 1845, 2403)
     assert by_row.loc[130, "note"].startswith("repaired: Apex 83 -> 160 (CAS(ME)3_part_A_v2.xls")
     assert by_row.loc[752, "onset_path"] == "part_A/data/part_A/spNO.216/e/color/1.jpg"
     assert by_row.loc[752, "onset_depth_path"] == "part_A/data/part_A/spNO.216/e/depth/1.png"
     kb = s[s["note"].fillna("").str.contains("on the known-bad list")]
-    listed = pd.read_excel(CASME3_REAL / KNOWN_BAD).head(15)         # the 15 "remove" rows
-    assert sorted(zip(kb["subject"], kb["clip"], kb["apex"])) == sorted(zip(listed["Subject"], listed["Filename"],
-                                                                            listed["Apex"]))
+    listed = pd.read_excel(CASME3_REAL / KNOWN_BAD).head(15)  # the 15 "remove" rows
+    assert sorted(zip(kb["subject"], kb["clip"], kb["apex"])) == sorted(
+        zip(listed["Subject"], listed["Filename"], listed["Apex"])
+    )
     # the tables are written
     assert len(pd.read_parquet(plan.samples_path)) == 860
     assert pd.read_parquet(plan.exclusions_path).empty
@@ -116,8 +144,9 @@ def test_layout_variants_are_detected(tmp_path, monkeypatch):
     rows = {2, 3, 752}
     # no extra part_A/ level, sheets at the root, depth PNGs in the clip folder
     root = tmp_path / "flat"
-    casme3_release(root, CASME3_REAL, REPAIRS, rows=rows, extra_level=False, sheets_under_annotation=False,
-                   depth_in_clip=True)
+    casme3_release(
+        root, CASME3_REAL, REPAIRS, rows=rows, extra_level=False, sheets_under_annotation=False, depth_in_clip=True
+    )
     monkeypatch.setenv("CASME3_ROOT", str(root))
     got = ingest_all(shipped_catalog(tmp_path / "c1").dataset("casme3"), log=lambda *a: None)
     line = got.layouts["casme3"].describe()
@@ -130,21 +159,26 @@ def test_layout_variants_are_detected(tmp_path, monkeypatch):
 def test_missing_frames_say_what_was_tried_and_found(tmp_path, monkeypatch):
     root = tmp_path / "odd"
     casme3_release(root, CASME3_REAL, REPAIRS, rows={2})
-    (root / "part_A" / "data").rename(root / "part_A" / "frames")     # an unusual copy
+    (root / "part_A" / "data").rename(root / "part_A" / "frames")  # an unusual copy
     monkeypatch.setenv("CASME3_ROOT", str(root))
     with pytest.raises(CatalogError) as e:
         ingest_all(shipped_catalog(tmp_path / "c").dataset("casme3"), log=lambda *a: None)
     msg = str(e.value)
     assert "datasets.casme3.frames_dir: no frames found" in msg and "Tried part_A/data/ (absent)" in msg
-    assert "found part_A/frames/part_A/ (1 spNO.<n> subject folders, e.g. part_A/frames/part_A/spNO.1/...); " \
-           "set datasets.casme3.frames_dir: part_A/frames/part_A" in msg
+    assert (
+        "found part_A/frames/part_A/ (1 spNO.<n> subject folders, e.g. part_A/frames/part_A/spNO.1/...); "
+        "set datasets.casme3.frames_dir: part_A/frames/part_A" in msg
+    )
 
 
 def test_a_repair_that_does_not_match_the_sheet_is_an_error(released, tmp_path, monkeypatch):
     monkeypatch.setenv("CASME3_ROOT", str(released))
     bad = [dict(REPAIRS[0], old=84)]
-    with pytest.raises(CatalogError, match=r"repairs: cas\(me\)3_part_A_ME_label_JpgIndex_v2.xlsx row 130: Apex is 83, "
-                                           r"the repair .* expects 84: the sheet is not the one"):
+    with pytest.raises(
+        CatalogError,
+        match=r"repairs: cas\(me\)3_part_A_ME_label_JpgIndex_v2.xlsx row 130: Apex is 83, "
+        r"the repair .* expects 84: the sheet is not the one",
+    ):
         ingest_all(shipped_catalog(tmp_path / "a", {"repairs": bad}).dataset("casme3"), log=lambda *a: None)
     moved = [dict(REPAIRS[0], match={"Subject": "spNO.150", "Filename": "d"})]
     with pytest.raises(CatalogError, match="row 130: Subject is 'spNO.149', the repair .* is for Subject 'spNO.150'"):
@@ -156,7 +190,7 @@ def test_known_bad_list_rows_to_remove_only():
 
     bad = read_known_bad(CASME3_REAL / KNOWN_BAD)
     raw = pd.read_excel(CASME3_REAL / KNOWN_BAD)
-    assert len(raw) == 16 and len(bad) == 15                      # the 16th row is the spNO.216 e shift
+    assert len(raw) == 16 and len(bad) == 15  # the 16th row is the spNO.216 e shift
     assert ("spNO.216", "e", 0) not in bad and ("spNO.2", "e", 143) in bad
 
 
@@ -175,7 +209,7 @@ def test_a_run_on_the_release_computes_the_repaired_samples(tmp_path, monkeypatc
     from pipeline.versions import card
 
     face = cv2.cvtColor(cv2.imread(str(feat_test_data() / "single_face.jpg")), cv2.COLOR_BGR2RGB)
-    rows = {2, 130, 752, 798}         # a plain row, a repaired apex, onset 0 -> 1, offset 0 -> 1845
+    rows = {2, 130, 752, 798}  # a plain row, a repaired apex, onset 0 -> 1, offset 0 -> 1845
     root = tmp_path / "CASME3"
     casme3_release(root, CASME3_REAL, REPAIRS, rows=rows, face=face)
     monkeypatch.setenv("CASME3_ROOT", str(root))
@@ -195,8 +229,11 @@ def test_a_run_on_the_release_computes_the_repaired_samples(tmp_path, monkeypatc
     assert meta["class_counts"]["casme3_7"]["disgust"] == int((emo == "disgust").sum())
     assert sum(v for k, v in meta["class_counts"]["casme3_4"].items()) == len(rows)
     text = card(st, res.snapshot)
-    assert "Per class under label scheme `casme3_4`" in text and "| cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx | 130 | Apex | 83 | 160 | yes |" in text
-    json.dumps(meta)     # provenance stays plain JSON
+    assert (
+        "Per class under label scheme `casme3_4`" in text
+        and "| cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx | 130 | Apex | 83 | 160 | yes |" in text
+    )
+    json.dumps(meta)  # provenance stays plain JSON
     # the plan now sees the store: nothing to compute for the same methods, the four samples
     # reused; a run of every method would compute their other products
     w = make_plan(cat, cat.dataset("casme3"), methods=["dvscl"]).work

@@ -1,5 +1,6 @@
 """AU screening end to end on the demo's unlabelled part (real face footage, injected
 movements at known frames) with the `landmarks` estimator, and video frame access."""
+
 import json
 
 import cv2
@@ -63,7 +64,7 @@ def test_injected_movements_are_selected_and_quiet_stretches_are_not(dataset_cop
         for onset, apex, offset, kind in events:
             assert apex in apexes, (vid, apex, kind, sorted(apexes))
         far += sum(all(abs(a - e[1]) > 8 for e in events) for a in apexes)
-    assert far <= 2, far                                  # quiet stretches yield (almost) nothing
+    assert far <= 2, far  # quiet stretches yield (almost) nothing
     # the pretraining product: labelled + selected pairs in one table, with a source column
     assert set(man["source"]) == {"labelled", "selected"}
     assert (man["source"] == "labelled").sum() == 20
@@ -91,7 +92,7 @@ def test_injected_movements_are_selected_and_quiet_stretches_are_not(dataset_cop
     assert meta2["au_estimator"]["videos_estimated"] == [] and meta2["au_estimator"]["phi"] == 3.5
     sel2 = res2.manifest[res2.manifest["source"] == "selected"]
     assert 0 < len(sel2) < len(sel) and set(sel2["sample_id"]) < set(sel["sample_id"])
-    assert res2.recomputed == 0                             # surviving pairs were copied, not recomputed
+    assert res2.recomputed == 0  # surviving pairs were copied, not recomputed
 
 
 def test_openface_estimator_reads_csvs(dataset_copy, tmp_path):
@@ -103,8 +104,8 @@ def test_openface_estimator_reads_csvs(dataset_copy, tmp_path):
 
     real = pd.read_csv(feat_test_data() / "OpenFace_Test.csv")
     csv = real.iloc[np.arange(240) % len(real)].reset_index(drop=True)
-    csv[real.columns[0]] = np.arange(1, 241)                     # 'frame'
-    csv[real.columns[1]] = np.round(np.arange(240) / 30, 3)       # ' timestamp'
+    csv[real.columns[0]] = np.arange(1, 241)  # 'frame'
+    csv[real.columns[1]] = np.round(np.arange(240) / 30, 3)  # ' timestamp'
     for vid in ("spNO.1/v1", "spNO.2/v1"):
         d = root / "openface" / vid.split("/")[0]
         d.mkdir(parents=True, exist_ok=True)
@@ -127,5 +128,7 @@ def test_pyfeat_without_models_is_a_clear_error(dataset_copy, tmp_path, monkeypa
     from pipeline.catalog import CatalogError
     from pipeline.screening import screen
 
-    with pytest.raises(CatalogError, match="models--py-feat--xgb_au.*nothing is downloaded|nothing is downloaded.*xgb_au"):
+    with pytest.raises(
+        CatalogError, match="models--py-feat--xgb_au.*nothing is downloaded|nothing is downloaded.*xgb_au"
+    ):
         screen(cat.dataset("t"), None, None, get_client=None, log=lambda *a: None, progress=False)

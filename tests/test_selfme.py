@@ -1,5 +1,6 @@
 """SelfME pieces (seed 001): SC loss against eq. 14 written out, scaling-and-squaring
 keeps the Jacobian positive, cubic B-spline upsampling, quadrant embeddings."""
+
 import itertools
 import math
 
@@ -8,8 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import fit_and_accuracy
-from training.models.selfme import (REGIONS, SYMMETRIC, bspline_upsample, jacobian_determinant,
-                                    quadrant_embeddings, scaling_and_squaring, symmetric_contrastive_loss, warp)
+from training.models.selfme import (
+    REGIONS,
+    SYMMETRIC,
+    bspline_upsample,
+    jacobian_determinant,
+    quadrant_embeddings,
+    scaling_and_squaring,
+    symmetric_contrastive_loss,
+    warp,
+)
 
 
 def test_sc_loss_explicit_loops():
@@ -36,9 +45,9 @@ def test_sc_loss_explicit_loops():
 def test_scaling_and_squaring_is_diffeomorphic():
     yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
     v = torch.stack([8 * torch.sin(xx / 6), 2 * torch.sin(yy / 7) * torch.cos(xx / 9)], 0)[None]
-    assert jacobian_determinant(v).min() < 0            # used as a displacement, the field folds
+    assert jacobian_determinant(v).min() < 0  # used as a displacement, the field folds
     phi = scaling_and_squaring(v, steps=7)
-    assert jacobian_determinant(phi).min() > 0          # its exponential is not
+    assert jacobian_determinant(phi).min() > 0  # its exponential is not
     # a constant velocity integrates to itself (a translation)
     c = torch.full((1, 2, 16, 16), 0.7)
     assert torch.allclose(scaling_and_squaring(c)[..., 4:-4, 4:-4], c[..., 4:-4, 4:-4], atol=1e-4)
@@ -50,16 +59,16 @@ def test_bspline_upsampling():
     r = torch.randn(1, 2, 8, 8)
     up = bspline_upsample(r, (64, 64))
     assert up.shape == (1, 2, 64, 64)
-    assert up.abs().max() <= r.abs().max() + 1e-5       # a convex combination of the control values
+    assert up.abs().max() <= r.abs().max() + 1e-5  # a convex combination of the control values
     assert (up[..., 1:, :] - up[..., :-1, :]).abs().max() < (r[..., 1:, :] - r[..., :-1, :]).abs().max()
 
 
 def test_warp_identity_and_quadrants():
     x = torch.randn(1, 3, 10, 10)
     assert torch.allclose(warp(x, torch.zeros(1, 2, 10, 10)), x, atol=1e-5)
-    tok = torch.arange(16.0).reshape(1, 16, 1)          # a 4x4 grid
+    tok = torch.arange(16.0).reshape(1, 16, 1)  # a 4x4 grid
     q = quadrant_embeddings(tok, 4)[0, :, 0]
-    assert q.tolist() == [2.5, 4.5, 10.5, 12.5]         # UL, UR, BL, BR means
+    assert q.tolist() == [2.5, 4.5, 10.5, 12.5]  # UL, UR, BL, BR means
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -92,8 +101,8 @@ def test_tps_round_trip_and_equivariance():
     from training.models.motion_learner import TPS, KeypointDetector, equivariance_loss
 
     g = torch.Generator().manual_seed(0)
-    t = TPS(3, sigma_tps=0.0, generator=g)                      # affine part only: exactly invertible
-    a = torch.cat([t.theta[..., 1:], t.theta[..., :1]], -1)     # [A | b] with z' = A z + b
+    t = TPS(3, sigma_tps=0.0, generator=g)  # affine part only: exactly invertible
+    a = torch.cat([t.theta[..., 1:], t.theta[..., :1]], -1)  # [A | b] with z' = A z + b
     A, b = a[..., :2], a[..., 2]
     Ai = torch.linalg.inv(A)
     inv = TPS(3, theta=torch.cat([-(Ai @ b[..., None]), Ai], -1), w=torch.zeros(3, 25, 2))

@@ -1,6 +1,7 @@
 """Training machinery against independent computations: metrics vs scikit-learn, InfoNCE
 written out with loops, replication sampling, LOSO resume, and a planted-signal check
 (real accuracy on a learnable signal, chance on shuffled labels)."""
+
 import math
 
 import numpy as np
@@ -22,8 +23,8 @@ def test_metrics_equal_sklearn(seed):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 5, 80)
     p = np.where(rng.random(80) < 0.5, y, rng.integers(0, 5, 80))
-    p[p == 4] = 3                                  # a class that is never predicted
-    s = scores(y, p, 6)                            # and a class (5) that never occurs at all
+    p[p == 4] = 3  # a class that is never predicted
+    s = scores(y, p, 6)  # and a class (5) that never occurs at all
     assert s["UF1"] == pytest.approx(f1_score(y, p, average="macro"))
     assert s["UAR"] == pytest.approx(recall_score(y, p, average="macro"))
     assert s["Acc"] == pytest.approx(accuracy_score(y, p)) == pytest.approx(s["WAR"])
@@ -74,7 +75,7 @@ def test_loso_resumes_at_the_next_unfinished_fold(tmp_path):
     def fold(tr, te, k):
         calls.append(k)
         if k == 1 and len(calls) == 2:
-            raise KeyboardInterrupt        # killed during fold 2
+            raise KeyboardInterrupt  # killed during fold 2
         return items.iloc[te]["label"].to_numpy()
 
     with pytest.raises(KeyboardInterrupt):
@@ -95,7 +96,7 @@ class PlantedPairs(torch.utils.data.Dataset):
         self.view = "gray"
         self.x = g.normal(0, 0.3, (n, 3, 48, 48)).astype(np.float32)
         for i, c in enumerate(self.labels):
-            self.x[i, :, 8 + 12 * c: 18 + 12 * c, 10:38] += 2.0
+            self.x[i, :, 8 + 12 * c : 18 + 12 * c, 10:38] += 2.0
         if shuffle:
             self.labels = g.permutation(self.labels)
         self.items = [(i, int(c), s, f"id{i}") for i, (c, s) in enumerate(zip(self.labels, self.subjects))]
@@ -105,8 +106,13 @@ class PlantedPairs(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         x = torch.from_numpy(self.x[i])
-        return {"rgb_diff": x, "view_diff": x.mean(0, keepdim=True), "label": torch.tensor(self.labels[i]),
-                "subject": self.subjects[i], "sample_id": f"id{i}"}
+        return {
+            "rgb_diff": x,
+            "view_diff": x.mean(0, keepdim=True),
+            "label": torch.tensor(self.labels[i]),
+            "subject": self.subjects[i],
+            "sample_id": f"id{i}",
+        }
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -116,9 +122,14 @@ def test_planted_signal_is_learnt_and_shuffled_labels_are_not(tmp_path, shuffle)
     enc = pretrain(ds, cfg, "cpu", tmp_path / "ck.pt", log=lambda *a: None, progress=False)
     x, y = features(enc, ds, cfg, "cpu")
     items = pd.DataFrame({"sample_id": [f"id{i}" for i in range(len(y))], "subject": ds.subjects, "label": y})
-    s = run_loso(items, lambda tr, te, k: probe_predict(train_probe(x[tr], y[tr], 3, cfg, k), x[te]),
-                 ds.classes, tmp_path / "loso", log=lambda *a: None)
+    s = run_loso(
+        items,
+        lambda tr, te, k: probe_predict(train_probe(x[tr], y[tr], 3, cfg, k), x[te]),
+        ds.classes,
+        tmp_path / "loso",
+        log=lambda *a: None,
+    )
     if shuffle:
-        assert s["Acc"] < 0.6                 # chance is 1/3
+        assert s["Acc"] < 0.6  # chance is 1/3
     else:
         assert s["Acc"] > 0.9

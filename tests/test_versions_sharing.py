@@ -2,6 +2,7 @@
 and sharing through a real S3-compatible server (moto's standalone server on loopback):
 publish -> a second lab opens the tag read-only and gets bit-identical arrays -> trains
 from the remote store -> pulls it; consumer credentials cannot write."""
+
 import json
 import os
 import shutil
@@ -49,14 +50,15 @@ def test_versions_tag_show_card_diff(two_versions, capsys):
     st = Store(cat.store_root / "t", create=False)
     assert tag(st, "v1", r1.snapshot) == r1.snapshot
     with pytest.raises(VersionError, match="immutable"):
-        tag(st, "v1", r2.snapshot)                     # re-tagging is refused
-    assert st.repo.lookup_tag("v1") == r1.snapshot     # and changed nothing
+        tag(st, "v1", r2.snapshot)  # re-tagging is refused
+    assert st.repo.lookup_tag("v1") == r1.snapshot  # and changed nothing
     with pytest.raises(VersionError, match="neither a tag"):
         provenance(st, "nope")
     p = provenance(st, "v1")
     assert p["tags"] == ["v1"] and p["counts"]["ok"] == 20
     ann = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
     import hashlib
+
     want = hashlib.sha256((tmp / "data" / ann).read_bytes()).hexdigest()
     assert p["sources"] == {ann: want}
     assert p["exclusion_reasons"] == {"ingest/apex_before_onset": 1}
@@ -90,11 +92,11 @@ def test_verify_detects_a_flipped_byte_and_names_it(two_versions):
     tmp, cat, r1, r2 = two_versions
     src = cat.store_root / "t"
     rep = verify(Store(src, create=False), log=lambda *a: None)
-    assert rep.ok and rep.checked == 20 * 8, rep.problems       # 8 dvscl arrays x 20 samples
+    assert rep.ok and rep.checked == 20 * 8, rep.problems  # 8 dvscl arrays x 20 samples
     bad = tmp / "damaged"
     shutil.copytree(src, bad)
     chunk_files = sorted((bad / "chunks").iterdir(), key=lambda f: f.stat().st_size)
-    target = chunk_files[-1]                      # the largest shard
+    target = chunk_files[-1]  # the largest shard
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0x40
     target.write_bytes(bytes(data))
@@ -107,6 +109,7 @@ def test_verify_detects_a_flipped_byte_and_names_it(two_versions):
 
 # --- a loopback S3 server with two users: a publisher (read/write) and a consumer (read) ---
 
+
 @pytest.fixture(scope="module")
 def s3():
     with socket.socket() as s:
@@ -115,8 +118,9 @@ def s3():
     moto = Path(sys.executable).parent / "moto_server"
     # the first 6 requests (IAM set-up below) are unauthenticated; every later one is checked
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="6")
-    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         for _ in range(100):
             try:
@@ -127,20 +131,30 @@ def s3():
         import boto3
 
         url = f"http://127.0.0.1:{port}"
-        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
-                           aws_secret_access_key="setup")
+        iam = boto3.client(
+            "iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup"
+        )
 
         def user(name, actions):
             iam.create_user(UserName=name)
-            iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+            iam.put_user_policy(
+                UserName=name,
+                PolicyName="p",
+                PolicyDocument=json.dumps(
+                    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+                ),
+            )
             k = iam.create_access_key(UserName=name)["AccessKey"]
             return k["AccessKeyId"], k["SecretAccessKey"]
 
-        users = {"publisher": user("publisher", ["s3:*"]),
-                 "reader": user("reader", ["s3:GetObject", "s3:ListBucket"])}
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=users["publisher"][0],
-                     aws_secret_access_key=users["publisher"][1]).create_bucket(Bucket="labs")
+        users = {"publisher": user("publisher", ["s3:*"]), "reader": user("reader", ["s3:GetObject", "s3:ListBucket"])}
+        boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id=users["publisher"][0],
+            aws_secret_access_key=users["publisher"][1],
+        ).create_bucket(Bucket="labs")
         yield url, users
     finally:
         proc.terminate()
@@ -172,7 +186,7 @@ def test_publish_open_remote_train_and_pull(two_versions, s3, tmp_path, capsys):
         res = publish(local.path, "v1", "s3://labs/demo", log=logs.append)
         assert res["uploaded"] > 0 and res["snapshot"] == r1.snapshot
         again = publish(local.path, "v1", "s3://labs/demo", log=logs.append)
-        assert again["uploaded"] == 0                       # content-addressed: nothing twice
+        assert again["uploaded"] == 0  # content-addressed: nothing twice
     secret_w = s3[1]["publisher"][1]
     assert not any(secret_w in line for line in logs)
     assert secret_w not in json.dumps(provenance(local, "v1"), default=str)
@@ -201,8 +215,22 @@ def test_publish_open_remote_train_and_pull(two_versions, s3, tmp_path, capsys):
         assert remote.repo.list_tags() == {"v1"}
         # train from the remote store (not copied first)
         out = tmp_path / "train"
-        rc = cli(["--catalog", str(tmp / "catalog.yaml"), "train", "--dataset", "t", "--method", "dvscl",
-                  "--store", "s3://labs/demo@v1", "--out", str(out), "--no-progress"])
+        rc = cli(
+            [
+                "--catalog",
+                str(tmp / "catalog.yaml"),
+                "train",
+                "--dataset",
+                "t",
+                "--method",
+                "dvscl",
+                "--store",
+                "s3://labs/demo@v1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
         assert rc == 0
         summary = json.loads((out / "summary.json").read_text())
         assert summary and (out / "summary.json").is_file()

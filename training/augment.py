@@ -1,6 +1,7 @@
 """Augmentations on tensors (seed 000 sec. 4.2: random resized crop, horizontal flip,
 colour jitter, grayscale). The two views of a pair share the geometric transform (their
 pixel grids are aligned); colour jitter and grayscale touch the RGB view only."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,9 @@ def resized_crop_params(h: int, w: int, g: torch.Generator, scale=(0.5, 1.0), ra
     return 0, 0, h, w
 
 
-def augment_pair(rgb: torch.Tensor, view: torch.Tensor, size: int, g: torch.Generator,
-                 jitter: float = 0.4, p_gray: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_pair(
+    rgb: torch.Tensor, view: torch.Tensor, size: int, g: torch.Generator, jitter: float = 0.4, p_gray: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor]:
     """rgb (3, H, W), view (1, H, W) float -> both (C, size, size), same crop and flip."""
     top, left, h, w = resized_crop_params(rgb.shape[-2], rgb.shape[-1], g)
     rgb = TF.resized_crop(rgb, top, left, h, w, [size, size], antialias=True)

@@ -13,6 +13,7 @@ DataLoader workers and concurrent jobs) and published by an atomic rename, so a 
 fill leaves nothing half-written. Set `cache_dir` (or $MEPIPE_FEED_CACHE) to use it;
 its size is the arrays' uncompressed size (the store's `info` shows it).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -40,7 +41,7 @@ def cached_array(group, name: str, snapshot: str, root: Path) -> np.ndarray:
     if not path.is_file():
         fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)             # another process may be filling it
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another process may be filling it
             if not path.is_file():
                 _fill(group[name], name, path)
         finally:
@@ -52,8 +53,8 @@ def _fill(src, name: str, path: Path) -> None:
     step = RAGGED_SHARD if ARRAYS[name].ragged else SHARD_SAMPLES
     tmp = path.with_name(path.name + f".{os.getpid()}.part")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=src.dtype, shape=src.shape)
-    for lo in range(0, src.shape[0], step):          # whole shards: one request, no re-reads
-        out[lo:lo + step] = src[lo:lo + step]
+    for lo in range(0, src.shape[0], step):  # whole shards: one request, no re-reads
+        out[lo : lo + step] = src[lo : lo + step]
     out.flush()
     del out
     os.replace(tmp, path)

@@ -7,6 +7,7 @@ Dataset pickles cheaply into DataLoader workers started with the `spawn` context
 (forked workers can hang on Icechunk). With `cache_dir` (or $MEPIPE_FEED_CACHE) the feed
 arrays are read from a local decoded copy after the first use (training.cache).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,9 +49,16 @@ class PairDataset(Dataset):
     emotion outside the scheme are left out; `self.skipped` lists them with the reason.
     """
 
-    def __init__(self, store_path: str | Path, scheme: dict[str, list[str]], view: str = "depth",
-                 snapshot: str | None = None, tag: str | None = None,
-                 sources: tuple[str, ...] = ("labelled",), cache_dir: str | Path | None = None):
+    def __init__(
+        self,
+        store_path: str | Path,
+        scheme: dict[str, list[str]],
+        view: str = "depth",
+        snapshot: str | None = None,
+        tag: str | None = None,
+        sources: tuple[str, ...] = ("labelled",),
+        cache_dir: str | Path | None = None,
+    ):
         from pipeline.store import Store  # the store is the pipeline's; only read here
 
         if view not in VIEWS:
@@ -98,8 +106,9 @@ class PairDataset(Dataset):
             from pipeline.store import Store
 
             names = (RGB_DIFF, VIEWS[self.view])
-            self._group = CachedGroup(Store(self.store_path, create=False).group(self.snapshot), self.snapshot,
-                                      names, self.cache_dir)
+            self._group = CachedGroup(
+                Store(self.store_path, create=False).group(self.snapshot), self.snapshot, names, self.cache_dir
+            )
             # open each array once: a per-item lookup re-reads its metadata (half the cost)
             self._arrays = {n: self._group[n] for n in names}
         return self._group
@@ -114,8 +123,12 @@ class PairDataset(Dataset):
 
     def _item(self, i: int, rgb: np.ndarray, v: np.ndarray) -> dict:
         _, label, subject, sid = self.items[i]
-        return {**pair_tensors(rgb, v, self.view), "label": torch.tensor(label, dtype=torch.int64),
-                "subject": subject, "sample_id": sid}
+        return {
+            **pair_tensors(rgb, v, self.view),
+            "label": torch.tensor(label, dtype=torch.int64),
+            "subject": subject,
+            "sample_id": sid,
+        }
 
     @property
     def labels(self) -> np.ndarray:

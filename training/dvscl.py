@@ -1,5 +1,6 @@
 """DVSCL training (seed 000): self-supervised dual-view pretraining on the labelled +
 AU-selected pairs, then a linear probe on the frozen encoder under LOSO."""
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,39 @@ from training.samplers import HALF_OVERSAMPLING, factors_for, replicate
 
 CONFIGS = {
     # a few minutes on a laptop CPU
-    "tiny": {"size": 64, "batch": 16, "epochs": 3, "lr": 0.03, "momentum": 0.9, "wd": 1e-4, "tau": 0.07,
-             "dim": 128, "probe_epochs": 300, "probe_lr": 0.01, "oversample": "half", "workers": 0,
-             "depth_scale": 50.0, "seed": 0},
+    "tiny": {
+        "size": 64,
+        "batch": 16,
+        "epochs": 3,
+        "lr": 0.03,
+        "momentum": 0.9,
+        "wd": 1e-4,
+        "tau": 0.07,
+        "dim": 128,
+        "probe_epochs": 300,
+        "probe_lr": 0.01,
+        "oversample": "half",
+        "workers": 0,
+        "depth_scale": 50.0,
+        "seed": 0,
+    },
     # the paper's hyper-parameters (sec. 5.1): 240 epochs, SGD 0.003 cosine, batch 128
-    "paper": {"size": 224, "batch": 128, "epochs": 240, "lr": 0.003, "momentum": 0.9, "wd": 1e-4, "tau": 0.07,
-              "dim": 128, "probe_epochs": 100, "probe_lr": 1e-4, "oversample": "half", "workers": 8,
-              "depth_scale": 50.0, "seed": 0},
+    "paper": {
+        "size": 224,
+        "batch": 128,
+        "epochs": 240,
+        "lr": 0.003,
+        "momentum": 0.9,
+        "wd": 1e-4,
+        "tau": 0.07,
+        "dim": 128,
+        "probe_epochs": 100,
+        "probe_lr": 1e-4,
+        "oversample": "half",
+        "workers": 8,
+        "depth_scale": 50.0,
+        "seed": 0,
+    },
 }
 
 
@@ -36,8 +63,9 @@ def _views(batch, view: str, scale: float):
     return batch["rgb_diff"], (v / scale if view == "depth" else v)
 
 
-def pretrain(ds: PairDataset, cfg: dict, device: str, ckpt: Path, weights: str | None = None, log=print,
-             progress: bool = True) -> DVSCLEncoder:
+def pretrain(
+    ds: PairDataset, cfg: dict, device: str, ckpt: Path, weights: str | None = None, log=print, progress: bool = True
+) -> DVSCLEncoder:
     torch.manual_seed(cfg["seed"])
     enc = DVSCLEncoder(cfg["dim"], weights, log).to(device)
     opt = torch.optim.SGD(enc.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["wd"])
@@ -54,7 +82,7 @@ def pretrain(ds: PairDataset, cfg: dict, device: str, ckpt: Path, weights: str |
         log(f"pretraining resumed after epoch {start}")
     kw = {"num_workers": cfg["workers"]}
     if cfg["workers"]:
-        kw["multiprocessing_context"] = "spawn"       # forked workers can hang on Icechunk
+        kw["multiprocessing_context"] = "spawn"  # forked workers can hang on Icechunk
     g = torch.Generator().manual_seed(cfg["seed"])
     loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, generator=g, **kw)
     aug_g = torch.Generator().manual_seed(cfg["seed"] + 1)
@@ -75,10 +103,20 @@ def pretrain(ds: PairDataset, cfg: dict, device: str, ckpt: Path, weights: str |
             n += len(x1)
             tot += loss.item() * len(x1)
             bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{n / (time.perf_counter() - t0):.1f}")
-        log(f"pretrain epoch {epoch + 1}: InfoNCE {tot / max(n, 1):.4f}, {n / (time.perf_counter() - t0):.1f} samples/s")
+        log(
+            f"pretrain epoch {epoch + 1}: InfoNCE {tot / max(n, 1):.4f}, {n / (time.perf_counter() - t0):.1f} samples/s"
+        )
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": enc.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch + 1, "config": json.dumps(cfg)}, ckpt)
+        torch.save(
+            {
+                "model": enc.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch + 1,
+                "config": json.dumps(cfg),
+            },
+            ckpt,
+        )
     return enc
 
 
@@ -89,8 +127,7 @@ def features(enc: DVSCLEncoder, ds: PairDataset, cfg: dict, device: str) -> tupl
     out = []
     for i in range(len(ds)):
         b = ds[i]
-        rgb, view = _views({k: v[None] if torch.is_tensor(v) else v for k, v in b.items()}, ds.view,
-                           cfg["depth_scale"])
+        rgb, view = _views({k: v[None] if torch.is_tensor(v) else v for k, v in b.items()}, ds.view, cfg["depth_scale"])
         x1, x2 = resize(rgb, cfg["size"]).to(device), resize(view, cfg["size"]).to(device)
         out.append(torch.cat([enc.features(x1), enc.features(x2)], 1).cpu().numpy()[0])
     return np.stack(out), ds.labels
@@ -124,8 +161,17 @@ def probe_predict(lin: nn.Module, x: np.ndarray) -> np.ndarray:
         return lin(torch.from_numpy(((x - lin.mu) / lin.sd).astype(np.float32))).argmax(1).numpy()
 
 
-def train_dvscl(store_path: Path, scheme: dict, out: Path, config: str = "tiny", view: str = "depth",
-                weights: str | None = None, device: str | None = None, log=print, progress: bool = True) -> dict:
+def train_dvscl(
+    store_path: Path,
+    scheme: dict,
+    out: Path,
+    config: str = "tiny",
+    view: str = "depth",
+    weights: str | None = None,
+    device: str | None = None,
+    log=print,
+    progress: bool = True,
+) -> dict:
     cfg = CONFIGS[config]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     log(f"DVSCL: config {config}, view RGB+{view}, device {device}")
@@ -141,8 +187,21 @@ def train_dvscl(store_path: Path, scheme: dict, out: Path, config: str = "tiny",
         lin = train_probe(x[tr], y[tr], len(lab.classes), cfg, cfg["seed"] + k, lab.classes)
         return probe_predict(lin, x[te])
 
-    return run_loso(items, fold, lab.classes, out, log,
-                    meta={"method": "dvscl", "config": config, "view": view, "pretrain_pairs": len(pre),
-                          "pretrain_seconds": t_pre, "pretrain_samples_per_s": cfg["epochs"] * len(pre) / t_pre,
-                          "device": device, "weights": weights},
-                    identity={"method": "dvscl", "config": cfg, "view": view, "weights": weights})
+    return run_loso(
+        items,
+        fold,
+        lab.classes,
+        out,
+        log,
+        meta={
+            "method": "dvscl",
+            "config": config,
+            "view": view,
+            "pretrain_pairs": len(pre),
+            "pretrain_seconds": t_pre,
+            "pretrain_samples_per_s": cfg["epochs"] * len(pre) / t_pre,
+            "device": device,
+            "weights": weights,
+        },
+        identity={"method": "dvscl", "config": cfg, "view": view, "weights": weights},
+    )

@@ -2,6 +2,7 @@
 a fixed number of epochs on the training subjects (eq. 8: CE + lambda_d MSE(DI) +
 lambda_r L_rank), then predicts the test subject's clips (t = 8 uniformly sampled frames,
 centre 64x64 crop)."""
+
 from __future__ import annotations
 
 import time
@@ -17,16 +18,39 @@ from training.loso import run_loso
 from training.models.fdp import FDP, FDPConfig, count_parameters, fdp_loss
 
 CONFIGS = {
-    "tiny": {"model": {"widths": (16, 32, 48, 64), "heads": (2, 2, 4, 4), "stem": 16, "d_channels": 64},
-             "epochs": 4, "batch": 8, "lr": 1e-3, "lambda_d": 100.0, "lambda_r": 0.1, "seed": 0, "workers": 0},
+    "tiny": {
+        "model": {"widths": (16, 32, 48, 64), "heads": (2, 2, 4, 4), "stem": 16, "d_channels": 64},
+        "epochs": 4,
+        "batch": 8,
+        "lr": 1e-3,
+        "lambda_d": 100.0,
+        "lambda_r": 0.1,
+        "seed": 0,
+        "workers": 0,
+    },
     # the paper: Adam lr 1e-4, batch 36; the epoch count is not given, 100 is fixed here
-    "paper": {"model": {}, "epochs": 100, "batch": 36, "lr": 1e-4, "lambda_d": 100.0, "lambda_r": 0.1,
-              "seed": 0, "workers": 8},
+    "paper": {
+        "model": {},
+        "epochs": 100,
+        "batch": 36,
+        "lr": 1e-4,
+        "lambda_d": 100.0,
+        "lambda_r": 0.1,
+        "seed": 0,
+        "workers": 8,
+    },
 }
 
 
-def train_fdp(store_path: Path, scheme: dict, out: Path, config: str = "tiny", device: str | None = None,
-              log=print, progress: bool = True) -> dict:
+def train_fdp(
+    store_path: Path,
+    scheme: dict,
+    out: Path,
+    config: str = "tiny",
+    device: str | None = None,
+    log=print,
+    progress: bool = True,
+) -> dict:
     cfg = CONFIGS[config]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     mcfg = FDPConfig(**cfg["model"])
@@ -34,11 +58,17 @@ def train_fdp(store_path: Path, scheme: dict, out: Path, config: str = "tiny", d
     test_ds = FDPDataset(store_path, scheme, train=False)
     classes = train_ds.classes
     n_params = count_parameters(FDP(len(classes), mcfg))
-    log(f"FDP: config {config}, device {device}, {n_params / 1e6:.2f} M parameters "
-        f"(paper: 14.82 M), random initialisation")
-    items = pd.DataFrame({"sample_id": [r["sample_id"] for r in train_ds.rows],
-                          "subject": [r["subject"] for r in train_ds.rows],
-                          "label": [r["label"] for r in train_ds.rows]})
+    log(
+        f"FDP: config {config}, device {device}, {n_params / 1e6:.2f} M parameters "
+        f"(paper: 14.82 M), random initialisation"
+    )
+    items = pd.DataFrame(
+        {
+            "sample_id": [r["sample_id"] for r in train_ds.rows],
+            "subject": [r["subject"] for r in train_ds.rows],
+            "label": [r["label"] for r in train_ds.rows],
+        }
+    )
     rates = []
     kw = {"num_workers": cfg["workers"]}
     if cfg["workers"]:
@@ -49,9 +79,14 @@ def train_fdp(store_path: Path, scheme: dict, out: Path, config: str = "tiny", d
         model = FDP(len(classes), mcfg).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
         g = torch.Generator().manual_seed(cfg["seed"] + k)
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_ds, tr.tolist()),
-                                             batch_size=min(cfg["batch"], len(tr)), shuffle=True,
-                                             drop_last=len(tr) > cfg["batch"], generator=g, **kw)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(train_ds, tr.tolist()),
+            batch_size=min(cfg["batch"], len(tr)),
+            shuffle=True,
+            drop_last=len(tr) > cfg["batch"],
+            generator=g,
+            **kw,
+        )
         for epoch in range(cfg["epochs"]):
             model.train()
             t0, n = time.perf_counter(), 0
@@ -66,9 +101,10 @@ def train_fdp(store_path: Path, scheme: dict, out: Path, config: str = "tiny", d
                 n += len(x)
                 bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{n / (time.perf_counter() - t0):.1f}")
             rates.append(n / (time.perf_counter() - t0))
-        (out / "models").mkdir(parents=True, exist_ok=True)      # the fold's final model (fixed epochs)
-        torch.save({"model": model.state_dict(), "config": cfg, "classes": classes},
-                   out / "models" / f"fold_{k:03d}.pt")
+        (out / "models").mkdir(parents=True, exist_ok=True)  # the fold's final model (fixed epochs)
+        torch.save(
+            {"model": model.state_dict(), "config": cfg, "classes": classes}, out / "models" / f"fold_{k:03d}.pt"
+        )
         model.eval()
         preds = []
         with torch.no_grad():
@@ -77,7 +113,18 @@ def train_fdp(store_path: Path, scheme: dict, out: Path, config: str = "tiny", d
                 preds.append(int(model(b["frames"][None].to(device))[0].argmax(1)))
         return np.array(preds)
 
-    return run_loso(items, fold, classes, out, log,
-                    meta=lambda: {"method": "fdp", "config": config, "parameters": n_params, "device": device,
-                                  "train_samples_per_s": float(np.mean(rates)) if rates else None},
-                    identity={"method": "fdp", "config": cfg})
+    return run_loso(
+        items,
+        fold,
+        classes,
+        out,
+        log,
+        meta=lambda: {
+            "method": "fdp",
+            "config": config,
+            "parameters": n_params,
+            "device": device,
+            "train_samples_per_s": float(np.mean(rates)) if rates else None,
+        },
+        identity={"method": "fdp", "config": cfg},
+    )

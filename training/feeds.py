@@ -4,6 +4,7 @@ Shapes are the ones the method cards state; everything is read through schemas/ 
 and the manifest. Like PairDataset, the Zarr group opens lazily per process (use the
 `spawn` DataLoader context).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,9 +25,16 @@ class FeedDataset(Dataset):
 
     method = ""
 
-    def __init__(self, store_path: str | Path, scheme: dict, snapshot: str | None = None,
-                 sources: tuple = ("labelled",), train: bool = False, seed: int = 0,
-                 cache_dir: str | Path | None = None):
+    def __init__(
+        self,
+        store_path: str | Path,
+        scheme: dict,
+        snapshot: str | None = None,
+        sources: tuple = ("labelled",),
+        train: bool = False,
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+    ):
         from pipeline.store import Store
 
         store = Store(store_path, create=False)
@@ -35,8 +43,9 @@ class FeedDataset(Dataset):
         g = store.group(self.snapshot)
         missing = [a for a in FEEDS[self.method].arrays if a not in g]
         if missing:
-            raise ValueError(f"{store_path}: feed {self.method!r} needs {missing}; run "
-                             f"`make preprocess METHODS={self.method}` first")
+            raise ValueError(
+                f"{store_path}: feed {self.method!r} needs {missing}; run `make preprocess METHODS={self.method}` first"
+            )
         man = store.table("manifest", self.snapshot)
         self.classes = list(scheme)
         self.rows, self.skipped = [], []
@@ -67,17 +76,24 @@ class FeedDataset(Dataset):
         if self._g is None:
             from pipeline.store import Store
 
-            self._g = CachedGroup(Store(self.store_path, create=False).group(self.snapshot), self.snapshot,
-                                  FEEDS[self.method].arrays, self.cache_dir)
+            self._g = CachedGroup(
+                Store(self.store_path, create=False).group(self.snapshot),
+                self.snapshot,
+                FEEDS[self.method].arrays,
+                self.cache_dir,
+            )
         return self._g
 
     def clip(self, r) -> np.ndarray:
         s, n = int(r["clip_start"]), int(r["clip_len"])
-        return self.g()["clips/frames72"][s:s + n]
+        return self.g()["clips/frames72"][s : s + n]
 
     def base(self, r) -> dict:
-        return {"label": torch.tensor(r["label"], dtype=torch.int64), "subject": r["subject"],
-                "sample_id": r["sample_id"]}
+        return {
+            "label": torch.tensor(r["label"], dtype=torch.int64),
+            "subject": r["subject"],
+            "sample_id": r["sample_id"],
+        }
 
 
 class FDPDataset(FeedDataset):
@@ -93,8 +109,8 @@ class FDPDataset(FeedDataset):
         clip = self.clip(r)
         idx = uniform_indices(len(clip), DI_FRAMES, self.rng.random() if self.train else 0.0)
         f = clip[idx]
-        y0, x0 = (self.rng.integers(0, 9, 2) if self.train else (4, 4))
-        f = f[:, y0:y0 + 64, x0:x0 + 64]
+        y0, x0 = self.rng.integers(0, 9, 2) if self.train else (4, 4)
+        f = f[:, y0 : y0 + 64, x0 : x0 + 64]
         if self.train and self.rng.random() < 0.5:
             f = f[:, :, ::-1]
         gray = f.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -113,7 +129,12 @@ class AttrCLDataset(FeedDataset):
         g = self.g()
         rgb = torch.from_numpy(g["attrcl/rgb16"][int(r["index"])]).permute(3, 0, 1, 2).float() / 255.0
         flow = torch.from_numpy(g["attrcl/flow16"][int(r["index"])].astype(np.float32)).permute(3, 0, 1, 2)
-        return {**self.base(r), "rgb": rgb, "flow": flow, "au_list": [int(a) for a in (r["au_list"] if r["au_list"] is not None else [])]}
+        return {
+            **self.base(r),
+            "rgb": rgb,
+            "flow": flow,
+            "au_list": [int(a) for a in (r["au_list"] if r["au_list"] is not None else [])],
+        }
 
 
 class MicroAUCLIPDataset(FeedDataset):
@@ -127,7 +148,12 @@ class MicroAUCLIPDataset(FeedDataset):
         g, k = self.g(), int(r["index"])
         flow = torch.from_numpy(g["micro/flow224"][k].astype(np.float32)).permute(2, 0, 1)
         lm = torch.from_numpy(g["micro/apex_landmarks224"][k])
-        return {**self.base(r), "flow": flow, "landmarks": lm, "au_list": [int(a) for a in (r["au_list"] if r["au_list"] is not None else [])]}
+        return {
+            **self.base(r),
+            "flow": flow,
+            "landmarks": lm,
+            "au_list": [int(a) for a in (r["au_list"] if r["au_list"] is not None else [])],
+        }
 
 
 class SelfMEDataset(FeedDataset):

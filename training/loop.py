@@ -1,4 +1,5 @@
 """The small pieces every training loop shares."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,7 @@ def shuffled_batches(indices, batch: int, rng: np.random.Generator, desc: str, p
     time, with a progress bar."""
     order = rng.permutation(np.asarray(indices))
     for i in tqdm(range(0, len(order), batch), desc=desc, disable=not progress, leave=False):
-        yield order[i:i + batch]
+        yield order[i : i + batch]
 
 
 def step(opt, loss) -> None:

@@ -2,6 +2,7 @@
 at the next unfinished fold, metrics computed once on the pooled predictions, a summary
 (JSON + printed table) and a confusion-matrix plot. No checkpoint is ever chosen by a
 test fold's score: the number of epochs is fixed by the config."""
+
 from __future__ import annotations
 
 import json
@@ -26,14 +27,17 @@ def check_identity(out_dir: Path, identity: dict | None) -> None:
         old = json.loads(path.read_text())
         if old != ident:
             diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
-            raise ValueError(f"{out_dir} holds a run with another configuration (differs in {diff}); "
-                             "give another --out or delete the folder")
+            raise ValueError(
+                f"{out_dir} holds a run with another configuration (differs in {diff}); "
+                "give another --out or delete the folder"
+            )
     else:
         path.write_text(json.dumps(ident, indent=1))
 
 
-def run_loso(items: pd.DataFrame, fold_fn, classes: list[str], out_dir: Path, log=print,
-             meta=None, identity: dict | None = None) -> dict:
+def run_loso(
+    items: pd.DataFrame, fold_fn, classes: list[str], out_dir: Path, log=print, meta=None, identity: dict | None = None
+) -> dict:
     """items: sample_id, subject, label (one row per labelled sample, in a fixed order).
     fold_fn(train_idx, test_idx, fold_no) -> predicted class indices for test_idx.
     identity: what defines the run (method, config, data); a resumed folder must match."""
@@ -52,17 +56,19 @@ def run_loso(items: pd.DataFrame, fold_fn, classes: list[str], out_dir: Path, lo
         df["y_true"], df["y_pred"], df["fold"] = items.iloc[te]["label"].to_numpy(), pred, k
         tmp = path.with_suffix(".tmp")
         df.to_parquet(tmp)
-        tmp.rename(path)                    # a fold is either whole or absent
+        tmp.rename(path)  # a fold is either whole or absent
         log(f"fold {k + 1}/{len(folds)} (test subject {subj}): {int((df.y_true == df.y_pred).sum())}/{len(df)} correct")
     if done:
         log(f"resumed: {done} fold(s) were already done")
-    preds = pd.concat([pd.read_parquet(p) for p in sorted((out_dir / "folds").glob("fold_*.parquet"))],
-                      ignore_index=True)
+    preds = pd.concat(
+        [pd.read_parquet(p) for p in sorted((out_dir / "folds").glob("fold_*.parquet"))], ignore_index=True
+    )
     sc = scores(preds["y_true"], preds["y_pred"], len(classes))
-    extra = meta() if callable(meta) else (meta or {})      # a callable is evaluated after the folds
+    extra = meta() if callable(meta) else (meta or {})  # a callable is evaluated after the folds
     summary = {"classes": classes, "folds": len(folds), "samples": len(preds), **sc, **extra}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    plot_confusion(sc["confusion"], classes, out_dir / "confusion.png",
-                   f"pooled LOSO: UF1 {sc['UF1']:.4f} UAR {sc['UAR']:.4f}")
+    plot_confusion(
+        sc["confusion"], classes, out_dir / "confusion.png", f"pooled LOSO: UF1 {sc['UF1']:.4f} UAR {sc['UAR']:.4f}"
+    )
     log(f"{'metric':6s} {'value':>8s}\n" + "\n".join(f"{k:6s} {sc[k]:8.4f}" for k in ("UF1", "UAR", "Acc", "WAR")))
     return summary

@@ -1,4 +1,5 @@
 """Contrastive losses."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ Acc = fraction correct; WAR = support-weighted mean of per-class recall (which e
 Acc; reported because the papers report it). A class that never occurs in y_true nor
 y_pred is left out of the means, as scikit-learn's macro averages do.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,12 +27,16 @@ def scores(y_true, y_pred, n_classes: int) -> dict:
         precision = np.where(predicted > 0, tp / predicted, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     n = m.sum()
-    return {"UF1": float(f1[present].mean()) if present.any() else 0.0,
-            "UAR": float(recall[present].mean()) if present.any() else 0.0,
-            "Acc": float(tp.sum() / n) if n else 0.0,
-            "WAR": float((recall * support).sum() / n) if n else 0.0,
-            "n": int(n), "per_class_recall": recall.tolist(), "per_class_f1": f1.tolist(),
-            "confusion": m.tolist()}
+    return {
+        "UF1": float(f1[present].mean()) if present.any() else 0.0,
+        "UAR": float(recall[present].mean()) if present.any() else 0.0,
+        "Acc": float(tp.sum() / n) if n else 0.0,
+        "WAR": float((recall * support).sum() / n) if n else 0.0,
+        "n": int(n),
+        "per_class_recall": recall.tolist(),
+        "per_class_f1": f1.tolist(),
+        "confusion": m.tolist(),
+    }
 
 
 def plot_confusion(m, classes: list[str], path, title: str = "") -> None:

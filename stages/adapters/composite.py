@@ -10,6 +10,7 @@ and without zero padding (``canonical_name``), per part.
 Pure: the list and the parts' samples in, the composite's rows, its exclusions and a
 matching report out.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,32 +28,44 @@ def parse_official_list(raw: pd.DataFrame, list_file: str, classes: list[str], p
     listed twice are errors naming the line."""
     if raw.shape[1] < 4:
         raise ValueError(f"{list_file}: expected 4 columns (dataset, subject, clip, class), got {raw.shape[1]}")
-    out = pd.DataFrame({"line": range(1, len(raw) + 1),
-                        "part": [LIST_PARTS.get(str(x).strip().lower(), str(x).strip()) for x in raw[0]],
-                        "subject": [str(x).strip() for x in raw[1]], "clip": [str(x).strip() for x in raw[2]],
-                        "cls": pd.to_numeric(raw[3], errors="coerce")})
+    out = pd.DataFrame(
+        {
+            "line": range(1, len(raw) + 1),
+            "part": [LIST_PARTS.get(str(x).strip().lower(), str(x).strip()) for x in raw[0]],
+            "subject": [str(x).strip() for x in raw[1]],
+            "clip": [str(x).strip() for x in raw[2]],
+            "cls": pd.to_numeric(raw[3], errors="coerce"),
+        }
+    )
     ok = out["cls"].isin(range(len(classes)))
     if not ok.all():
         i = int(np.nonzero(~ok.to_numpy())[0][0])
-        raise ValueError(f"{list_file} line {i + 1}: class {str(raw.iloc[i, 3]).strip()!r} is not one of 0..{len(classes) - 1} "
-                         f"({', '.join(classes)})")
+        raise ValueError(
+            f"{list_file} line {i + 1}: class {str(raw.iloc[i, 3]).strip()!r} is not one of 0..{len(classes) - 1} "
+            f"({', '.join(classes)})"
+        )
     out["cls"] = out["cls"].astype(int)
     unknown = out[~out["part"].isin(list(parts))]
     if len(unknown):
-        raise ValueError(f"{list_file} line {int(unknown['line'].iloc[0])}: dataset {unknown['part'].iloc[0]!r} is not "
-                         f"a part of this composite ({', '.join(parts)})")
+        raise ValueError(
+            f"{list_file} line {int(unknown['line'].iloc[0])}: dataset {unknown['part'].iloc[0]!r} is not "
+            f"a part of this composite ({', '.join(parts)})"
+        )
     key = [(p, canonical_name(a), canonical_name(b)) for p, a, b in zip(out["part"], out["subject"], out["clip"])]
     dup = pd.Series(key).duplicated()
     if dup.any():
         i = int(np.nonzero(dup.to_numpy())[0][0])
         first = key.index(key[i]) + 1
-        raise ValueError(f"{list_file} line {i + 1}: {out['part'].iloc[i]} {out['subject'].iloc[i]} "
-                         f"{out['clip'].iloc[i]} is listed already on line {first}")
+        raise ValueError(
+            f"{list_file} line {i + 1}: {out['part'].iloc[i]} {out['subject'].iloc[i]} "
+            f"{out['clip'].iloc[i]} is listed already on line {first}"
+        )
     return out
 
 
-def match_official_list(lst: pd.DataFrame, part: str, samples: pd.DataFrame, classes: list[str],
-                        mapping: dict, list_file: str, dataset: str) -> tuple[list[dict], list[dict], dict]:
+def match_official_list(
+    lst: pd.DataFrame, part: str, samples: pd.DataFrame, classes: list[str], mapping: dict, list_file: str, dataset: str
+) -> tuple[list[dict], list[dict], dict]:
     """Rows of `samples` (one part's ingest) that the list names, with the list's class
     (classes[cls]) and names (ref_subject, ref_clip); exclusions for the part's samples
     the list does not name (`not_in_official_list`: the detail says when the emotion
@@ -71,9 +84,17 @@ def match_official_list(lst: pd.DataFrame, part: str, samples: pd.DataFrame, cla
         where = f"{list_file} line {li.line} ({part} {li.subject} {li.clip}, {classes[li.cls]})"
         if not rows:
             report["missing"].append(where)
-            excl.append({"sample_id": None, "dataset": dataset, "ann_file": list_file, "ann_row": li.line,
-                         "stage": "ingest", "reason": "list_clip_missing",
-                         "detail": f"{where}: no usable sample of this clip in the copy of {part}"})
+            excl.append(
+                {
+                    "sample_id": None,
+                    "dataset": dataset,
+                    "ann_file": list_file,
+                    "ann_row": li.line,
+                    "stage": "ingest",
+                    "reason": "list_clip_missing",
+                    "detail": f"{where}: no usable sample of this clip in the copy of {part}",
+                }
+            )
             continue
         r = dict(rows[0])
         used.add(r["sample_id"])
@@ -87,19 +108,35 @@ def match_official_list(lst: pd.DataFrame, part: str, samples: pd.DataFrame, cla
         report["matched"] += 1
         for extra in rows[1:]:
             used.add(extra["sample_id"])
-            excl.append({"sample_id": extra["sample_id"], "dataset": dataset, "ann_file": extra["ann_file"],
-                         "ann_row": extra["ann_row"], "stage": "ingest", "reason": "not_in_official_list",
-                         "detail": f"{where} names this clip once; {rows[0]['sample_id']} is kept"})
+            excl.append(
+                {
+                    "sample_id": extra["sample_id"],
+                    "dataset": dataset,
+                    "ann_file": extra["ann_file"],
+                    "ann_row": extra["ann_row"],
+                    "stage": "ingest",
+                    "reason": "not_in_official_list",
+                    "detail": f"{where} names this clip once; {rows[0]['sample_id']} is kept",
+                }
+            )
     for r in samples.to_dict("records") if len(samples) else []:
         if r["sample_id"] in used:
             continue
         mapped = mapping.get(r["emotion"])
         if mapped is not None:
             report["mapping_would_add"].append(f"{r['sample_id']} ({r['emotion']} -> {mapped})")
-        excl.append({"sample_id": r["sample_id"], "dataset": dataset, "ann_file": r["ann_file"],
-                     "ann_row": r["ann_row"], "stage": "ingest", "reason": "not_in_official_list",
-                     "detail": f"{part} {r['subject']}/{r['clip']} ({r['emotion']}) is not in {list_file}"
-                               + (f"; the emotion mapping would add it as {mapped}" if mapped else "")})
+        excl.append(
+            {
+                "sample_id": r["sample_id"],
+                "dataset": dataset,
+                "ann_file": r["ann_file"],
+                "ann_row": r["ann_row"],
+                "stage": "ingest",
+                "reason": "not_in_official_list",
+                "detail": f"{part} {r['subject']}/{r['clip']} ({r['emotion']}) is not in {list_file}"
+                + (f"; the emotion mapping would add it as {mapped}" if mapped else ""),
+            }
+        )
     return kept, excl, report
 
 

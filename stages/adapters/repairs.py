@@ -10,6 +10,7 @@ value already) is an error, because the sheet changed and the fix may no longer 
 
 Pure: a DataFrame of the sheet and its sheet row numbers in, a repaired copy out.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,6 +30,7 @@ class Repair:
     (for sources that say "no usable apex" without the cell's text), ANY a cell whose old
     value the source does not give (the value replaced is recorded). `match` = {column: value} the row must also hold
     (e.g. its subject and clip), so a re-ordered sheet is caught."""
+
     row: int
     column: str
     old: object
@@ -48,12 +50,12 @@ class Swap:
     With `labels_agree_with` (e.g. 4DME's `Emotion`), the swap is checked against the
     sheet itself: each row's one-hot column named by that cell must be 0 before and 1
     after (already 1 before: the sheet is fixed, nothing is done; neither: an error)."""
+
     rows: tuple
     columns: tuple = ()
     source: str = ""
     columns_from: str | None = None
-    labels_agree_with: str | None = None   # a column naming each row's one-hot label column
-
+    labels_agree_with: str | None = None  # a column naming each row's one-hot label column
 
     def describe(self) -> str:
         cols = f"{self.columns_from} and every column after it" if self.columns_from else ", ".join(self.columns)
@@ -61,7 +63,7 @@ class Swap:
 
 
 NOT_A_FRAME = "not-a-frame"
-ANY = "any"          # the source does not say what the cell held: any value, recorded when replaced
+ANY = "any"  # the source does not say what the cell held: any value, recorded when replaced
 
 
 def _show(v) -> str:
@@ -75,8 +77,12 @@ def _show(v) -> str:
 
 
 def _blank(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()) \
+    return (
+        v is None
+        or (isinstance(v, float) and math.isnan(v))
+        or (isinstance(v, str) and not v.strip())
         or (not isinstance(v, (str, int, float)) and pd.isna(v))
+    )
 
 
 def same_value(cell, want) -> bool:
@@ -107,15 +113,23 @@ def from_catalog(entries: list[dict]) -> list[Repair | Swap]:
     out = []
     for e in entries:
         if "swap" in e:
-            out.append(Swap(tuple(e["swap"]), tuple(e.get("columns") or ()), e["source"], e.get("columns_from"),
-                            e.get("labels_agree_with")))
+            out.append(
+                Swap(
+                    tuple(e["swap"]),
+                    tuple(e.get("columns") or ()),
+                    e["source"],
+                    e.get("columns_from"),
+                    e.get("labels_agree_with"),
+                )
+            )
         else:
             out.append(Repair(e["row"], e["column"], e.get("old"), e["new"], e["source"], dict(e.get("match") or {})))
     return out
 
 
-def apply_repairs(df: pd.DataFrame, row_numbers: list[int], repairs: list[Repair | Swap],
-                  ann_file: str) -> tuple[pd.DataFrame, list[dict], dict[int, list[str]]]:
+def apply_repairs(
+    df: pd.DataFrame, row_numbers: list[int], repairs: list[Repair | Swap], ann_file: str
+) -> tuple[pd.DataFrame, list[dict], dict[int, list[str]]]:
     """(repaired copy of `df`, one record per repair {file, row(s), column(s), old, new,
     source, applied}, {sheet row: [note]}). `row_numbers[i]` is the sheet row of df row i.
     A row, column or old value that is not there raises RepairError naming the file, the
@@ -131,42 +145,55 @@ def apply_repairs(df: pd.DataFrame, row_numbers: list[int], repairs: list[Repair
         _check_columns(df, [rep.column, *rep.match], rep, ann_file)
         for col, want in rep.match.items():
             if not same_value(df.iat[i, df.columns.get_loc(col)], want):
-                raise RepairError(f"{ann_file} row {rep.row}: {col} is {_show(df.iat[i, df.columns.get_loc(col)])}, "
-                                  f"the repair ({rep.describe()}; {rep.source}) is for {col} {want!r}: the sheet's "
-                                  "rows moved; check the sheet and edit or remove the repair in the catalog")
+                raise RepairError(
+                    f"{ann_file} row {rep.row}: {col} is {_show(df.iat[i, df.columns.get_loc(col)])}, "
+                    f"the repair ({rep.describe()}; {rep.source}) is for {col} {want!r}: the sheet's "
+                    "rows moved; check the sheet and edit or remove the repair in the catalog"
+                )
         j = df.columns.get_loc(rep.column)
         cell = df.iat[i, j]
-        rec = {"file": ann_file, "row": rep.row, "column": rep.column, "old": rep.old, "new": rep.new,
-               "sheet_value": _plain(cell), "source": rep.source}
+        rec = {
+            "file": ann_file,
+            "row": rep.row,
+            "column": rep.column,
+            "old": rep.old,
+            "new": rep.new,
+            "sheet_value": _plain(cell),
+            "source": rep.source,
+        }
         if same_value(cell, rep.new) and (not same_value(cell, rep.old) or rep.old == ANY):
             applied.append({**rec, "applied": False, "why": "the sheet already holds the repaired value"})
             continue
         if not same_value(cell, rep.old):
-            raise RepairError(f"{ann_file} row {rep.row}: {rep.column} is {_show(cell)}, the repair "
-                              f"({rep.describe()}; {rep.source}) expects {_show(rep.old)}: the sheet is not the "
-                              "one the repair was written for; check the row and edit or remove the repair")
+            raise RepairError(
+                f"{ann_file} row {rep.row}: {rep.column} is {_show(cell)}, the repair "
+                f"({rep.describe()}; {rep.source}) expects {_show(rep.old)}: the sheet is not the "
+                "one the repair was written for; check the row and edit or remove the repair"
+            )
         if df[rep.column].dtype != object:
             df[rep.column] = df[rep.column].astype(object)
         df.iat[i, j] = rep.new
         applied.append({**rec, "applied": True})
-        notes.setdefault(rep.row, []).append(f"repaired: {rep.column} {_show(cell)} -> {_show(rep.new)} "
-                                             f"({_note_text(rep.source)})")
+        notes.setdefault(rep.row, []).append(
+            f"repaired: {rep.column} {_show(cell)} -> {_show(rep.new)} ({_note_text(rep.source)})"
+        )
     return df, applied, notes
 
 
 def _position(pos: dict, row: int, rep, ann_file: str) -> int:
     if row not in pos:
         rows = f"the sheet's data rows are {min(pos)}..{max(pos)}" if pos else "the sheet has no data rows"
-        raise RepairError(f"{ann_file}: the repair ({rep.describe()}; {rep.source}) names sheet row {row}, "
-                          f"but {rows}")
+        raise RepairError(f"{ann_file}: the repair ({rep.describe()}; {rep.source}) names sheet row {row}, but {rows}")
     return pos[row]
 
 
 def _check_columns(df: pd.DataFrame, cols: list[str], rep, ann_file: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise RepairError(f"{ann_file}: the repair ({rep.describe()}; {rep.source}) names column(s) {missing}, "
-                          f"not in the sheet (columns {list(df.columns)})")
+        raise RepairError(
+            f"{ann_file}: the repair ({rep.describe()}; {rep.source}) names column(s) {missing}, "
+            f"not in the sheet (columns {list(df.columns)})"
+        )
 
 
 def _swap(df: pd.DataFrame, pos: dict, rep: Swap, ann_file: str, notes: dict) -> dict:
@@ -174,19 +201,28 @@ def _swap(df: pd.DataFrame, pos: dict, rep: Swap, ann_file: str, notes: dict) ->
     names = [rep.columns_from] if rep.columns_from else list(rep.columns)
     _check_columns(df, names, rep, ann_file)
     if rep.columns_from:
-        names = list(df.columns[df.columns.get_loc(rep.columns_from):])
+        names = list(df.columns[df.columns.get_loc(rep.columns_from) :])
     cols = [df.columns.get_loc(c) for c in names]
     va, vb = [df.iat[a, j] for j in cols], [df.iat[b, j] for j in cols]
     if rep.labels_agree_with:
         state = _labels_state(df, (a, b), (va, vb), (vb, va), names, rep, ann_file)
         if state == "already":
-            return {"file": ann_file, "row": list(rep.rows), "column": names, "old": None, "new": None,
-                    "source": rep.source, "applied": False,
-                    "why": f"both rows' one-hot labels already agree with {rep.labels_agree_with}"}
+            return {
+                "file": ann_file,
+                "row": list(rep.rows),
+                "column": names,
+                "old": None,
+                "new": None,
+                "source": rep.source,
+                "applied": False,
+                "why": f"both rows' one-hot labels already agree with {rep.labels_agree_with}",
+            }
     if all(same_value(x, y) for x, y in zip(va, vb)):
-        raise RepairError(f"{ann_file}: the swap ({rep.describe()}; {rep.source}) would change nothing: rows "
-                          f"{rep.rows[0]} and {rep.rows[1]} hold the same {', '.join(names)}; the sheet "
-                          "changed; check it and edit or remove the repair")
+        raise RepairError(
+            f"{ann_file}: the swap ({rep.describe()}; {rep.source}) would change nothing: rows "
+            f"{rep.rows[0]} and {rep.rows[1]} hold the same {', '.join(names)}; the sheet "
+            "changed; check it and edit or remove the repair"
+        )
     for j, x, y in zip(cols, va, vb):
         col = df.columns[j]
         if df[col].dtype != object:
@@ -195,10 +231,17 @@ def _swap(df: pd.DataFrame, pos: dict, rep: Swap, ann_file: str, notes: dict) ->
     for r, old, new in ((rep.rows[0], va, vb), (rep.rows[1], vb, va)):
         notes.setdefault(r, []).append(
             f"repaired: {', '.join(f'{c} {_show(o)} -> {_show(n)}' for c, o, n in zip(names, old, new) if not same_value(o, n))} "
-            f"(exchanged with row {rep.rows[1] if r == rep.rows[0] else rep.rows[0]}, {_note_text(rep.source)})")
-    return {"file": ann_file, "row": list(rep.rows), "column": names,
-            "old": [[_plain(v) for v in va], [_plain(v) for v in vb]],
-            "new": [[_plain(v) for v in vb], [_plain(v) for v in va]], "source": rep.source, "applied": True}
+            f"(exchanged with row {rep.rows[1] if r == rep.rows[0] else rep.rows[0]}, {_note_text(rep.source)})"
+        )
+    return {
+        "file": ann_file,
+        "row": list(rep.rows),
+        "column": names,
+        "old": [[_plain(v) for v in va], [_plain(v) for v in vb]],
+        "new": [[_plain(v) for v in vb], [_plain(v) for v in va]],
+        "source": rep.source,
+        "applied": True,
+    }
 
 
 def _labels_state(df, idx, before, after, names, rep: Swap, ann_file: str) -> str:
@@ -211,9 +254,11 @@ def _labels_state(df, idx, before, after, names, rep: Swap, ann_file: str) -> st
     def agree(i, values):
         label = str(df.iat[i, df.columns.get_loc(col)]).strip().lower()
         if label not in lower:
-            raise RepairError(f"{ann_file} row {rep.rows[idx.index(i)]}: {col} {label!r} names no column among "
-                              f"the swapped ones ({', '.join(names)}); the swap ({rep.describe()}; {rep.source}) "
-                              "cannot be checked")
+            raise RepairError(
+                f"{ann_file} row {rep.rows[idx.index(i)]}: {col} {label!r} names no column among "
+                f"the swapped ones ({', '.join(names)}); the swap ({rep.describe()}; {rep.source}) "
+                "cannot be checked"
+            )
         return same_value(values[lower[label]], 1)
 
     now = [agree(i, v) for i, v in zip(idx, before)]
@@ -223,10 +268,12 @@ def _labels_state(df, idx, before, after, names, rep: Swap, ann_file: str) -> st
     if not any(now) and all(then):
         return "swap"
     yn = lambda xs: "/".join("yes" if x else "no" for x in xs)  # noqa: E731
-    raise RepairError(f"{ann_file}: the swap ({rep.describe()}; {rep.source}) does not fit the sheet: do the "
-                      f"one-hot labels of rows {rep.rows[0]}/{rep.rows[1]} agree with {col}? {yn(now)} now, "
-                      f"{yn(then)} after the swap (expected no/no, then yes/yes); the sheet changed; check it and "
-                      "edit or remove the repair")
+    raise RepairError(
+        f"{ann_file}: the swap ({rep.describe()}; {rep.source}) does not fit the sheet: do the "
+        f"one-hot labels of rows {rep.rows[0]}/{rep.rows[1]} agree with {col}? {yn(now)} now, "
+        f"{yn(then)} after the swap (expected no/no, then yes/yes); the sheet changed; check it and "
+        "edit or remove the repair"
+    )
 
 
 def _note_text(source: str) -> str:

@@ -6,6 +6,7 @@ Layout: ``HS/s1/micro/{negative,positive,surprise}/s1_ne_01/image######.bmp`` (c
 middle frames, the convention of the MEB toolkit's SMIC loader and of the MEGC2019
 baselines. When that frame is missing from the folder, the nearest earlier frame is used.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -15,8 +16,9 @@ from stages.adapters.annotated import EXCLUSION_COLUMNS
 EMOTIONS = ("negative", "positive", "surprise")
 
 
-def smic_samples(frame_index: dict, *, dataset: str, fps: float, frames_prefix: str,
-                 max_duration_s: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def smic_samples(
+    frame_index: dict, *, dataset: str, fps: float, frames_prefix: str, max_duration_s: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(samples, exclusions) of the clip folders; a clip spanning more than
     `max_duration_s` seconds is excluded as too_long."""
     samples, excl = [], []
@@ -27,34 +29,77 @@ def smic_samples(frame_index: dict, *, dataset: str, fps: float, frames_prefix: 
         subj, _, emotion, clip = parts
         sid = f"{dataset}/{subj}/{clip}"
         if emotion.lower() not in EMOTIONS:
-            excl.append({"sample_id": sid, "dataset": dataset, "ann_file": f"{frames_prefix}/{rel}", "ann_row": None,
-                         "stage": "ingest", "reason": "emotion_folder_unknown",
-                         "detail": f"{frames_prefix}/{rel}: folder {emotion!r} is not one of {EMOTIONS}"})
+            excl.append(
+                {
+                    "sample_id": sid,
+                    "dataset": dataset,
+                    "ann_file": f"{frames_prefix}/{rel}",
+                    "ann_row": None,
+                    "stage": "ingest",
+                    "reason": "emotion_folder_unknown",
+                    "detail": f"{frames_prefix}/{rel}: folder {emotion!r} is not one of {EMOTIONS}",
+                }
+            )
             continue
         nums = sorted(frames)
         if len(nums) < 2:
-            excl.append({"sample_id": sid, "dataset": dataset, "ann_file": f"{frames_prefix}/{rel}", "ann_row": None,
-                         "stage": "ingest", "reason": "clip_too_short",
-                         "detail": f"{frames_prefix}/{rel}: {len(nums)} frame(s)"})
+            excl.append(
+                {
+                    "sample_id": sid,
+                    "dataset": dataset,
+                    "ann_file": f"{frames_prefix}/{rel}",
+                    "ann_row": None,
+                    "stage": "ingest",
+                    "reason": "clip_too_short",
+                    "detail": f"{frames_prefix}/{rel}: {len(nums)} frame(s)",
+                }
+            )
             continue
         onset, offset = nums[0], nums[-1]
         if max_duration_s is not None and (offset - onset + 1) / fps > max_duration_s:
-            excl.append({"sample_id": sid, "dataset": dataset, "ann_file": f"{frames_prefix}/{rel}", "ann_row": None,
-                         "stage": "ingest", "reason": "too_long",
-                         "detail": f"{frames_prefix}/{rel}: frames {onset}..{offset} span "
-                                   f"{(offset - onset + 1) / fps:.1f} s at {fps:g} fps, longer than max_duration_s "
-                                   f"{max_duration_s:g} s: not a micro-expression"})
+            excl.append(
+                {
+                    "sample_id": sid,
+                    "dataset": dataset,
+                    "ann_file": f"{frames_prefix}/{rel}",
+                    "ann_row": None,
+                    "stage": "ingest",
+                    "reason": "too_long",
+                    "detail": f"{frames_prefix}/{rel}: frames {onset}..{offset} span "
+                    f"{(offset - onset + 1) / fps:.1f} s at {fps:g} fps, longer than max_duration_s "
+                    f"{max_duration_s:g} s: not a micro-expression",
+                }
+            )
             continue
         apex = smic_apex(nums)
         gaps = sorted(set(range(onset, offset + 1)) - set(nums))
-        samples.append({
-            "sample_id": f"{sid}/{onset}-{apex}", "dataset": dataset, "subject": subj, "clip": clip,
-            "source": "labelled", "ann_file": None, "ann_row": None, "onset": onset, "apex": apex,
-            "offset": offset, "apex_derived": True, "au_raw": None, "au_list": [], "emotion_raw": emotion,
-            "emotion": emotion.lower(), "fps": float(fps), "onset_path": frames[onset], "apex_path": frames[apex],
-            "onset_depth_path": None, "apex_depth_path": None, "seq_paths": [frames[k] for k in nums],
-            "note": "apex not annotated: onset + (offset - onset) // 2 used" + (f"; {len(gaps)} frame(s) missing: {gaps[:5]}"
-                                                               if gaps else "")})
+        samples.append(
+            {
+                "sample_id": f"{sid}/{onset}-{apex}",
+                "dataset": dataset,
+                "subject": subj,
+                "clip": clip,
+                "source": "labelled",
+                "ann_file": None,
+                "ann_row": None,
+                "onset": onset,
+                "apex": apex,
+                "offset": offset,
+                "apex_derived": True,
+                "au_raw": None,
+                "au_list": [],
+                "emotion_raw": emotion,
+                "emotion": emotion.lower(),
+                "fps": float(fps),
+                "onset_path": frames[onset],
+                "apex_path": frames[apex],
+                "onset_depth_path": None,
+                "apex_depth_path": None,
+                "seq_paths": [frames[k] for k in nums],
+                "note": "apex not annotated: onset + (offset - onset) // 2 used"
+                + (f"; {len(gaps)} frame(s) missing: {gaps[:5]}" if gaps else ""),
+            }
+        )
     s = pd.DataFrame(samples)
     if len(s):
         s = s.sort_values("sample_id").reset_index(drop=True)

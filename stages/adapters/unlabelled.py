@@ -4,6 +4,7 @@ Layout: ``<frames_dir>/<subject>/<name>.mp4|.avi|.mov`` (a video file), or
 ``<frames_dir>/<subject>/<name>/color/{n}.jpg`` (a frame folder) with optional depth in
 ``<name>/depth/{n}.png``. Pure: the pipeline lists the folders and probes the videos.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -24,21 +25,57 @@ def unlabelled_videos(listing: list[dict], *, dataset: str, fps: float) -> tuple
     for v in listing:
         subj, name = safe_part(v["subject"]), safe_part(v["name"])
         if subj is None or name is None:
-            excl.append({"sample_id": None, "dataset": dataset, "ann_file": v["path"], "ann_row": None,
-                         "stage": "ingest", "reason": "unsafe_path", "detail": f"{v['path']}: unsafe name"})
+            excl.append(
+                {
+                    "sample_id": None,
+                    "dataset": dataset,
+                    "ann_file": v["path"],
+                    "ann_row": None,
+                    "stage": "ingest",
+                    "reason": "unsafe_path",
+                    "detail": f"{v['path']}: unsafe name",
+                }
+            )
             continue
         if not v.get("n_frames"):
             why = f" ({v['error']})" if v.get("error") else ""
-            excl.append({"sample_id": None, "dataset": dataset, "ann_file": v["path"], "ann_row": None,
-                         "stage": "ingest", "reason": "video_empty",
-                         "detail": f"{v['path']}: no decodable frames{why}"})
+            excl.append(
+                {
+                    "sample_id": None,
+                    "dataset": dataset,
+                    "ann_file": v["path"],
+                    "ann_row": None,
+                    "stage": "ingest",
+                    "reason": "video_empty",
+                    "detail": f"{v['path']}: no decodable frames{why}",
+                }
+            )
             continue
         if v.get("depth_error"):
-            excl.append({"sample_id": None, "dataset": dataset, "ann_file": v["path"], "ann_row": None,
-                         "stage": "ingest", "reason": "depth_size_mismatch", "detail": v["depth_error"]})
-        rows.append({"dataset": dataset, "subject": subj, "video": f"{subj}/{name}", "kind": v["kind"],
-                     "path": v["path"], "depth_path": v.get("depth_path"),
-                     "fps": float(v.get("fps") or fps), "n_frames": int(v["n_frames"])})
+            excl.append(
+                {
+                    "sample_id": None,
+                    "dataset": dataset,
+                    "ann_file": v["path"],
+                    "ann_row": None,
+                    "stage": "ingest",
+                    "reason": "depth_size_mismatch",
+                    "detail": v["depth_error"],
+                }
+            )
+        rows.append(
+            {
+                "dataset": dataset,
+                "subject": subj,
+                "video": f"{subj}/{name}",
+                "kind": v["kind"],
+                "path": v["path"],
+                "depth_path": v.get("depth_path"),
+                "fps": float(v.get("fps") or fps),
+                "n_frames": int(v["n_frames"]),
+            }
+        )
     vids = pd.DataFrame(rows, columns=["dataset", "subject", "video", "kind", "path", "depth_path", "fps", "n_frames"])
     return vids.sort_values("video").reset_index(drop=True), pd.DataFrame(
-        excl, columns=["sample_id", "dataset", "ann_file", "ann_row", "stage", "reason", "detail"])
+        excl, columns=["sample_id", "dataset", "ann_file", "ann_row", "stage", "reason", "detail"]
+    )

@@ -3,6 +3,7 @@ sequence) -> 128-d each, concatenated to z_m (eq. 1); the AU description's text
 embedding projected to z_a (eq. 2); cross-modal contrastive loss (eq. 3-5) and a
 classifier on each branch (eq. 6-7); L = (1 - alpha)(L_theta + L_phi) + alpha L_theta,phi
 (eq. 8). Inference uses the video network only."""
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,7 @@ def resnet10_3d(in_channels: int, dim: int = 128) -> nn.Module:
     """3D ResNet-10: BasicBlock x [1, 1, 1, 1] (torchvision's VideoResNet), `dim` outputs."""
     net = VideoResNet(BasicBlock, [Conv3DSimple] * 4, [1, 1, 1, 1], BasicStem, num_classes=dim)
     if in_channels != 3:
-        net.stem[0] = nn.Conv3d(in_channels, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3),
-                                bias=False)
+        net.stem[0] = nn.Conv3d(in_channels, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False)
     return net
 
 

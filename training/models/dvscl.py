@@ -2,6 +2,7 @@
 difference is replicated to 3 channels so every weight is shared), a linear projection
 to 128-d, symmetric dual-view InfoNCE (training.losses), and a linear probe on the frozen
 512-d features for recognition (sec. 5.2.2)."""
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ What the paper leaves open and this module chooses (all parameters of `FDPConfig
   LeakyReLU) with additive skips, 1x1 conv, sigmoid.
 - rank target K(k) = c k with a fixed c (a learnable c would let u collapse to 0).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class MHSA(nn.Module):
 
     def forward(self, x):
         n, c, h, w = x.shape
-        tok = x.flatten(2).transpose(1, 2)                                   # (n, hw, c)
+        tok = x.flatten(2).transpose(1, 2)  # (n, hw, c)
         q, k, v = self.qkv(tok).reshape(n, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         a = torch.softmax(q @ k.transpose(-1, -2) / (c // self.heads) ** 0.5, dim=-1) @ v
         out = self.fc(a.transpose(1, 2).reshape(n, h * w, c))
@@ -107,10 +108,14 @@ class LGTransformer(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(3, cfg.stem, 3, padding=1, bias=False), nn.BatchNorm2d(cfg.stem), nn.ReLU())
         stages, c_in = [], cfg.stem
         for c, h in zip(cfg.widths, cfg.heads):
-            stages.append(nn.Sequential(
-                nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c),     # patch embedding
-                *[LocalAggregator(c, h, cfg.mlp_ratio) for _ in range(cfg.n_local)],
-                *[GlobalAggregator(c, h, cfg.mlp_ratio) for _ in range(cfg.n_global)]))
+            stages.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(c),  # patch embedding
+                    *[LocalAggregator(c, h, cfg.mlp_ratio) for _ in range(cfg.n_local)],
+                    *[GlobalAggregator(c, h, cfg.mlp_ratio) for _ in range(cfg.n_global)],
+                )
+            )
             c_in = c
         self.stages = nn.Sequential(*stages)
         self.bn = nn.BatchNorm2d(c_in)
@@ -142,7 +147,7 @@ class DICDecoder(nn.Module):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         for up, d, s in zip(self.up, self.dec, reversed(skips)):
-            x = d(up(x) + s)                                 # additive skip (Fig. 3)
+            x = d(up(x) + s)  # additive skip (Fig. 3)
         return torch.sigmoid(self.out(x))
 
 
@@ -152,7 +157,7 @@ class FDP(nn.Module):
         self.cfg = cfg
         self.backbone = LGTransformer(cfg)
         c = cfg.widths[-1]
-        self.u = nn.Linear(c, 1, bias=False)                                # rank scorer S(x) = u^T x
+        self.u = nn.Linear(c, 1, bias=False)  # rank scorer S(x) = u^T x
         self.pool = nn.Conv3d(c, cfg.d_channels, kernel_size=(cfg.t, 1, 1))  # temporal pooling
         self.mer = nn.Sequential(nn.Flatten(), nn.Linear(cfg.d_channels, 256), nn.ReLU(), nn.Linear(256, n_classes))
         self.dic = DICDecoder(cfg.d_channels, cfg.size)
@@ -160,11 +165,11 @@ class FDP(nn.Module):
     def forward(self, frames):
         """frames (N, t, 3, H, W) -> logits (N, classes), dynamic image (N, 1, H, W), rank scores (N, t)."""
         n, t = frames.shape[:2]
-        maps = self.backbone(frames.flatten(0, 1))                          # (N t, C, h, w)
-        fk = maps.mean((2, 3)).reshape(n, t, -1)                            # F_k (head: BN + GAP)
+        maps = self.backbone(frames.flatten(0, 1))  # (N t, C, h, w)
+        fk = maps.mean((2, 3)).reshape(n, t, -1)  # F_k (head: BN + GAP)
         scores = self.u(fk).squeeze(-1)
-        vol = maps.reshape(n, t, *maps.shape[1:]).transpose(1, 2)           # (N, C, t, h, w)
-        fd = self.pool(vol).squeeze(2)                                      # F^(d): (N, D, h, w)
+        vol = maps.reshape(n, t, *maps.shape[1:]).transpose(1, 2)  # (N, C, t, h, w)
+        fd = self.pool(vol).squeeze(2)  # F^(d): (N, D, h, w)
         logits = self.mer(F.adaptive_max_pool2d(fd, 1))
         return logits, self.dic(fd), scores
 

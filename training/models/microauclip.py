@@ -12,6 +12,7 @@ cross-entropy uses CLIP's logit scale and the row-normalised label matrix as tar
 for eq. 13 the label text of emotion r for AU n is AU n's positive prompt if n belongs
 to r in the AU-emotion table, else its negative prompt.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,22 +55,29 @@ class MicroAUCLIP(nn.Module):
         self.clip = clip_model or open_clip.create_model("ViT-B-32", pretrained=None)
         self.tok = tokenizer or open_clip.get_tokenizer("ViT-B-32")
         self.clip.visual.output_tokens = True
-        for p in self.clip.parameters():                      # fine-tune the last 3 layers of both encoders
+        for p in self.clip.parameters():  # fine-tune the last 3 layers of both encoders
             p.requires_grad = False
-        for blk in list(self.clip.visual.transformer.resblocks)[-finetune_last:] + \
-                list(self.clip.transformer.resblocks)[-finetune_last:]:
+        for blk in (
+            list(self.clip.visual.transformer.resblocks)[-finetune_last:]
+            + list(self.clip.transformer.resblocks)[-finetune_last:]
+        ):
             for p in blk.parameters():
                 p.requires_grad = True
         d = self.clip.visual.transformer.width
         e = self.clip.text_projection.shape[1]
         n = len(aus)
-        self.pta = nn.Sequential(nn.Linear(d, d // 4), nn.ReLU(), nn.Linear(d // 4, 1))      # eq. 2
-        self.wq, self.wk, self.wv = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
-        self.fc = nn.Linear(n * n, n)                                                        # eq. 5
-        self.head = nn.ModuleList([nn.Sequential(nn.Linear(d, d // 4), nn.ReLU(), nn.Linear(d // 4, 2))
-                                   for _ in aus])                                            # eq. 7
+        self.pta = nn.Sequential(nn.Linear(d, d // 4), nn.ReLU(), nn.Linear(d // 4, 1))  # eq. 2
+        self.wq, self.wk, self.wv = (
+            nn.Linear(d, d, bias=False),
+            nn.Linear(d, d, bias=False),
+            nn.Linear(d, d, bias=False),
+        )
+        self.fc = nn.Linear(n * n, n)  # eq. 5
+        self.head = nn.ModuleList(
+            [nn.Sequential(nn.Linear(d, d // 4), nn.ReLU(), nn.Linear(d // 4, 2)) for _ in aus]
+        )  # eq. 7
         self.proj = nn.Linear(d, e)
-        self.prompts = [sp["prompts"][str(a)] for a in aus]      # [positive, negative] per AU
+        self.prompts = [sp["prompts"][str(a)] for a in aus]  # [positive, negative] per AU
 
     def text_features(self) -> torch.Tensor:
         """(N, 2, E) normalised features of [not activated, activated] prompts per AU."""
@@ -80,19 +88,19 @@ class MicroAUCLIP(nn.Module):
     def forward(self, flow: torch.Tensor, landmarks: torch.Tensor) -> dict:
         """flow (B, 2, 224, 224), landmarks (B, 68, 2) -> AU logits (B, N, 2), W_d (B, N),
         visual AU features in the joint space (B, N, E)."""
-        _, tokens = self.clip.visual(flow_image(flow))                       # (B, 49, d)
-        idx = patch_index(landmarks)                                         # (B, 68)
+        _, tokens = self.clip.visual(flow_image(flow))  # (B, 49, d)
+        idx = patch_index(landmarks)  # (B, 68)
         feats = []
         for reg in self.regions:
-            k = torch.gather(tokens, 1, idx[:, reg, None].expand(-1, -1, tokens.shape[-1]))   # (B, NL, d)
-            w = torch.softmax(self.pta(k).squeeze(-1), dim=1)                 # eq. 2
-            feats.append((w[..., None] * k).sum(1))                           # eq. 3
-        f = torch.stack(feats, 1)                                             # F~ (B, N, d)
-        a = torch.softmax(self.wq(f) @ self.wk(f).transpose(1, 2) / f.shape[-1] ** 0.5, dim=-1)   # eq. 4
-        wd = torch.softmax(F.relu(self.fc(a.flatten(1))), dim=-1)             # eq. 5 (B, N)
-        fg = (wd[..., None] * self.wv(f)).sum(1, keepdim=True)                # eq. 6 (B, 1, d)
-        z = fg + f                                                            # final AU features
-        logits = torch.stack([h(z[:, n]) for n, h in enumerate(self.head)], 1)   # eq. 7 (B, N, 2)
+            k = torch.gather(tokens, 1, idx[:, reg, None].expand(-1, -1, tokens.shape[-1]))  # (B, NL, d)
+            w = torch.softmax(self.pta(k).squeeze(-1), dim=1)  # eq. 2
+            feats.append((w[..., None] * k).sum(1))  # eq. 3
+        f = torch.stack(feats, 1)  # F~ (B, N, d)
+        a = torch.softmax(self.wq(f) @ self.wk(f).transpose(1, 2) / f.shape[-1] ** 0.5, dim=-1)  # eq. 4
+        wd = torch.softmax(F.relu(self.fc(a.flatten(1))), dim=-1)  # eq. 5 (B, N)
+        fg = (wd[..., None] * self.wv(f)).sum(1, keepdim=True)  # eq. 6 (B, 1, d)
+        z = fg + f  # final AU features
+        logits = torch.stack([h(z[:, n]) for n, h in enumerate(self.head)], 1)  # eq. 7 (B, N, 2)
         return {"logits": logits, "w_d": wd, "v": F.normalize(self.proj(z), dim=-1)}
 
 
@@ -108,9 +116,9 @@ def miauc_loss(v: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scale: torch.T
     against softmax(scale M_n); summed over AUs."""
     total = v.new_zeros(())
     for n in range(v.shape[1]):
-        tb = t[n][y[:, n].long()]                                             # (B, E) text of each sample's state
-        m = v[:, n] @ tb.t()                                                  # eq. 9 (cosine: both normalised)
-        lm = (y[:, n][:, None] == y[:, n][None, :]).float()                  # eq. 10
+        tb = t[n][y[:, n].long()]  # (B, E) text of each sample's state
+        m = v[:, n] @ tb.t()  # eq. 9 (cosine: both normalised)
+        lm = (y[:, n][:, None] == y[:, n][None, :]).float()  # eq. 10
         total = total + -(lm / lm.sum(1, keepdim=True) * F.log_softmax(scale * m, dim=1)).sum(1).mean()
     return total
 
@@ -127,6 +135,6 @@ def emotion_scores(v: torch.Tensor, t: torch.Tensor, aus: list[int], emotions: d
     cols = []
     for r, members in emotions.items():
         state = torch.tensor([1 if a in members else 0 for a in aus], device=v.device)
-        lf = t[torch.arange(len(aus), device=v.device), state]               # (N, E)
+        lf = t[torch.arange(len(aus), device=v.device), state]  # (N, E)
         cols.append((v * lf[None]).sum(-1).sum(-1))
     return torch.stack(cols, 1)

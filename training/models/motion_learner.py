@@ -11,6 +11,7 @@ keypoints; the perceptual network is torchvision's VGG-19 (random init unless lo
 ImageNet weights are given: random VGG features still make a multi-scale feature
 reconstruction loss, but not the paper's perceptual one).
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,11 +40,12 @@ class KeypointDetector(nn.Module):
     def __init__(self, k: int = 10, c: int = 32):
         super().__init__()
         self.k = k
-        self.net = nn.Sequential(block(3, c, down=True), block(c, 2 * c, down=True), block(2 * c, 2 * c),
-                                 nn.Conv2d(2 * c, k, 3, padding=1))
+        self.net = nn.Sequential(
+            block(3, c, down=True), block(c, 2 * c, down=True), block(2 * c, 2 * c), nn.Conv2d(2 * c, k, 3, padding=1)
+        )
 
     def forward(self, x):
-        hm = self.net(x)                                               # (N, K, H/4, W/4)
+        hm = self.net(x)  # (N, K, H/4, W/4)
         n, k, h, w = hm.shape
         p = torch.softmax(hm.flatten(2), -1).reshape(n, k, h, w)
         g = grid(h, w, x.device)
@@ -54,7 +56,7 @@ def gaussian_heatmaps(kp: torch.Tensor, h: int, w: int, sigma: float = 0.1) -> t
     """(N, K, 2) -> (N, K, h, w) Gaussians at the keypoints."""
     g = grid(h, w, kp.device)
     d = ((g[None, None] - kp[:, :, None, None]) ** 2).sum(-1)
-    return torch.exp(-0.5 * d / sigma ** 2)
+    return torch.exp(-0.5 * d / sigma**2)
 
 
 class DenseMotion(nn.Module):
@@ -74,13 +76,14 @@ class DenseMotion(nn.Module):
         src = F.avg_pool2d(source, 4)
         h, w = src.shape[-2:]
         g = grid(h, w, source.device)
-        shift = gamma * (kp_s - kp_t)                                  # (N, K, 2)
-        motions = torch.cat([g[None, None].expand(n, 1, h, w, 2),
-                             g[None, None] + shift[:, :, None, None]], 1)     # (N, K+1, h, w, 2)
+        shift = gamma * (kp_s - kp_t)  # (N, K, 2)
+        motions = torch.cat(
+            [g[None, None].expand(n, 1, h, w, 2), g[None, None] + shift[:, :, None, None]], 1
+        )  # (N, K+1, h, w, 2)
         warped = torch.stack([F.grid_sample(src, motions[:, i], align_corners=True) for i in range(self.k + 1)], 1)
         heat = gaussian_heatmaps(kp_t, h, w) - gaussian_heatmaps(kp_s, h, w)
         heat = torch.cat([torch.zeros_like(heat[:, :1]), heat], 1)
-        masks = torch.softmax(self.net(torch.cat([warped.flatten(1, 2), heat], 1)), 1)   # (N, K+1, h, w)
+        masks = torch.softmax(self.net(torch.cat([warped.flatten(1, 2), heat], 1)), 1)  # (N, K+1, h, w)
         return (masks[..., None] * motions).sum(1), masks
 
 
@@ -89,8 +92,9 @@ class Generator(nn.Module):
         super().__init__()
         self.enc = nn.Sequential(block(3, c, down=True), block(c, 2 * c, down=True))
         self.mid = block(2 * c, 2 * c)
-        self.dec = nn.Sequential(block(2 * c, c, up=True), block(c, c, up=True), nn.Conv2d(c, 3, 3, padding=1),
-                                 nn.Sigmoid())
+        self.dec = nn.Sequential(
+            block(2 * c, c, up=True), block(c, c, up=True), nn.Conv2d(c, 3, 3, padding=1), nn.Sigmoid()
+        )
 
     def forward(self, source, deformation):
         f = self.enc(source)
@@ -125,10 +129,18 @@ class TPS:
     """Thin-plate-spline transform T(z) = A [1, z] + sum_i w_i U(|z - c_i|), U(r) = r^2 log r,
     on [-1, 1] coordinates; random parameters as in first-order-motion equivariance."""
 
-    def __init__(self, n: int, sigma_affine: float = 0.05, sigma_tps: float = 0.005, points: int = 5,
-                 generator: torch.Generator | None = None, theta=None, w=None):
+    def __init__(
+        self,
+        n: int,
+        sigma_affine: float = 0.05,
+        sigma_tps: float = 0.005,
+        points: int = 5,
+        generator: torch.Generator | None = None,
+        theta=None,
+        w=None,
+    ):
         g = generator
-        eye = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])          # rows: x, y; cols: 1, x, y
+        eye = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # rows: x, y; cols: 1, x, y
         self.theta = theta if theta is not None else eye + sigma_affine * torch.randn(n, 2, 3, generator=g)
         c = torch.linspace(-1, 1, points)
         self.ctrl = torch.stack(torch.meshgrid(c, c, indexing="xy"), -1).reshape(-1, 2)
@@ -138,7 +150,7 @@ class TPS:
         """z (N, P, 2) -> (N, P, 2)."""
         aff = torch.einsum("nij,npj->npi", self.theta, torch.cat([torch.ones_like(z[..., :1]), z], -1))
         r = (z[:, :, None] - self.ctrl[None, None]).norm(dim=-1)
-        u = r ** 2 * torch.log(r + 1e-9)
+        u = r**2 * torch.log(r + 1e-9)
         return aff + torch.einsum("npc,ncd->npd", u, self.w)
 
     def warp_image(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ contrastive loss of eq. 12-14, total eq. 16). The self-supervised motion learner
 implemented; the classifier runs on the stored TV-L1 onset->apex flow, the paper's
 baseline input (its table 3), amplified by gamma at inference.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,7 +21,7 @@ SYMMETRIC = {("UL", "UR"), ("UR", "UL"), ("BL", "BR"), ("BR", "BL")}
 def cubic_bspline(t: torch.Tensor) -> torch.Tensor:
     """Uniform cubic B-spline basis beta_3(t) (support |t| < 2)."""
     a = t.abs()
-    return torch.where(a < 1, 2 / 3 - a ** 2 + a ** 3 / 2, torch.where(a < 2, (2 - a) ** 3 / 6, torch.zeros_like(a)))
+    return torch.where(a < 1, 2 / 3 - a**2 + a**3 / 2, torch.where(a < 2, (2 - a) ** 3 / 6, torch.zeros_like(a)))
 
 
 def bspline_matrix(n_out: int, n_ctrl: int) -> torch.Tensor:
@@ -44,8 +45,11 @@ def bspline_upsample(field: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 def warp(x: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     """Sample x (N, C, H, W) at p + disp(p) (disp in pixels, (dx, dy)), bilinear, border."""
     n, _, h, w = disp.shape
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=disp.dtype, device=disp.device),
-                            torch.arange(w, dtype=disp.dtype, device=disp.device), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=disp.dtype, device=disp.device),
+        torch.arange(w, dtype=disp.dtype, device=disp.device),
+        indexing="ij",
+    )
     gx = 2 * (xx + disp[:, 0]) / max(w - 1, 1) - 1
     gy = 2 * (yy + disp[:, 1]) / max(h - 1, 1) - 1
     return F.grid_sample(x, torch.stack([gx, gy], -1), align_corners=True, padding_mode="border")
@@ -54,7 +58,7 @@ def warp(x: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
 def scaling_and_squaring(velocity: torch.Tensor, steps: int = 6) -> torch.Tensor:
     """Group exponential of a stationary velocity field (N, 2, H, W) in pixels:
     phi = v / 2^K, then phi <- phi + phi o (id + phi), K times. Returns the displacement."""
-    phi = velocity / (2 ** steps)
+    phi = velocity / (2**steps)
     for _ in range(steps):
         phi = phi + warp(phi, phi)
     return phi
@@ -74,8 +78,9 @@ def quadrant_embeddings(patch_tokens: torch.Tensor, grid: int) -> torch.Tensor:
     b, n, d = patch_tokens.shape
     g = patch_tokens.reshape(b, grid, grid, d)
     h = grid // 2
-    return torch.stack([g[:, :h, :h].mean((1, 2)), g[:, :h, h:].mean((1, 2)),
-                        g[:, h:, :h].mean((1, 2)), g[:, h:, h:].mean((1, 2))], 1)
+    return torch.stack(
+        [g[:, :h, :h].mean((1, 2)), g[:, :h, h:].mean((1, 2)), g[:, h:, :h].mean((1, 2)), g[:, h:, h:].mean((1, 2))], 1
+    )
 
 
 def symmetric_contrastive_loss(e: torch.Tensor, y: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
@@ -95,7 +100,7 @@ def symmetric_contrastive_loss(e: torch.Tensor, y: torch.Tensor, tau: float = 0.
         for bi, bb in enumerate(REGIONS):
             if a != bb and (a, bb) not in SYMMETRIC:
                 continue
-            logits = e[:, ai] @ e[:, bi].t() / tau                                # (B, B)
+            logits = e[:, ai] @ e[:, bi].t() / tau  # (B, B)
             cand = ~eye if a == bb else torch.ones_like(eye)
             logp = logits - torch.logsumexp(logits.masked_fill(~cand, float("-inf")), dim=1, keepdim=True)
             pos = same & cand
@@ -111,8 +116,9 @@ class SCViT(nn.Module):
         super().__init__()
         import timm
 
-        self.vit = timm.create_model("vit_small_patch16_224", pretrained=False, in_chans=in_chans,
-                                     num_classes=n_classes, img_size=img_size)
+        self.vit = timm.create_model(
+            "vit_small_patch16_224", pretrained=False, in_chans=in_chans, num_classes=n_classes, img_size=img_size
+        )
         if weights:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             self.vit.load_state_dict(state, strict=False)
@@ -120,7 +126,7 @@ class SCViT(nn.Module):
 
     def forward(self, x):
         """-> (logits (B, classes), regional patch embeddings (B, 4, D))."""
-        patches = self.vit.patch_embed(x)                                          # eq. 10-11
+        patches = self.vit.patch_embed(x)  # eq. 10-11
         return self.vit(x), quadrant_embeddings(patches, self.grid)
 
 
