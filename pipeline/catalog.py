@@ -14,8 +14,10 @@ import yaml
 
 from pipeline.io import symlink_loop
 from pipeline.params import ParamError, resolve
+from stages.adapters.layouts import LAYOUTS
 
-ADAPTERS = ("casme3_part_a", "casme3_part_c", "casme2", "casme2_sq", "samm", "smic_hs", "mmew", "4dme")
+# the sheet layouts of stages.adapters.layouts, plus the two adapters with their own code
+ADAPTERS = (*LAYOUTS, "casme2_sq", "smic_hs")
 MODALITIES = ("rgb", "depth", "gray")
 
 # key -> (type, required)

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCHEME = "s3://"
-# objects whose key never changes content once written (content-addressed ids)
-IMMUTABLE_DIRS = ("chunks", "manifests", "snapshots", "transactions", "attributes")
 # the mutable repository info, uploaded last; `overwritten/` holds local backups of it
 REFS = ("config.yaml", "repo")
 SKIP_DIRS = ("overwritten",)
@@ -46,7 +44,7 @@ def is_remote(path) -> bool:
     return str(path).startswith(SCHEME)
 
 
-def split_ref(path: str) -> tuple[str, str | None]:
+def split_tag(path: str) -> tuple[str, str | None]:
     """'<store>@<tag>' -> (store, tag); a store without '@' -> (store, None)."""
     s = str(path)
     base, sep, tag = s.rpartition("@")
@@ -58,7 +56,7 @@ def split_ref(path: str) -> tuple[str, str | None]:
 def parse_url(url: str) -> Location:
     """'s3://bucket/prefix[@tag]' -> Location. A prefix is required (Icechunk does not
     create repositories at a bucket root)."""
-    base, tag = split_ref(url)
+    base, tag = split_tag(url)
     if not is_remote(base):
         raise RemoteError(f"{url}: expected s3://<bucket>/<prefix>[@<tag>]")
     bucket, _, prefix = base[len(SCHEME) :].partition("/")

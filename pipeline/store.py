@@ -44,9 +44,9 @@ class Store:
     snapshot, so every reader (training included) reads the tagged version."""
 
     def __init__(self, path: str | Path, create: bool = True):
-        from pipeline.remote import icechunk_storage, is_remote, parse_url, split_ref
+        from pipeline.remote import icechunk_storage, is_remote, parse_url, split_tag
 
-        base, self.ref_tag = split_ref(str(path))
+        base, self.ref_tag = split_tag(str(path))
         self.remote = is_remote(base)
         if self.remote:
             loc = parse_url(base)

@@ -23,8 +23,6 @@ from importlib import resources
 
 import numpy as np
 
-BACKENDS = ("dlib", "mediapipe")
-
 
 def mediapipe_to_68_indices() -> np.ndarray:
     """(68,) int array: mesh vertex index for each iBUG-68 point."""

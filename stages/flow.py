@@ -23,7 +23,6 @@ TVL1_DEFAULTS = {
     "medianFiltering": 5,
 }
 FARNEBACK_DEFAULTS = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2}
-CONVENTION = "source=onset (first frame); I_src(x, y) ~ I_dst(x + u, y + v); (u, v) in pixels"
 
 
 def _gray(img: np.ndarray) -> np.ndarray:

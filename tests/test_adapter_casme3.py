@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 
 from pipeline.ingest import read_known_bad
-from stages.adapters.casme3 import AnnotationError, casme3_part_a
+from stages.adapters.annotated import AnnotationError, annotated_samples
 from stages.adapters.common import as_frame, frame_number, index_frames
+from stages.adapters.layouts import LAYOUTS
 from tests.conftest import CASME3_REAL
 
 V2 = CASME3_REAL / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
@@ -29,6 +30,11 @@ def run(ann, **kw):
     args = dict(ann_file=V2.name, dataset="casme3", fps=30, frames_prefix="part_A/data", frame_index=full_index(ann))
     args.update(kw)
     return casme3_part_a(ann, **args)
+
+
+def casme3_part_a(ann, depth=True, **kw):
+    """The shared annotated adapter with the Part A layout (depth from the same listing)."""
+    return annotated_samples(ann, LAYOUTS["casme3_part_a"], depth_index=kw["frame_index"] if depth else None, **kw)
 
 
 def test_real_v2_sheet():

@@ -118,7 +118,17 @@ def test_openface_estimator_reads_csvs(dataset_copy, tmp_path):
     scr = screen(cat.dataset("t"), None, None, get_client=None, log=lambda *a: None, progress=False)
     assert set(scr.au_frames["estimator"]) == {"openface"}
     assert len(scr.au_frames) == 480
-    assert len(scr.samples) > 0 and (scr.samples["source"] == "selected").all()
+    assert (scr.samples["source"] == "selected").all()
+    # the pairs, recomputed from the CSV by hand: row k is video frame k - 1; a trusted
+    # row (success 1, confidence >= 0.75) with any AU > phi is an apex, its onset 8 frames
+    # earlier must be a frame of the video with a trusted face
+    clean = csv.rename(columns=lambda c: c.strip())
+    aus = clean[[c for c in clean.columns if c.endswith("_r")]].to_numpy(float)
+    trusted = (clean["success"] == 1).to_numpy() & (clean["confidence"] >= 0.75).to_numpy()
+    apex = [k for k in range(240) if trusted[k] and (aus[k] > 0.6).any() and k >= 8 and trusted[k - 8]]
+    want = sorted((vid, a - 8, a) for vid in ("spNO.1/v1", "spNO.2/v1") for a in apex)
+    got = sorted(zip(scr.samples["subject"] + "/" + scr.samples["clip"], scr.samples["onset"], scr.samples["apex"]))
+    assert want and got == want
 
 
 def test_pyfeat_without_models_is_a_clear_error(dataset_copy, tmp_path, monkeypatch):

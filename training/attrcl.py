@@ -38,7 +38,9 @@ CONFIGS = {
 }
 
 
-class _Cached(torch.utils.data.Dataset):
+class _ResizedWithText(torch.utils.data.Dataset):
+    """AttrCL samples resized to the config's size, each with its encoded AU description."""
+
     def __init__(self, base: AttrCLDataset, text: np.ndarray, size: int):
         self.base, self.text, self.size = base, text, size
 
@@ -56,7 +58,7 @@ class _Cached(torch.utils.data.Dataset):
         return {"rgb": rgb, "flow": flow, "text": torch.from_numpy(self.text[i]), "label": b["label"]}
 
 
-def _fit_predict(data: _Cached, tr, te, n_classes, cfg, seed, device, rates, progress):
+def _fit_predict(data: _ResizedWithText, tr, te, n_classes, cfg, seed, device, rates, progress):
     torch.manual_seed(seed)
     model = AttrCL(n_classes, data.text.shape[1]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
@@ -110,7 +112,7 @@ def train_attrcl(
     base = AttrCLDataset(store_path, scheme)
     enc = TextEncoder(text_model)
     texts = [describe(r["au_list"]) for r in base.rows]
-    data = _Cached(base, enc.encode(texts), cfg["size"])
+    data = _ResizedWithText(base, enc.encode(texts), cfg["size"])
     classes = base.classes
     log(
         f"AttrCL: config {config}, protocol {protocol}, text encoder {enc.name} (frozen), device {device}, "

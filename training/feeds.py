@@ -72,7 +72,8 @@ class FeedDataset(Dataset):
     def __getstate__(self):
         return {**self.__dict__, "_g": None}
 
-    def g(self):
+    def store_group(self):
+        """The version's root group (opened once per process; through the feed cache when set)."""
         if self._g is None:
             from pipeline.store import Store
 
@@ -86,7 +87,7 @@ class FeedDataset(Dataset):
 
     def clip(self, r) -> np.ndarray:
         s, n = int(r["clip_start"]), int(r["clip_len"])
-        return self.g()["clips/frames72"][s : s + n]
+        return self.store_group()["clips/frames72"][s : s + n]
 
     def base(self, r) -> dict:
         return {
@@ -126,7 +127,7 @@ class AttrCLDataset(FeedDataset):
 
     def __getitem__(self, i):
         r = self.rows[i]
-        g = self.g()
+        g = self.store_group()
         rgb = torch.from_numpy(g["attrcl/rgb16"][int(r["index"])]).permute(3, 0, 1, 2).float() / 255.0
         flow = torch.from_numpy(g["attrcl/flow16"][int(r["index"])].astype(np.float32)).permute(3, 0, 1, 2)
         return {
@@ -145,7 +146,7 @@ class MicroAUCLIPDataset(FeedDataset):
 
     def __getitem__(self, i):
         r = self.rows[i]
-        g, k = self.g(), int(r["index"])
+        g, k = self.store_group(), int(r["index"])
         flow = torch.from_numpy(g["micro/flow224"][k].astype(np.float32)).permute(2, 0, 1)
         lm = torch.from_numpy(g["micro/apex_landmarks224"][k])
         return {
@@ -175,7 +176,7 @@ class SelfMEDataset(FeedDataset):
         else:
             a, b = 0, min(int(r["apex"]) - int(r["onset"]), len(clip) - 1)
         pair = torch.from_numpy(clip[[a, b]]).permute(0, 3, 1, 2).float() / 255.0
-        flow = amplify_motion(self.g()["pairs/flow_tvl1"][int(r["index"])], self.gamma)
+        flow = amplify_motion(self.store_group()["pairs/flow_tvl1"][int(r["index"])], self.gamma)
         return {**self.base(r), "pair": pair, "flow": torch.from_numpy(flow).permute(2, 0, 1)}
 
 

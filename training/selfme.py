@@ -127,7 +127,7 @@ def train_selfme(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     ds = SelfMEDataset(store_path, scheme)
     classes = ds.classes
-    g = ds.g()
+    g = ds.store_group()
     if motion == "learned":
         learner = learn_motion(
             SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"]), cfg, device, log, progress
