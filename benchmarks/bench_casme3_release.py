@@ -25,7 +25,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.catalog import load_catalog  # noqa: E402
-from pipeline.fixtures import casme3_release  # noqa: E402
+from pipeline.fixtures import casme3_release, catalog_copy  # noqa: E402
 from pipeline.media import feat_test_data  # noqa: E402
 from pipeline.plan import make_plan  # noqa: E402
 from pipeline.runner import run  # noqa: E402
@@ -44,13 +44,8 @@ def main() -> int:
         print(f"the real CAS(ME)^3 sheets are not in {REAL}: nothing to measure")
         return 0
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="casme3_release_"))
-    raw = yaml.safe_load((REPO / "catalog.yaml").read_text())
-    repairs = raw["datasets"]["casme3"]["repairs"]
-    raw = {k: v for k, v in raw.items() if not k.startswith("x-")}
-    raw["store_root"], raw["runs_root"] = str(work / "stores"), str(work / "runs")
-    (work / "cat").mkdir(parents=True, exist_ok=True)
-    cat_path = work / "cat" / "catalog.yaml"
-    cat_path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
+    repairs = yaml.safe_load((REPO / "catalog.yaml").read_text())["datasets"]["casme3"]["repairs"]
+    cat_path = catalog_copy(REPO / "catalog.yaml", work / "cat")
     face = cv2.cvtColor(cv2.imread(str(feat_test_data() / "single_face.jpg")), cv2.COLOR_BGR2RGB)
     t0 = time.perf_counter()
     casme3_release(work / "CASME3", REAL, repairs, face=face)

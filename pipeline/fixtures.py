@@ -352,3 +352,20 @@ def casme3_release(
             cv2.imwrite(str(cdir / f"{n}.jpg"), img if img is not None else rng.integers(0, 256, (h, w, 3), np.uint8))
             cv2.imwrite(str(ddir / f"{n}.png"), rng.integers(400, 900, (h, w), np.uint16))
     return frames
+
+
+def catalog_copy(src: Path, folder: Path, edit: dict | None = None) -> Path:
+    """The catalog `src` written into `folder` with its store and runs folders there, its
+    dataset entries updated by `edit` ({dataset: {key: value}}); returns the new file.
+    (Anchors are resolved on reading, so the x-... keys that held them are dropped.)"""
+    import yaml
+
+    raw = yaml.safe_load(Path(src).read_text())
+    raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
+    raw["store_root"], raw["runs_root"] = str(Path(folder) / "stores"), str(Path(folder) / "runs")
+    for name, changes in (edit or {}).items():
+        raw["datasets"][name].update(changes)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    out = Path(folder) / "catalog.yaml"
+    out.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
+    return out

@@ -14,7 +14,7 @@ from pipeline.io import image_size, symlink_loop
 from pipeline.layout import Detected, resolve
 from stages.adapters.annotated import EXCLUSION_COLUMNS, KNOWN_BAD_NOTE, AnnotationError, annotated_samples, find_header
 from stages.adapters.casme2_sq import casme2_sq_samples
-from stages.adapters.common import as_frame, index_frames, safe_part
+from stages.adapters.common import as_frame, exclusion_row, index_frames, safe_part
 from stages.adapters.composite import match_official_list, parse_official_list
 from stages.adapters.layouts import LAYOUTS
 from stages.adapters.repairs import RepairError, apply_repairs, from_catalog
@@ -33,6 +33,7 @@ class Ingested:
     repairs: list = field(default_factory=list)  # records of stages.adapters.repairs.apply_repairs
     known_bad: dict = field(default_factory=dict)  # dataset -> {file, listed, on_list, excluded, policy}
     composite: dict = field(default_factory=dict)  # composite: official list matching report
+    datasets: dict = field(default_factory=dict)  # dataset name -> Dataset with its layout resolved
 
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
@@ -135,6 +136,7 @@ def ingest_all(ds: Dataset, catalog=None, log=print, scheme_notes: bool = True) 
     else:
         ds, found = resolve(ds)
         got = _ingest(ds, found)
+    got.datasets[ds.name] = ds
     s, e = got.samples, got.exclusions
     if len(s) and ds.has_depth and "onset_depth_path" in s:
         s, e = exclude_depth_size_mismatch(s, e, ds.root())
@@ -181,15 +183,9 @@ def exclude_depth_size_mismatch(s: pd.DataFrame, e: pd.DataFrame, root: Path) ->
         keep.append(problem is None)
         if problem is not None:
             excl.append(
-                {
-                    "sample_id": r["sample_id"],
-                    "dataset": r["dataset"],
-                    "ann_file": r["ann_file"],
-                    "ann_row": r["ann_row"],
-                    "stage": "ingest",
-                    "reason": "depth_size_mismatch",
-                    "detail": problem,
-                }
+                exclusion_row(
+                    r["dataset"], r["ann_file"], r["ann_row"], "depth_size_mismatch", problem, sample_id=r["sample_id"]
+                )
             )
     if not excl:
         return s, e
@@ -352,6 +348,7 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
         got.layouts.update(sub.layouts)
         got.repairs += sub.repairs
         got.known_bad.update(sub.known_bad)
+        got.datasets.update(sub.datasets)
         if lst is not None:
             keep, ex, rep = match_official_list(
                 lst, part, sub.samples, classes, word_to_class, ds.official_list.name, ds.name
@@ -365,17 +362,16 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
                 if cls is None:
                     all_e.append(
                         _in_composite(
-                            {
-                                "sample_id": r["sample_id"],
-                                "dataset": ds.name,
-                                "ann_file": r["ann_file"],
-                                "ann_row": r["ann_row"],
-                                "stage": "ingest",
-                                "reason": "not_in_composite",
-                                "detail": f"{part} {r['sample_id']}: emotion {r['emotion']!r} is "
+                            exclusion_row(
+                                ds.name,
+                                r["ann_file"],
+                                r["ann_row"],
+                                "not_in_composite",
+                                f"{part} {r['sample_id']}: emotion {r['emotion']!r} is "
                                 f"not in the {ds.name} mapping of {part} (dropped by "
                                 "design)",
-                            },
+                                sample_id=r["sample_id"],
+                            ),
                             ds.name,
                             part,
                         )

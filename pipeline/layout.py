@@ -88,7 +88,7 @@ SIGNATURES = {
 # long recordings: <subject>/<video file>, or <subject>/<name>/color/<n>.jpg
 UNLABELLED = Signature("subject folders holding videos or frame folders", r"[^.].*", media_at=(0, 2))
 # CAS(ME)^3 Part B (the unlabelled long recordings) keeps spNO.<n> subject folders like Part A
-UNLABELLED_FOR = {"casme3_part_a": Signature("spNO.<n> subject folders", r"spNO\.\d+", media_at=(0, 2))}
+UNLABELLED_FOR = {"casme3_part_a": dataclasses.replace(SIGNATURES["casme3_part_a"], media_at=(0, 2))}
 
 
 @dataclass

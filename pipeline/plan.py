@@ -18,7 +18,6 @@ import pandas as pd
 
 from pipeline.catalog import DEFAULT_MAX_DURATION_S, Catalog, Dataset
 from pipeline.ingest import Ingested, ingest_all
-from pipeline.layout import resolve
 from schemas.tables import EXCLUSION_SCHEMA, SAMPLE_SCHEMA, conform
 from stages.adapters.annotated import LONG_NOTE
 from stages.labels import OUTSIDE, class_counts
@@ -42,7 +41,7 @@ def make_plan(
     None = all) and write the tables. `out` is the samples file; the exclusions go beside
     it as <stem>.exclusions.parquet."""
     got = ingest_all(ds, cat, log)
-    rds = resolve(ds)[0]
+    rds = got.datasets[ds.name]
     s = got.samples
     labelled = s[s["source"] == "labelled"] if len(s) else s
     counts = class_counts(labelled["emotion"] if len(labelled) else [], rds.schemes or {ds.label_scheme: ds.scheme})

@@ -26,13 +26,12 @@ import zarr
 
 import pipeline
 from pipeline.card import dataset_card
-from pipeline.catalog import Catalog, CatalogError, Dataset
+from pipeline.catalog import Catalog, Dataset
 from pipeline.cluster import gpu_resources
 from pipeline.faults import fault_point
 from pipeline.fingerprint import sample_fingerprints
 from pipeline.ingest import Ingested, ingest_all
 from pipeline.io import sha256_file
-from pipeline.layout import resolve as resolve_layout
 from pipeline.store import BRANCH, Store, ensure_arrays, sample_sha, write_table_array, write_text_array
 from pipeline.tasks import GROUP_VERSIONS, process_clip, uses_gpu
 from products import FINGERPRINT_SCHEME, REGISTRY, groups_for
@@ -71,18 +70,14 @@ def code_version() -> str:
     return f"{pipeline.__version__}" + (f"+g{sha}" if sha else "") + (".dirty" if dirty else "")
 
 
-def source_checksums(cat: Catalog, ds: Dataset) -> dict[str, str]:
+def source_checksums(ds: Dataset, resolved: dict) -> dict[str, str]:
     """sha256 of the source annotation files (and known-bad lists) of `ds`, by path
-    relative to its root; a composite lists each present part's files."""
+    relative to its root; a composite lists each present part's files. `resolved`:
+    the datasets as ingest found them (Ingested.datasets; a part without a root is not
+    there: skipped and said at ingest)."""
     out = {}
-    parts = [cat.dataset(p) for p in ds.parts] if ds.parts else [ds]
+    parts = [resolved[p] for p in ds.parts if p in resolved] if ds.parts else [resolved[ds.name]]
     for d in parts:
-        try:
-            d = resolve_layout(d)[0]
-        except CatalogError:
-            if ds.parts:  # a composite part without a root (skipped and said at ingest)
-                continue
-            raise
         for key in ("annotation", "known_bad"):
             if not getattr(d, key, None):
                 continue
@@ -484,7 +479,7 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     root = ds.root()
     got = ingest_all(ds, cat, log)
-    ds = resolve_layout(ds)[0]
+    ds = got.datasets[ds.name]  # with the layout ingest found
     for name, found in got.layouts.items():
         log(f"[{name}] layout: {found.describe()}")
     samples, excl_ingest = got.samples, got.exclusions
@@ -568,7 +563,7 @@ def _run_locked(
         and set(store.table("videos", parent)["video"]) == set(scr.videos["video"])
     )
     # an annotation edit that changes no frame (a label, AU or note) still needs new tables
-    sources = source_checksums(cat, ds)
+    sources = source_checksums(ds, got.datasets)
     same_sources = (store.repo.lookup_snapshot(parent).metadata or {}).get("sources") == sources
     if (
         not todo

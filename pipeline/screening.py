@@ -33,7 +33,7 @@ from pipeline.io import (
 )
 from pipeline.models import landmark_backend_for
 from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature, offline
-from stages.adapters.common import index_frames
+from stages.adapters.common import exclusion_row, index_frames
 from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
 from stages.au import (
     AU_COLUMNS,
@@ -460,24 +460,16 @@ def screen(
                     name, version = "pyfeat", f"py-feat {PYFEAT_VERSION} Detectorv1/xgb"
                 unread = sum((p["unreadable"] for p in ps), [])
                 if unread:
-                    excl = pd.concat(
-                        [
-                            excl,
-                            pd.DataFrame(
-                                [
-                                    {
-                                        "sample_id": None,
-                                        "dataset": ds.name,
-                                        "ann_file": v.path,
-                                        "ann_row": None,
-                                        "stage": "screen",
-                                        "reason": "frames_unreadable",
-                                        "detail": f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}",
-                                    }
-                                ]
-                            ),
-                        ],
-                        ignore_index=True,
+                    excl = _with_row(
+                        excl,
+                        exclusion_row(
+                            ds.name,
+                            v.path,
+                            None,
+                            "frames_unreadable",
+                            f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}",
+                            stage="screen",
+                        ),
                     )
                 frames_tables.append(_au_rows(ds.name, v, fr, inten, name, version))
         elif est == "openface":
@@ -485,26 +477,18 @@ def screen(
                 path = _openface_csv(ds, by_id[v.video])
                 fr, inten, unread = openface_rows(root, by_id[v.video], path, params["au"]["min_confidence"])
                 if unread:
-                    excl = pd.concat(
-                        [
-                            excl,
-                            pd.DataFrame(
-                                [
-                                    {
-                                        "sample_id": None,
-                                        "dataset": ds.name,
-                                        "ann_file": v.path,
-                                        "ann_row": None,
-                                        "stage": "screen",
-                                        "reason": "frames_not_estimated",
-                                        "detail": f"{v.path}: {len(unread)} frame(s) OpenFace -fdir does not read (extension "
-                                        f"not exactly {'/'.join(OPENFACE_IMAGE_EXT)}) have no AU estimate, "
-                                        f"first {unread[:5]}",
-                                    }
-                                ]
-                            ),
-                        ],
-                        ignore_index=True,
+                    excl = _with_row(
+                        excl,
+                        exclusion_row(
+                            ds.name,
+                            v.path,
+                            None,
+                            "frames_not_estimated",
+                            f"{v.path}: {len(unread)} frame(s) OpenFace -fdir does not read (extension "
+                            f"not exactly {'/'.join(OPENFACE_IMAGE_EXT)}) have no AU estimate, "
+                            f"first {unread[:5]}",
+                            stage="screen",
+                        ),
                     )
                 frames_tables.append(_au_rows(ds.name, v, fr, inten, "openface", "2.x"))
     au_frames = (
@@ -528,16 +512,16 @@ def screen(
             samples.append(_sample_row(ds, v, rec, p, params))
         for p in ex.itertuples():
             sel_excl.append(
-                {
-                    "sample_id": f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}",
-                    "dataset": ds.name,
-                    "ann_file": v.path,
-                    "ann_row": None,
-                    "stage": "select",
-                    "reason": p.reason,
-                    "detail": f"{v.path}: apex {p.apex} (AU {'+'.join(map(str, p.aus))} > "
+                exclusion_row(
+                    ds.name,
+                    v.path,
+                    None,
+                    p.reason,
+                    f"{v.path}: apex {p.apex} (AU {'+'.join(map(str, p.aus))} > "
                     f"{params['au']['phi']}): onset {p.onset} {p.reason.replace('_', ' ')}",
-                }
+                    sample_id=f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}",
+                    stage="select",
+                )
             )
         n_cand = int((np.nan_to_num(inten_sel, nan=-1).max(axis=1) > params["au"]["phi"]).sum()) if len(t) else 0
         rows.append(
@@ -560,6 +544,11 @@ def screen(
         f"{len(sel_excl)} candidate pairs excluded"
     )
     return Screening(samples, exclusions, au_frames, videos_out, [v.video for v in todo], timings)
+
+
+def _with_row(table: pd.DataFrame, row: dict) -> pd.DataFrame:
+    """`table` (exclusions) with one more row."""
+    return pd.concat([table, pd.DataFrame([row], columns=table.columns)], ignore_index=True)
 
 
 def _au_rows(dataset, v, frames, inten, estimator, version) -> pd.DataFrame:

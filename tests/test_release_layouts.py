@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline.catalog import CatalogError, load_catalog
-from pipeline.fixtures import KNOWN_BAD, V2_SHEET, casme3_release
+from pipeline.fixtures import KNOWN_BAD, V2_SHEET, casme3_release, catalog_copy
 from pipeline.ingest import ingest_all
 from pipeline.plan import make_plan, print_plan
 from tests.conftest import CASME3_REAL, REPO
@@ -24,14 +24,7 @@ REPAIRS = SHIPPED["datasets"]["casme3"]["repairs"]
 def shipped_catalog(tmp_path, edit=None):
     """The repository's catalog.yaml with its store/runs under tmp_path; `edit` changes the
     casme3 entry (a dict update)."""
-    raw = yaml.safe_load((REPO / "catalog.yaml").read_text())
-    raw = {k: v for k, v in raw.items() if not k.startswith("x-")}
-    raw["store_root"], raw["runs_root"] = str(tmp_path / "stores"), str(tmp_path / "runs")
-    raw["datasets"]["casme3"].update(edit or {})
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    p = tmp_path / "catalog.yaml"
-    p.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
-    return load_catalog(p)
+    return load_catalog(catalog_copy(REPO / "catalog.yaml", tmp_path, {"casme3": edit or {}}))
 
 
 def sheet_after_repairs() -> pd.DataFrame:

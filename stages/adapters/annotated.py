@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from stages.adapters.common import as_frame, safe_part
+from stages.adapters.common import EXCLUSION_COLUMNS, as_frame, exclusion_row, is_blank, safe_part
 from stages.aus import AUParseError, au_marked, au_numbers
 from stages.labels import normalise_emotion
-
-EXCLUSION_COLUMNS = ["sample_id", "dataset", "ann_file", "ann_row", "stage", "reason", "detail"]
 
 
 class AnnotationError(ValueError):
@@ -51,16 +49,7 @@ class Layout:
             return s
 
 
-def _excl(dataset, ann_file, row, reason, detail, sample_id=None, stage="ingest"):
-    return {
-        "sample_id": sample_id,
-        "dataset": dataset,
-        "ann_file": ann_file,
-        "ann_row": row,
-        "stage": stage,
-        "reason": reason,
-        "detail": detail,
-    }
+_excl = exclusion_row
 
 
 def annotated_samples(
@@ -360,8 +349,7 @@ def _unique_keys(frame_index: dict, key) -> dict:
     return {c: k for c, k in out.items() if c not in dup}
 
 
-def _blank(value) -> bool:
-    return value is None or (not isinstance(value, str) and pd.isna(value)) or str(value).strip() == ""
+_blank = is_blank
 
 
 def _not_a_frame(role: str, raw) -> str:

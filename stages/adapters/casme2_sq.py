@@ -17,7 +17,7 @@ import re
 import pandas as pd
 
 from stages.adapters.annotated import EXCLUSION_COLUMNS, Layout, annotated_samples
-from stages.adapters.common import safe_part
+from stages.adapters.common import exclusion_row, safe_part
 
 COLUMNS = ["participant", "video_expression", "onset", "apex", "offset", "au", "emotion", "type", "self_report"]
 
@@ -68,31 +68,27 @@ def casme2_sq_samples(
         video = ve.rsplit("_", 1)[0].lower() if "_" in ve else ve.lower()
         if not kind.startswith("micro"):
             excl.append(
-                {
-                    "sample_id": None,
-                    "dataset": dataset,
-                    "ann_file": ann_file,
-                    "ann_row": sheet_row,
-                    "stage": "ingest",
-                    "reason": "macro_expression",
-                    "detail": f"{ann_file} row {sheet_row}: type {r['type']!r} (only micro-expressions are used)",
-                }
+                exclusion_row(
+                    dataset,
+                    ann_file,
+                    sheet_row,
+                    "macro_expression",
+                    f"{ann_file} row {sheet_row}: type {r['type']!r} (only micro-expressions are used)",
+                )
             )
             continue
         folder = subj_folder.get((part or "").lower())
         vcode = video_code.get(video)
         if folder is None or vcode is None:
             excl.append(
-                {
-                    "sample_id": None,
-                    "dataset": dataset,
-                    "ann_file": ann_file,
-                    "ann_row": sheet_row,
-                    "stage": "ingest",
-                    "reason": "naming_rule_missing",
-                    "detail": f"{ann_file} row {sheet_row}: participant {r['participant']!r} -> "
+                exclusion_row(
+                    dataset,
+                    ann_file,
+                    sheet_row,
+                    "naming_rule_missing",
+                    f"{ann_file} row {sheet_row}: participant {r['participant']!r} -> "
                     f"{folder!r}, video {video!r} -> {vcode!r} (naming rule sheets)",
-                }
+                )
             )
             continue
         rel = clips.get((folder, vcode), f"{folder}/{re.sub(r'\\D', '', folder)}_{vcode}")

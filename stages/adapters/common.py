@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+import pandas as pd
+
 _NUM = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
 
 
@@ -53,3 +55,32 @@ def as_frame(value) -> int | None:
         return None if math.isnan(value) or not value.is_integer() else int(value)
     s = str(value).strip()
     return int(s) if s.isdigit() else None
+
+
+EXCLUSION_COLUMNS = ["sample_id", "dataset", "ann_file", "ann_row", "stage", "reason", "detail"]
+
+
+def exclusion_row(dataset, ann_file, row, reason, detail, sample_id=None, stage="ingest") -> dict:
+    """One row of the exclusions table (schemas.tables.EXCLUSION_SCHEMA): why a sheet row,
+    a clip folder, a recording or a sample is not in the arrays."""
+    return {
+        "sample_id": sample_id,
+        "dataset": dataset,
+        "ann_file": ann_file,
+        "ann_row": row,
+        "stage": stage,
+        "reason": reason,
+        "detail": detail,
+    }
+
+
+def is_blank(value) -> bool:
+    """An empty sheet cell: None, NaN/NA, or only whitespace."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # not a scalar
+        return False

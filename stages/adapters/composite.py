@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from stages.adapters.annotated import canonical_name
+from stages.adapters.common import exclusion_row
 
 # the list's dataset names -> catalog part names
 LIST_PARTS = {"casme2": "casme2", "samm": "samm", "smic": "smic_hs"}
@@ -85,15 +86,13 @@ def match_official_list(
         if not rows:
             report["missing"].append(where)
             excl.append(
-                {
-                    "sample_id": None,
-                    "dataset": dataset,
-                    "ann_file": list_file,
-                    "ann_row": li.line,
-                    "stage": "ingest",
-                    "reason": "list_clip_missing",
-                    "detail": f"{where}: no usable sample of this clip in the copy of {part}",
-                }
+                exclusion_row(
+                    dataset,
+                    list_file,
+                    li.line,
+                    "list_clip_missing",
+                    f"{where}: no usable sample of this clip in the copy of {part}",
+                )
             )
             continue
         r = dict(rows[0])
@@ -109,15 +108,14 @@ def match_official_list(
         for extra in rows[1:]:
             used.add(extra["sample_id"])
             excl.append(
-                {
-                    "sample_id": extra["sample_id"],
-                    "dataset": dataset,
-                    "ann_file": extra["ann_file"],
-                    "ann_row": extra["ann_row"],
-                    "stage": "ingest",
-                    "reason": "not_in_official_list",
-                    "detail": f"{where} names this clip once; {rows[0]['sample_id']} is kept",
-                }
+                exclusion_row(
+                    dataset,
+                    extra["ann_file"],
+                    extra["ann_row"],
+                    "not_in_official_list",
+                    f"{where} names this clip once; {rows[0]['sample_id']} is kept",
+                    sample_id=extra["sample_id"],
+                )
             )
     for r in samples.to_dict("records") if len(samples) else []:
         if r["sample_id"] in used:
@@ -126,16 +124,15 @@ def match_official_list(
         if mapped is not None:
             report["mapping_would_add"].append(f"{r['sample_id']} ({r['emotion']} -> {mapped})")
         excl.append(
-            {
-                "sample_id": r["sample_id"],
-                "dataset": dataset,
-                "ann_file": r["ann_file"],
-                "ann_row": r["ann_row"],
-                "stage": "ingest",
-                "reason": "not_in_official_list",
-                "detail": f"{part} {r['subject']}/{r['clip']} ({r['emotion']}) is not in {list_file}"
+            exclusion_row(
+                dataset,
+                r["ann_file"],
+                r["ann_row"],
+                "not_in_official_list",
+                f"{part} {r['subject']}/{r['clip']} ({r['emotion']}) is not in {list_file}"
                 + (f"; the emotion mapping would add it as {mapped}" if mapped else ""),
-            }
+                sample_id=r["sample_id"],
+            )
         )
     return kept, excl, report
 

@@ -13,10 +13,11 @@ Pure: a DataFrame of the sheet and its sheet row numbers in, a repaired copy out
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+from stages.adapters.common import is_blank
 
 
 class RepairError(ValueError):
@@ -76,13 +77,7 @@ def _show(v) -> str:
     return str(int(float(v))) if _is_frame(v) else repr(v)
 
 
-def _blank(v) -> bool:
-    return (
-        v is None
-        or (isinstance(v, float) and math.isnan(v))
-        or (isinstance(v, str) and not v.strip())
-        or (not isinstance(v, (str, int, float)) and pd.isna(v))
-    )
+_blank = is_blank
 
 
 def same_value(cell, want) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stages.adapters.annotated import EXCLUSION_COLUMNS
+from stages.adapters.common import EXCLUSION_COLUMNS, exclusion_row
 
 EMOTIONS = ("negative", "positive", "surprise")
 
@@ -30,45 +30,42 @@ def smic_samples(
         sid = f"{dataset}/{subj}/{clip}"
         if emotion.lower() not in EMOTIONS:
             excl.append(
-                {
-                    "sample_id": sid,
-                    "dataset": dataset,
-                    "ann_file": f"{frames_prefix}/{rel}",
-                    "ann_row": None,
-                    "stage": "ingest",
-                    "reason": "emotion_folder_unknown",
-                    "detail": f"{frames_prefix}/{rel}: folder {emotion!r} is not one of {EMOTIONS}",
-                }
+                exclusion_row(
+                    dataset,
+                    f"{frames_prefix}/{rel}",
+                    None,
+                    "emotion_folder_unknown",
+                    f"{frames_prefix}/{rel}: folder {emotion!r} is not one of {EMOTIONS}",
+                    sid,
+                )
             )
             continue
         nums = sorted(frames)
         if len(nums) < 2:
             excl.append(
-                {
-                    "sample_id": sid,
-                    "dataset": dataset,
-                    "ann_file": f"{frames_prefix}/{rel}",
-                    "ann_row": None,
-                    "stage": "ingest",
-                    "reason": "clip_too_short",
-                    "detail": f"{frames_prefix}/{rel}: {len(nums)} frame(s)",
-                }
+                exclusion_row(
+                    dataset,
+                    f"{frames_prefix}/{rel}",
+                    None,
+                    "clip_too_short",
+                    f"{frames_prefix}/{rel}: {len(nums)} frame(s)",
+                    sid,
+                )
             )
             continue
         onset, offset = nums[0], nums[-1]
         if max_duration_s is not None and (offset - onset + 1) / fps > max_duration_s:
             excl.append(
-                {
-                    "sample_id": sid,
-                    "dataset": dataset,
-                    "ann_file": f"{frames_prefix}/{rel}",
-                    "ann_row": None,
-                    "stage": "ingest",
-                    "reason": "too_long",
-                    "detail": f"{frames_prefix}/{rel}: frames {onset}..{offset} span "
+                exclusion_row(
+                    dataset,
+                    f"{frames_prefix}/{rel}",
+                    None,
+                    "too_long",
+                    f"{frames_prefix}/{rel}: frames {onset}..{offset} span "
                     f"{(offset - onset + 1) / fps:.1f} s at {fps:g} fps, longer than max_duration_s "
                     f"{max_duration_s:g} s: not a micro-expression",
-                }
+                    sid,
+                )
             )
             continue
         apex = smic_apex(nums)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stages.adapters.common import safe_part
+from stages.adapters.common import exclusion_row, safe_part
 
 VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv")
 
@@ -25,44 +25,16 @@ def unlabelled_videos(listing: list[dict], *, dataset: str, fps: float) -> tuple
     for v in listing:
         subj, name = safe_part(v["subject"]), safe_part(v["name"])
         if subj is None or name is None:
-            excl.append(
-                {
-                    "sample_id": None,
-                    "dataset": dataset,
-                    "ann_file": v["path"],
-                    "ann_row": None,
-                    "stage": "ingest",
-                    "reason": "unsafe_path",
-                    "detail": f"{v['path']}: unsafe name",
-                }
-            )
+            excl.append(exclusion_row(dataset, v["path"], None, "unsafe_path", f"{v['path']}: unsafe name"))
             continue
         if not v.get("n_frames"):
             why = f" ({v['error']})" if v.get("error") else ""
             excl.append(
-                {
-                    "sample_id": None,
-                    "dataset": dataset,
-                    "ann_file": v["path"],
-                    "ann_row": None,
-                    "stage": "ingest",
-                    "reason": "video_empty",
-                    "detail": f"{v['path']}: no decodable frames{why}",
-                }
+                exclusion_row(dataset, v["path"], None, "video_empty", f"{v['path']}: no decodable frames{why}")
             )
             continue
         if v.get("depth_error"):
-            excl.append(
-                {
-                    "sample_id": None,
-                    "dataset": dataset,
-                    "ann_file": v["path"],
-                    "ann_row": None,
-                    "stage": "ingest",
-                    "reason": "depth_size_mismatch",
-                    "detail": v["depth_error"],
-                }
-            )
+            excl.append(exclusion_row(dataset, v["path"], None, "depth_size_mismatch", v["depth_error"]))
         rows.append(
             {
                 "dataset": dataset,
