@@ -23,19 +23,10 @@ def _table(rows: list[list], head: list[str]) -> str:
     return "\n".join(out)
 
 
-def dataset_card(
-    meta: dict,
-    scheme: dict,
-    description: str,
-    arrays: dict[str, tuple],
-    manifest: pd.DataFrame,
-    exclusions: pd.DataFrame,
-) -> str:
-    """meta: the commit's provenance; arrays: name -> full stored shape."""
-    name = meta["dataset"]
-    c = meta["counts"]
+def _made_section(meta: dict, description: str) -> list[str]:
+    """Title, description and how the version was made (code, sources, parameters)."""
     lines = [
-        f"# Dataset card: {name}",
+        f"# Dataset card: {meta['dataset']}",
         "",
         description.strip() or "(no description in the catalog)",
         "",
@@ -48,13 +39,20 @@ def dataset_card(
         "- source files (sha256):",
     ]
     lines += [f"  - `{k}`: `{v}`" for k, v in sorted((meta.get("sources") or {}).items())] or ["  - none"]
-    lines += [
+    return lines + [
         "- parameters (catalog `params`, defaults filled in):",
         "",
         "```json",
         json.dumps(meta["params"], indent=1, sort_keys=True),
         "```",
         "",
+    ]
+
+
+def _samples_section(meta: dict, manifest: pd.DataFrame) -> list[str]:
+    """Counts, samples per source and emotion, and per class under each label scheme."""
+    c = meta["counts"]
+    lines = [
         "## Samples",
         "",
         f"{c['samples']} samples, {c['ok']} ok, {c['excluded_in_arrays']} excluded after ingest "
@@ -77,6 +75,12 @@ def dataset_card(
             _table([[k, v] for k, v in counts.items()], ["class", "samples"]),
             "",
         ]
+    return lines
+
+
+def _ingest_section(meta: dict, exclusions: pd.DataFrame) -> list[str]:
+    """What ingest found and decided: layout, known-bad list, sheet repairs, exclusions."""
+    lines = []
     if meta.get("layout"):
         lines += [
             "Layout of the source copy (detected): " + "; ".join(f"{k}: {v}" for k, v in meta["layout"].items()),
@@ -89,24 +93,15 @@ def dataset_card(
             "",
         ]
     if meta.get("repairs"):
+        rows = [
+            [r["file"], r["row"], r["column"], r["old"], r["new"], "yes" if r["applied"] else f"no: {r.get('why', '')}",
+             r["source"]]
+            for r in meta["repairs"]
+        ]  # fmt: skip
         lines += [
             "Sheet repairs applied at ingest (catalog `repairs:`):",
             "",
-            _table(
-                [
-                    [
-                        r["file"],
-                        r["row"],
-                        r["column"],
-                        r["old"],
-                        r["new"],
-                        "yes" if r["applied"] else f"no: {r.get('why', '')}",
-                        r["source"],
-                    ]
-                    for r in meta["repairs"]
-                ],
-                ["file", "row", "column", "old", "new", "applied", "source"],
-            ),
+            _table(rows, ["file", "row", "column", "old", "new", "applied", "source"]),
             "",
         ]
     if len(exclusions):
@@ -117,7 +112,12 @@ def dataset_card(
             _table(ex.values.tolist(), ["stage", "reason", "rows"]),
             "",
         ]
-    lines += ["## Label scheme", "", f"`{meta.get('label_scheme')}`: class <- emotion words of the annotation", ""]
+    return lines
+
+
+def _arrays_section(meta: dict, scheme: dict, arrays: dict[str, tuple]) -> list[str]:
+    """The label scheme, the stored arrays and the method feeds they serve."""
+    lines = ["## Label scheme", "", f"`{meta.get('label_scheme')}`: class <- emotion words of the annotation", ""]
     lines += [_table([[k, ", ".join(v)] for k, v in scheme.items()], ["class", "emotion words"]), ""]
     lines += [
         "## Arrays",
@@ -132,27 +132,40 @@ def dataset_card(
         if n in ARRAYS
     ]
     lines += [_table(rows, ["array", "stored shape", "dtype", "units", "what"]), ""]
-    lines += ["## Method feeds", ""]
     frows = [
-        [
-            f.method,
-            f.seed,
-            ", ".join(f"`{a}`" for a in f.arrays),
-            "yes" if all(a in arrays for a in f.arrays) else "no",
-            f.note,
-        ]
+        [f.method, f.seed, ", ".join(f"`{a}`" for a in f.arrays), "yes" if all(a in arrays for a in f.arrays) else "no",
+         f.note]
         for f in FEEDS.values()
-    ]
-    lines += [_table(frows, ["method", "seed", "arrays", "in this version", "what"]), ""]
-    lines += [
-        "## Reading it",
-        "",
-        "```python",
-        "from training.data import PairDataset",
-        "ds = PairDataset('<store path or s3://bucket/prefix>@<tag>', scheme)",
-        "```",
-        "Tables: `manifest`, `exclusions`, `checksums` (+ `au_frames`, `videos` with AU screening); "
-        "`mepipe verify` re-checks every array against `checksums`.",
-        "",
-    ]
-    return "\n".join(lines)
+    ]  # fmt: skip
+    return lines + ["## Method feeds", "", _table(frows, ["method", "seed", "arrays", "in this version", "what"]), ""]
+
+
+READING = [
+    "## Reading it",
+    "",
+    "```python",
+    "from training.data import PairDataset",
+    "ds = PairDataset('<store path or s3://bucket/prefix>@<tag>', scheme)",
+    "```",
+    "Tables: `manifest`, `exclusions`, `checksums` (+ `au_frames`, `videos` with AU screening); "
+    "`mepipe verify` re-checks every array against `checksums`.",
+    "",
+]
+
+
+def dataset_card(
+    meta: dict,
+    scheme: dict,
+    description: str,
+    arrays: dict[str, tuple],
+    manifest: pd.DataFrame,
+    exclusions: pd.DataFrame,
+) -> str:
+    """meta: the commit's provenance; arrays: name -> full stored shape."""
+    return "\n".join(
+        _made_section(meta, description)
+        + _samples_section(meta, manifest)
+        + _ingest_section(meta, exclusions)
+        + _arrays_section(meta, scheme, arrays)
+        + READING
+    )

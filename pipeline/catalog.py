@@ -205,8 +205,8 @@ def _check(d: dict, spec: dict, where: str) -> None:
             raise CatalogError(f"{where}.{k}: expected {tn}, got {d[k]!r}")
 
 
-def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
+    """The catalog file's mapping, without the `x-...` keys (YAML anchors only)."""
     if not path.is_file():
         raise CatalogError(f"catalog {path} not found")
     try:
@@ -215,108 +215,129 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
         raise CatalogError(f"catalog {path}: not valid YAML: {e}") from e
     if isinstance(raw, dict):  # x-... keys hold YAML anchors only (shared repair lists, sources)
         raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
-    _check(raw, _TOP, "catalog")
-    base = path.resolve().parent
-    schemes = raw["label_schemes"]
-    for sname, scheme in schemes.items():
-        if not isinstance(scheme, dict) or not all(isinstance(v, list) for v in scheme.values()):
-            raise CatalogError(f"label_schemes.{sname}: expected class -> list of emotion words")
-    datasets = {}
-    for name, d in raw["datasets"].items():
-        where = f"datasets.{name}"
-        if isinstance(d, dict) and d.get("adapter") == "composite":
-            _check(d, _COMP, where)
-            for part, mapping in d["parts"].items():
-                if part not in raw["datasets"]:
-                    raise CatalogError(f"{where}.parts.{part}: no such dataset in the catalog")
-                if not isinstance(mapping, dict) or not all(isinstance(v, list) for v in mapping.values()):
-                    raise CatalogError(f"{where}.parts.{part}: expected class -> list of emotion words")
-            if d["label_scheme"] not in schemes:
-                raise CatalogError(f"{where}.label_scheme: {d['label_scheme']!r} is not in label_schemes")
-            try:
-                params = resolve(d.get("params"), f"{where}.params")
-            except ParamError as e:
-                raise CatalogError(str(e)) from e
-            official = None
-            if d.get("official_list"):
-                official = _data_file(base, d["official_list"], f"{where}.official_list")
-            datasets[name] = Dataset(
-                name=name,
-                adapter="composite",
-                root_env="",
-                fps=float(d.get("fps", 0)),
-                modalities=list(d.get("modalities", ["rgb"])),
-                annotation=None,
-                frames_dir="",
-                label_scheme=d["label_scheme"],
-                scheme=schemes[d["label_scheme"]],
-                params=params,
-                description=d.get("description", ""),
-                parts=d["parts"],
-                official_list=official,
-                schemes={d["label_scheme"]: schemes[d["label_scheme"]]},
-                composite_root=(base / raw["store_root"]).parent / "composites" / name,
-                base_dir=base,
-            )
-            continue
-        _check(d, _DS, where)
-        if d["adapter"] not in ADAPTERS:
-            raise CatalogError(f"{where}.adapter: unknown adapter {d['adapter']!r}; known: {ADAPTERS}")
-        bad = [m for m in d["modalities"] if m not in MODALITIES]
-        if bad:
-            raise CatalogError(f"{where}.modalities: unknown {bad}; known: {MODALITIES}")
-        if d["label_scheme"] not in schemes:
-            raise CatalogError(f"{where}.label_scheme: {d['label_scheme']!r} is not in label_schemes")
-        if d.get("generate") not in (None, "demo"):
-            raise CatalogError(f"{where}.generate: only 'demo' can be generated")
-        if "unlabelled" in d:
-            _check(d["unlabelled"], _UNL, f"{where}.unlabelled")
-        for i, rep in enumerate(d.get("repairs") or []):
-            _check(rep, _SWAP if isinstance(rep, dict) and "swap" in rep else _REPAIR, f"{where}.repairs[{i}]")
-            if "swap" in rep and (len(rep["swap"]) != 2 or not all(isinstance(r, int) for r in rep["swap"])):
-                raise CatalogError(f"{where}.repairs[{i}].swap: expected two sheet row numbers, got {rep['swap']!r}")
-            if "swap" in rep and bool(rep.get("columns")) == bool(rep.get("columns_from")):
-                raise CatalogError(f"{where}.repairs[{i}]: a swap names either columns or columns_from")
-            if not str(rep["source"]).strip():
-                raise CatalogError(f"{where}.repairs[{i}].source: say where the repair comes from")
-        if d["adapter"] in ("smic_hs", "casme2_sq") and d.get("repairs"):
-            raise CatalogError(f"{where}.repairs: adapter {d['adapter']} has no sheet rows to repair")
-        limit = d.get("max_duration_s", DEFAULT_MAX_DURATION_S)
-        if not (limit > 0 and limit < float("inf")):
-            raise CatalogError(f"{where}.max_duration_s: expected a positive number of seconds, got {limit!r}")
-        extra = list(d.get("extra_schemes") or [])
-        bad = [x for x in extra if x not in schemes]
-        if bad:
-            raise CatalogError(f"{where}.extra_schemes: {bad} not in label_schemes")
-        try:
-            params = resolve(d.get("params"), f"{where}.params")
-        except ParamError as e:
-            raise CatalogError(str(e)) from e
-        datasets[name] = Dataset(
-            name=name,
-            adapter=d["adapter"],
-            root_env=d["root_env"],
-            fps=float(d["fps"]),
-            modalities=list(d["modalities"]),
-            annotation=d.get("annotation"),
-            frames_dir=d["frames_dir"],
-            label_scheme=d["label_scheme"],
-            scheme=schemes[d["label_scheme"]],
-            params=params,
-            annotation_sheet=d.get("annotation_sheet"),
-            root_default=d.get("root_default"),
-            generate=d.get("generate"),
-            known_bad=d.get("known_bad"),
-            description=d.get("description", ""),
-            emotion_synonyms=d.get("emotion_synonyms") or {},
-            unlabelled=d.get("unlabelled"),
-            base_dir=base,
-            repairs=list(d.get("repairs") or []),
-            max_duration_s=float(limit),
-            exclude_known_bad=bool(d.get("exclude_known_bad", False)),
-            extra_schemes=extra,
-            schemes={k: schemes[k] for k in dict.fromkeys([d["label_scheme"], *extra])},
-        )
+    return raw
+
+
+def _class_mapping(value, where: str) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        raise CatalogError(f"{where}: expected class -> list of emotion words")
+
+
+def _params(d: dict, where: str) -> dict:
+    """The dataset's `params` with defaults filled in, checked."""
+    try:
+        return resolve(d.get("params"), f"{where}.params")
+    except ParamError as e:
+        raise CatalogError(str(e)) from e
+
+
+def _scheme_of(d: dict, schemes: dict, where: str) -> dict:
+    if d["label_scheme"] not in schemes:
+        raise CatalogError(f"{where}.label_scheme: {d['label_scheme']!r} is not in label_schemes")
+    return schemes[d["label_scheme"]]
+
+
+def _composite(name: str, d: dict, raw: dict, base: Path) -> Dataset:
+    """A dataset made of parts of others (e.g. MEGC2019's composite)."""
+    where = f"datasets.{name}"
+    _check(d, _COMP, where)
+    for part, mapping in d["parts"].items():
+        if part not in raw["datasets"]:
+            raise CatalogError(f"{where}.parts.{part}: no such dataset in the catalog")
+        _class_mapping(mapping, f"{where}.parts.{part}")
+    scheme = _scheme_of(d, raw["label_schemes"], where)
+    params = _params(d, where)
+    official = _data_file(base, d["official_list"], f"{where}.official_list") if d.get("official_list") else None
+    return Dataset(
+        name=name,
+        adapter="composite",
+        root_env="",
+        fps=float(d.get("fps", 0)),
+        modalities=list(d.get("modalities", ["rgb"])),
+        annotation=None,
+        frames_dir="",
+        label_scheme=d["label_scheme"],
+        scheme=scheme,
+        params=params,
+        description=d.get("description", ""),
+        parts=d["parts"],
+        official_list=official,
+        schemes={d["label_scheme"]: scheme},
+        composite_root=(base / raw["store_root"]).parent / "composites" / name,
+        base_dir=base,
+    )
+
+
+def _check_repairs(d: dict, where: str) -> None:
+    """Each sheet repair is well formed and names its source."""
+    for i, rep in enumerate(d.get("repairs") or []):
+        _check(rep, _SWAP if isinstance(rep, dict) and "swap" in rep else _REPAIR, f"{where}.repairs[{i}]")
+        if "swap" in rep and (len(rep["swap"]) != 2 or not all(isinstance(r, int) for r in rep["swap"])):
+            raise CatalogError(f"{where}.repairs[{i}].swap: expected two sheet row numbers, got {rep['swap']!r}")
+        if "swap" in rep and bool(rep.get("columns")) == bool(rep.get("columns_from")):
+            raise CatalogError(f"{where}.repairs[{i}]: a swap names either columns or columns_from")
+        if not str(rep["source"]).strip():
+            raise CatalogError(f"{where}.repairs[{i}].source: say where the repair comes from")
+    if d["adapter"] in ("smic_hs", "casme2_sq") and d.get("repairs"):
+        raise CatalogError(f"{where}.repairs: adapter {d['adapter']} has no sheet rows to repair")
+
+
+def _check_dataset(d: dict, schemes: dict, where: str) -> None:
+    """Keys, adapter, modalities, generator, unlabelled part, repairs, limits."""
+    _check(d, _DS, where)
+    if d["adapter"] not in ADAPTERS:
+        raise CatalogError(f"{where}.adapter: unknown adapter {d['adapter']!r}; known: {ADAPTERS}")
+    bad = [m for m in d["modalities"] if m not in MODALITIES]
+    if bad:
+        raise CatalogError(f"{where}.modalities: unknown {bad}; known: {MODALITIES}")
+    _scheme_of(d, schemes, where)
+    if d.get("generate") not in (None, "demo"):
+        raise CatalogError(f"{where}.generate: only 'demo' can be generated")
+    if "unlabelled" in d:
+        _check(d["unlabelled"], _UNL, f"{where}.unlabelled")
+    _check_repairs(d, where)
+    limit = d.get("max_duration_s", DEFAULT_MAX_DURATION_S)
+    if not (limit > 0 and limit < float("inf")):
+        raise CatalogError(f"{where}.max_duration_s: expected a positive number of seconds, got {limit!r}")
+    bad = [x for x in d.get("extra_schemes") or [] if x not in schemes]
+    if bad:
+        raise CatalogError(f"{where}.extra_schemes: {bad} not in label_schemes")
+
+
+def _dataset(name: str, d: dict, schemes: dict, base: Path) -> Dataset:
+    """One dataset entry of the catalog, checked."""
+    where = f"datasets.{name}"
+    _check_dataset(d, schemes, where)
+    extra = list(d.get("extra_schemes") or [])
+    return Dataset(
+        name=name,
+        adapter=d["adapter"],
+        root_env=d["root_env"],
+        fps=float(d["fps"]),
+        modalities=list(d["modalities"]),
+        annotation=d.get("annotation"),
+        frames_dir=d["frames_dir"],
+        label_scheme=d["label_scheme"],
+        scheme=schemes[d["label_scheme"]],
+        params=_params(d, where),
+        annotation_sheet=d.get("annotation_sheet"),
+        root_default=d.get("root_default"),
+        generate=d.get("generate"),
+        known_bad=d.get("known_bad"),
+        description=d.get("description", ""),
+        emotion_synonyms=d.get("emotion_synonyms") or {},
+        unlabelled=d.get("unlabelled"),
+        base_dir=base,
+        repairs=list(d.get("repairs") or []),
+        max_duration_s=float(d.get("max_duration_s", DEFAULT_MAX_DURATION_S)),
+        exclude_known_bad=bool(d.get("exclude_known_bad", False)),
+        extra_schemes=extra,
+        schemes={k: schemes[k] for k in dict.fromkeys([d["label_scheme"], *extra])},
+    )
+
+
+def _clusters(raw: dict) -> dict:
+    """The catalog's cluster profiles, checked."""
     from pipeline.cluster import KINDS, PROFILE_KEYS
 
     clusters = {}
@@ -325,11 +346,29 @@ def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
         if prof["kind"] not in KINDS:
             raise CatalogError(f"clusters.{name}.kind: {prof['kind']!r} is not one of {KINDS}")
         clusters[name] = dict(prof)
+    return clusters
+
+
+def load_catalog(path: str | os.PathLike = "catalog.yaml") -> Catalog:
+    """Read and check the catalog; every error names the key (CatalogError)."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    _check(raw, _TOP, "catalog")
+    base = path.resolve().parent
+    schemes = raw["label_schemes"]
+    for sname, scheme in schemes.items():
+        _class_mapping(scheme, f"label_schemes.{sname}")
+    datasets = {
+        name: _composite(name, d, raw, base)
+        if isinstance(d, dict) and d.get("adapter") == "composite"
+        else _dataset(name, d, schemes, base)
+        for name, d in raw["datasets"].items()
+    }
     return Catalog(
         path=path,
         store_root=(base / raw["store_root"]),
         runs_root=(base / raw["runs_root"]),
         label_schemes=schemes,
         datasets=datasets,
-        clusters=clusters,
+        clusters=_clusters(raw),
     )

@@ -69,8 +69,7 @@ def cmd_preprocess(args) -> int:
             checkpoint_s=args.checkpoint_s,
         )
         if res.committed:
-            summary = json.loads((res.run_dir / "summary.json").read_text())
-            rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, summary)
+            rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, res.timings)
             log(f"[{ds.name}] QC report: {rep}")
         if res.failed:
             log(

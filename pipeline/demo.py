@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from pipeline.face_models import landmark_backend
 from pipeline.media import feat_test_data
-from pipeline.models import landmark_backend
 from stages.synth import MOVEMENTS, displacement_field, synthetic_depth, temporal_profile, warp
 
 GENERATOR_VERSION = "5"
@@ -171,6 +171,87 @@ def is_complete(root: Path) -> bool:
     return marker.is_file() and json.loads(marker.read_text()).get("version") == GENERATOR_VERSION
 
 
+def _clip_fields(base: np.ndarray, lm: np.ndarray, subj: str, clip: str, k: int) -> tuple[list, list]:
+    """The displacement fields of one clip's EVENTS (movement kinds cycling from the
+    k-th) and their annotation rows."""
+    fields, rows = [], []
+    for i, (onset, apex, offset) in enumerate(EVENTS):
+        kind = KINDS[(k + i) % len(KINDS)]
+        sigma = SIGMA_FRAC * float(np.ptp(lm[:, 0]))
+        fields.append((onset, apex, offset, displacement_field(base.shape[:2], lm, kind, AMPLITUDE, sigma)))
+        emotion, au, _ = MOVEMENTS[kind]
+        rows.append(
+            {
+                "Subject": subj,
+                "Filename": clip,
+                "Onset": onset,
+                "Apex": apex,
+                "Offset": offset,
+                "AU": au,
+                "Objective class": "VII",
+                "emotion": emotion,
+            }
+        )
+    return fields, rows
+
+
+def _write_clip(clip_dir: Path, base, depth0, fields: list, noise_rng) -> None:
+    """Frames FIRST_FRAME.. of one clip: the base image (and depth) warped by the
+    events' fields at each frame's temporal profile, plus sensor noise."""
+    color_dir, depth_dir = clip_dir / "color", clip_dir / "depth"
+    color_dir.mkdir(parents=True)
+    depth_dir.mkdir(parents=True)
+    for n in range(FIRST_FRAME, FIRST_FRAME + CLIP_FRAMES):
+        field = sum(temporal_profile(n, o, a, f) * fld for o, a, f, fld in fields)
+        img = warp(base, field, 1.0)
+        img = np.clip(img + noise_rng.normal(0, 1.0, img.shape), 0, 255).astype(np.uint8)
+        dep = warp(depth0, field, 1.0, nearest=True)
+        cv2.imwrite(str(color_dir / f"{n}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        cv2.imwrite(str(depth_dir / f"{n}.png"), dep)
+
+
+def _write_labelled(frames_dir: Path, rng, media: Path, detect) -> list[dict]:
+    """Every labelled clip of SOURCES; returns the annotation rows."""
+    rows = []
+    for subj, (video, picks) in SOURCES.items():
+        bases = _read_frames(media / video, picks)
+        for ci, src in enumerate(picks):
+            base = bases[src]
+            lm = detect(base)
+            if lm is None:
+                raise RuntimeError(f"demo: no face in {video} frame {src}")
+            depth0 = synthetic_depth(base.shape[:2], lm, rng)
+            clip = "abcdefghijklm"[ci]
+            fields, clip_rows = _clip_fields(base, lm, subj, clip, len(rows))
+            rows += clip_rows
+            _write_clip(frames_dir / subj / clip, base, depth0, fields, np.random.default_rng(rng.integers(2**32)))
+    return rows
+
+
+# one inconsistent row, as the real sheet has: apex before onset
+INCONSISTENT_ROW = {
+    "Subject": "spNO.2",
+    "Filename": "b",
+    "Onset": 30,
+    "Apex": 22,
+    "Offset": 36,
+    "AU": "R12",
+    "Objective class": "I",
+    "emotion": "Others",
+}
+
+
+def _write_sheet(path: Path, rows: list[dict]) -> None:
+    """The annotation workbook, with fixed timestamps (the same bytes every time)."""
+    ann = pd.DataFrame(
+        rows, columns=["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]
+    )
+    with pd.ExcelWriter(path, engine="openpyxl") as w:
+        ann.to_excel(w, sheet_name="label", index=False)
+        w.book.properties.created = FIXED_TIME
+    _fix_zip_times(path)
+
+
 def generate(root: Path, log=print) -> Path:
     """Write the demo under `root` (atomically: built beside it, then renamed)."""
     root = Path(root)
@@ -181,86 +262,21 @@ def generate(root: Path, log=print) -> Path:
     rng = np.random.default_rng(SEED)
     media = feat_test_data()
     detect = landmark_backend("dlib")
-    rows, k = [], 0
-    frames_dir = tmp / "part_A" / "data"
-    for subj, (video, picks) in SOURCES.items():
-        bases = _read_frames(media / video, picks)
-        for ci, src in enumerate(picks):
-            clip = "abcdefghijklm"[ci]
-            base = bases[src]
-            lm = detect(base)
-            if lm is None:
-                raise RuntimeError(f"demo: no face in {video} frame {src}")
-            depth0 = synthetic_depth(base.shape[:2], lm, rng)
-            color_dir = frames_dir / subj / clip / "color"
-            depth_dir = frames_dir / subj / clip / "depth"
-            color_dir.mkdir(parents=True)
-            depth_dir.mkdir(parents=True)
-            fields = []
-            for onset, apex, offset in EVENTS:
-                kind = KINDS[k % len(KINDS)]
-                k += 1
-                sigma = SIGMA_FRAC * float(np.ptp(lm[:, 0]))
-                fields.append((onset, apex, offset, displacement_field(base.shape[:2], lm, kind, AMPLITUDE, sigma)))
-                emotion, au, _ = MOVEMENTS[kind]
-                rows.append(
-                    {
-                        "Subject": subj,
-                        "Filename": clip,
-                        "Onset": onset,
-                        "Apex": apex,
-                        "Offset": offset,
-                        "AU": au,
-                        "Objective class": "VII",
-                        "emotion": emotion,
-                    }
-                )
-            noise_rng = np.random.default_rng(rng.integers(2**32))
-            for n in range(FIRST_FRAME, FIRST_FRAME + CLIP_FRAMES):
-                field = sum(temporal_profile(n, o, a, f) * fld for o, a, f, fld in fields)
-                img = warp(base, field, 1.0)
-                img = np.clip(img + noise_rng.normal(0, 1.0, img.shape), 0, 255).astype(np.uint8)
-                dep = warp(depth0, field, 1.0, nearest=True)
-                cv2.imwrite(
-                    str(color_dir / f"{n}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92]
-                )
-                cv2.imwrite(str(depth_dir / f"{n}.png"), dep)
+    rows = _write_labelled(tmp / "part_A" / "data", rng, media, detect)
     events = _write_unlabelled(tmp, rng, media, detect)
-    # one inconsistent row, as the real sheet has: apex before onset
-    rows.append(
-        {
-            "Subject": "spNO.2",
-            "Filename": "b",
-            "Onset": 30,
-            "Apex": 22,
-            "Offset": 36,
-            "AU": "R12",
-            "Objective class": "I",
-            "emotion": "Others",
-        }
-    )
-    ann = pd.DataFrame(
-        rows, columns=["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]
-    )
-    with pd.ExcelWriter(tmp / ANNOTATION, engine="openpyxl") as w:
-        ann.to_excel(w, sheet_name="label", index=False)
-        w.book.properties.created = FIXED_TIME
-    _fix_zip_times(tmp / ANNOTATION)
-    (tmp / ".mepipe-demo.json").write_text(
-        json.dumps(
-            {
-                "version": GENERATOR_VERSION,
-                "seed": SEED,
-                "rows": len(rows),
-                "events": EVENTS,
-                "amplitude_px": AMPLITUDE,
-                "kinds": KINDS,
-                "unlabelled_events": events,
-                "unlabelled_amplitude_px": UNLABELLED_AMPLITUDE,
-            },
-            indent=1,
-        )
-    )
+    rows.append(INCONSISTENT_ROW)
+    _write_sheet(tmp / ANNOTATION, rows)
+    marker = {
+        "version": GENERATOR_VERSION,
+        "seed": SEED,
+        "rows": len(rows),
+        "events": EVENTS,
+        "amplitude_px": AMPLITUDE,
+        "kinds": KINDS,
+        "unlabelled_events": events,
+        "unlabelled_amplitude_px": UNLABELLED_AMPLITUDE,
+    }
+    (tmp / ".mepipe-demo.json").write_text(json.dumps(marker, indent=1))
     if root.exists():
         shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)

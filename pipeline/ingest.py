@@ -225,49 +225,39 @@ def note_emotions_outside_scheme(s: pd.DataFrame, ds: Dataset, log=print) -> Non
         )
 
 
-def _ingest(ds: Dataset, found: Detected) -> Ingested:
-    """One (non-composite) dataset whose layout `resolve` found."""
-    root = ds.root()
-    index = index_tree(root / ds.frames_dir, ds.frames_dir)
-    layouts = {ds.name: found}
-    if ds.adapter == "smic_hs":
-        return Ingested(
-            *smic_samples(
-                index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir, max_duration_s=ds.max_duration_s
-            ),
-            layouts,
-        )
-    if ds.adapter == "casme2_sq":
-        path = ds.file("annotation")
-        try:
-            sheets = pd.read_excel(path, sheet_name=None, header=None)
-        except Exception as e:
-            raise CatalogError(f"datasets.{ds.name}.annotation: {path} cannot be read: {e}") from e
-        names = {k.lower(): k for k in sheets}
-        for need in ("naming rule1", "naming rule2"):
-            if need not in names:
-                raise CatalogError(
-                    f"datasets.{ds.name}.annotation: {path} has no sheet {need!r} (sheets: {list(sheets)})"
-                )
-        first = next(iter(sheets))
-        return Ingested(
-            *casme2_sq_samples(
-                sheets[first],
-                sheets[names["naming rule1"]],
-                sheets[names["naming rule2"]],
-                ann_file=path.name,
-                dataset=ds.name,
-                fps=ds.fps,
-                frames_prefix=ds.frames_dir,
-                frame_index=index,
-                emotion_synonyms=ds.emotion_synonyms,
-                max_duration_s=ds.max_duration_s,
-            ),
-            layouts,
-        )
-    layout = LAYOUTS.get(ds.adapter)
-    if layout is None:
-        raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")
+def _read_casme2_sq_sheets(ds: Dataset) -> tuple:
+    """(samples sheet, naming rule1, naming rule2) of CAS(ME)^2's workbook."""
+    path = ds.file("annotation")
+    try:
+        sheets = pd.read_excel(path, sheet_name=None, header=None)
+    except Exception as e:
+        raise CatalogError(f"datasets.{ds.name}.annotation: {path} cannot be read: {e}") from e
+    names = {k.lower(): k for k in sheets}
+    for need in ("naming rule1", "naming rule2"):
+        if need not in names:
+            raise CatalogError(f"datasets.{ds.name}.annotation: {path} has no sheet {need!r} (sheets: {list(sheets)})")
+    return sheets[next(iter(sheets))], sheets[names["naming rule1"]], sheets[names["naming rule2"]]
+
+
+def _sheet_args(ds: Dataset, index: dict) -> dict:
+    """The keyword arguments every sheet-reading adapter takes from the dataset."""
+    return {
+        "ann_file": ds.file("annotation").name,
+        "dataset": ds.name,
+        "fps": ds.fps,
+        "frames_prefix": ds.frames_dir,
+        "frame_index": index,
+        "emotion_synonyms": ds.emotion_synonyms,
+        "max_duration_s": ds.max_duration_s,
+    }
+
+
+def _ingest_casme2_sq(ds: Dataset, index: dict) -> tuple:
+    return casme2_sq_samples(*_read_casme2_sq_sheets(ds), **_sheet_args(ds, index))
+
+
+def _repaired_sheet(ds: Dataset, layout) -> tuple:
+    """(sheet, header row, repairs applied, notes per row) of an annotated dataset."""
     if not ds.annotation:
         raise CatalogError(f"datasets.{ds.name}.annotation: adapter {ds.adapter} needs an annotation file")
     ann_path = ds.file("annotation")
@@ -278,118 +268,93 @@ def _ingest(ds: Dataset, found: Detected) -> Ingested:
         ann, repairs, row_notes = apply_repairs(ann, rows, from_catalog(ds.repairs), ann_path.name)
     except RepairError as e:
         raise CatalogError(f"datasets.{ds.name}.repairs: {e}") from e
-    bad = read_known_bad(ds.file("known_bad")) if ds.known_bad else None
-    try:
-        s, e = annotated_samples(
-            ann,
-            layout,
-            ann_file=ann_path.name,
-            dataset=ds.name,
-            fps=ds.fps,
-            frames_prefix=ds.frames_dir,
-            frame_index=index,
-            depth_index=index if ds.has_depth else None,
-            emotion_synonyms=ds.emotion_synonyms,
-            bad_frames=bad,
-            header_row=header_row,
-            row_notes=row_notes,
-            max_duration_s=ds.max_duration_s,
-            flag_duration_s=DEFAULT_MAX_DURATION_S if ds.max_duration_s > DEFAULT_MAX_DURATION_S else None,
-            exclude_bad=ds.exclude_known_bad,
-        )
-    except AnnotationError as ex:
-        raise CatalogError(str(ex)) from ex
-    known = {}
-    if bad is not None:
-        noted = int(s["note"].fillna("").str.contains(KNOWN_BAD_NOTE).sum()) if len(s) else 0
-        dropped = int((e["reason"] == "known_bad_frame").sum()) if len(e) else 0
-        known[ds.name] = {
+    return ann, header_row, repairs, row_notes
+
+
+def _known_bad_report(ds: Dataset, bad, s: pd.DataFrame, e: pd.DataFrame) -> dict:
+    """The known-bad list's effect: frames listed, samples on it, excluded or noted."""
+    if bad is None:
+        return {}
+    noted = int(s["note"].fillna("").str.contains(KNOWN_BAD_NOTE).sum()) if len(s) else 0
+    dropped = int((e["reason"] == "known_bad_frame").sum()) if len(e) else 0
+    return {
+        ds.name: {
             "file": ds.known_bad,
             "listed": len(bad),
             "on_list": noted + dropped,
             "excluded": ds.exclude_known_bad,
         }
-    return Ingested(s, e, layouts, repairs, known)
+    }
 
 
-def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
-    """A composite (MEGC2019-CD): the parts' samples, subject ids prefixed by the part
-    (LOSO stays subject-disjoint across datasets), paths prefixed by the part name (the
-    composite root holds a link to each part's root). With an `official_list` the
-    composite is that list (stages.adapters.composite: classes from the list, the list's
-    names kept as ref_subject/ref_clip, lines the copy lacks and clips the mapping would
-    add reported); without one, the parts' emotion words map to classes. Parts whose
-    root is not configured are skipped and said so."""
-    if catalog is None:
-        raise CatalogError(f"datasets.{ds.name}: a composite needs the catalog to find its parts")
-    root = ds.root()
-    root.mkdir(parents=True, exist_ok=True)
-    classes = list(ds.scheme)
-    lst = _official_list(ds, classes)
-    got = Ingested(pd.DataFrame(), pd.DataFrame(columns=EXCLUSION_COLUMNS))
-    all_s, all_e, counts, missing = [], [], {}, []
-    for part, mapping in ds.parts.items():
-        pds = catalog.dataset(part)
-        word_to_class = {w: c for c, words in mapping.items() for w in words}
-        try:
-            proot = pds.root()
-        except CatalogError as e:
-            missing.append(part)
-            log(f"[{ds.name}] part {part} skipped: {e}")
-            if lst is not None:
-                _, ex, rep = match_official_list(
-                    lst, part, pd.DataFrame(), classes, word_to_class, ds.official_list.name, ds.name
-                )
-                got.composite[part] = {**rep, "skipped": str(e)}
-                all_e += ex
+def _ingest_annotated(ds: Dataset, index: dict, layouts: dict) -> Ingested:
+    """A dataset with an annotation sheet read by its layout (CAS(ME)^3, CASME II, SAMM, ...)."""
+    layout = LAYOUTS.get(ds.adapter)
+    if layout is None:
+        raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")
+    ann, header_row, repairs, row_notes = _repaired_sheet(ds, layout)
+    bad = read_known_bad(ds.file("known_bad")) if ds.known_bad else None
+    try:
+        s, e = annotated_samples(
+            ann,
+            layout,
+            **_sheet_args(ds, index),
+            depth_index=index if ds.has_depth else None,
+            bad_frames=bad,
+            header_row=header_row,
+            row_notes=row_notes,
+            flag_duration_s=DEFAULT_MAX_DURATION_S if ds.max_duration_s > DEFAULT_MAX_DURATION_S else None,
+            exclude_bad=ds.exclude_known_bad,
+        )
+    except AnnotationError as ex:
+        raise CatalogError(str(ex)) from ex
+    return Ingested(s, e, layouts, repairs, _known_bad_report(ds, bad, s, e))
+
+
+def _ingest(ds: Dataset, found: Detected) -> Ingested:
+    """One (non-composite) dataset whose layout `resolve` found."""
+    index = index_tree(ds.root() / ds.frames_dir, ds.frames_dir)
+    layouts = {ds.name: found}
+    if ds.adapter == "smic_hs":
+        s, e = smic_samples(
+            index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir, max_duration_s=ds.max_duration_s
+        )
+        return Ingested(s, e, layouts)
+    if ds.adapter == "casme2_sq":
+        return Ingested(*_ingest_casme2_sq(ds, index), layouts)
+    return _ingest_annotated(ds, index, layouts)
+
+
+def _by_emotion(ds: Dataset, part: str, samples: pd.DataFrame, word_to_class: dict) -> tuple[list, list]:
+    """Without an official list: a part's samples whose emotion the composite's mapping
+    names (class words replace emotion words); the others excluded by design."""
+    keep, excl = [], []
+    for r in samples.to_dict("records"):
+        cls = word_to_class.get(r["emotion"])
+        if cls is not None:
+            keep.append({**r, "emotion": cls})
             continue
-        _link(root / part, proot)
-        sub = ingest_all(pds, catalog, log, scheme_notes=False)
-        got.layouts.update(sub.layouts)
-        got.repairs += sub.repairs
-        got.known_bad.update(sub.known_bad)
-        got.datasets.update(sub.datasets)
-        if lst is not None:
-            keep, ex, rep = match_official_list(
-                lst, part, sub.samples, classes, word_to_class, ds.official_list.name, ds.name
-            )
-            got.composite[part] = rep
-            all_e += [_in_composite(e, ds.name, part) for e in ex]
-        else:
-            keep = []
-            for r in sub.samples.to_dict("records"):
-                cls = word_to_class.get(r["emotion"])
-                if cls is None:
-                    all_e.append(
-                        _in_composite(
-                            exclusion_row(
-                                ds.name,
-                                r["ann_file"],
-                                r["ann_row"],
-                                "not_in_composite",
-                                f"{part} {r['sample_id']}: emotion {r['emotion']!r} is "
-                                f"not in the {ds.name} mapping of {part} (dropped by "
-                                "design)",
-                                sample_id=r["sample_id"],
-                            ),
-                            ds.name,
-                            part,
-                        )
-                    )
-                    continue
-                keep.append({**r, "emotion": cls})
-        for r in keep:
-            r["sample_id"] = f"{ds.name}/{part}/" + r["sample_id"].split("/", 1)[1]
-            r.update({"dataset": ds.name, "subject": f"{part}_{r['subject']}"})
-            for k in ("onset_path", "apex_path", "onset_depth_path", "apex_depth_path"):
-                if isinstance(r.get(k), str):
-                    r[k] = f"{part}/{r[k]}"
-            r["seq_paths"] = [f"{part}/{p}" for p in (r.get("seq_paths") or [])]
-        counts[part] = len(keep)
-        all_s += keep
-        all_e += [_in_composite(e, ds.name, part) for e in sub.exclusions.to_dict("records")]
-    if not all_s and missing:
-        raise CatalogError(f"datasets.{ds.name}: none of its parts is available ({', '.join(missing)})")
+        detail = (
+            f"{part} {r['sample_id']}: emotion {r['emotion']!r} is not in the {ds.name} mapping of {part} "
+            "(dropped by design)"
+        )
+        row = exclusion_row(ds.name, r["ann_file"], r["ann_row"], "not_in_composite", detail, sample_id=r["sample_id"])
+        excl.append(_in_composite(row, ds.name, part))
+    return keep, excl
+
+
+def _into_composite(r: dict, ds: Dataset, part: str) -> dict:
+    """A part's sample re-addressed: composite sample id, part-prefixed subject and paths."""
+    r["sample_id"] = f"{ds.name}/{part}/" + r["sample_id"].split("/", 1)[1]
+    r.update({"dataset": ds.name, "subject": f"{part}_{r['subject']}"})
+    for k in ("onset_path", "apex_path", "onset_depth_path", "apex_depth_path"):
+        if isinstance(r.get(k), str):
+            r[k] = f"{part}/{r[k]}"
+    r["seq_paths"] = [f"{part}/{p}" for p in (r.get("seq_paths") or [])]
+    return r
+
+
+def _log_composite(ds: Dataset, got: Ingested, counts: dict, missing: list, log) -> None:
     log(f"[{ds.name}] composite counts {counts}" + (f"; missing parts {missing}" if missing else ""))
     for part, rep in got.composite.items():
         if rep["missing"]:
@@ -402,6 +367,78 @@ def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
                 f"[{ds.name}] {part}: {len(rep['mapping_would_add'])} clip(s) the emotion mapping would add are "
                 f"not in the official list (not used), e.g. {rep['mapping_would_add'][0]}"
             )
+
+
+def _composite_part(ds: Dataset, part: str, mapping: dict, lst, catalog, got: Ingested, log) -> tuple[list, list]:
+    """(samples, exclusions) one part contributes; its ingest record joins `got`. A part
+    without a configured root contributes nothing (said; with an official list its
+    lines are reported missing). Raises _PartMissing for the caller's count."""
+    classes = list(ds.scheme)
+    word_to_class = {w: c for c, words in mapping.items() for w in words}
+    try:
+        proot = catalog.dataset(part).root()
+    except CatalogError as e:
+        log(f"[{ds.name}] part {part} skipped: {e}")
+        ex = []
+        if lst is not None:
+            _, ex, rep = match_official_list(
+                lst, part, pd.DataFrame(), classes, word_to_class, ds.official_list.name, ds.name
+            )
+            got.composite[part] = {**rep, "skipped": str(e)}
+        raise _PartMissing(ex) from e
+    _link(ds.root() / part, proot)
+    sub = ingest_all(catalog.dataset(part), catalog, log, scheme_notes=False)
+    got.layouts.update(sub.layouts)
+    got.repairs += sub.repairs
+    got.known_bad.update(sub.known_bad)
+    got.datasets.update(sub.datasets)
+    if lst is not None:
+        keep, ex, rep = match_official_list(
+            lst, part, sub.samples, classes, word_to_class, ds.official_list.name, ds.name
+        )
+        got.composite[part] = rep
+        excl = [_in_composite(e, ds.name, part) for e in ex]
+    else:
+        keep, excl = _by_emotion(ds, part, sub.samples, word_to_class)
+    excl += [_in_composite(e, ds.name, part) for e in sub.exclusions.to_dict("records")]
+    return [_into_composite(r, ds, part) for r in keep], excl
+
+
+class _PartMissing(Exception):
+    """A composite's part has no root configured; `exclusions`: its official-list lines."""
+
+    def __init__(self, exclusions: list):
+        super().__init__("part missing")
+        self.exclusions = exclusions
+
+
+def ingest_composite(ds: Dataset, catalog, log=print) -> Ingested:
+    """A composite (MEGC2019-CD): the parts' samples, subject ids prefixed by the part
+    (LOSO stays subject-disjoint across datasets), paths prefixed by the part name (the
+    composite root holds a link to each part's root). With an `official_list` the
+    composite is that list (stages.adapters.composite: classes from the list, the list's
+    names kept as ref_subject/ref_clip, lines the copy lacks and clips the mapping would
+    add reported); without one, the parts' emotion words map to classes. Parts whose
+    root is not configured are skipped and said so."""
+    if catalog is None:
+        raise CatalogError(f"datasets.{ds.name}: a composite needs the catalog to find its parts")
+    ds.root().mkdir(parents=True, exist_ok=True)
+    lst = _official_list(ds, list(ds.scheme))
+    got = Ingested(pd.DataFrame(), pd.DataFrame(columns=EXCLUSION_COLUMNS))
+    all_s, all_e, counts, missing = [], [], {}, []
+    for part, mapping in ds.parts.items():
+        try:
+            keep, excl = _composite_part(ds, part, mapping, lst, catalog, got, log)
+        except _PartMissing as m:
+            missing.append(part)
+            all_e += m.exclusions
+            continue
+        counts[part] = len(keep)
+        all_s += keep
+        all_e += excl
+    if not all_s and missing:
+        raise CatalogError(f"datasets.{ds.name}: none of its parts is available ({', '.join(missing)})")
+    _log_composite(ds, got, counts, missing, log)
     got.samples = pd.DataFrame(all_s).sort_values("sample_id").reset_index(drop=True) if all_s else pd.DataFrame()
     got.exclusions = pd.DataFrame(all_e, columns=EXCLUSION_COLUMNS)
     return got

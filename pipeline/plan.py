@@ -24,7 +24,7 @@ from stages.labels import OUTSIDE, class_counts
 
 
 @dataclass
-class Plan:
+class PlanReport:
     got: Ingested
     counts: dict  # scheme -> class -> n (labelled samples)
     by_source: dict  # source -> n
@@ -36,7 +36,7 @@ class Plan:
 
 def make_plan(
     cat: Catalog, ds: Dataset, out: Path | None = None, log=lambda *a: None, methods: list[str] | None = None
-) -> Plan:
+) -> PlanReport:
     """Ingest `ds` (no decoding), compare with its store (for a run of `methods`' products,
     None = all) and write the tables. `out` is the samples file; the exclusions go beside
     it as <stem>.exclusions.parquet."""
@@ -55,7 +55,7 @@ def make_plan(
     pq.write_table(conform(s, SAMPLE_SCHEMA) if len(s) else SAMPLE_SCHEMA.empty_table(), out)
     pq.write_table(conform(got.exclusions, EXCLUSION_SCHEMA), ex_path)
     by_source = s["source"].value_counts().to_dict() if len(s) else {}
-    return Plan(got, counts, by_source, recordings, work, out, ex_path)
+    return PlanReport(got, counts, by_source, recordings, work, out, ex_path)
 
 
 def _recordings(ds: Dataset) -> list[dict]:
@@ -78,15 +78,13 @@ def _work(cat: Catalog, ds: Dataset, samples: pd.DataFrame, methods: list[str] |
     path = cat.store_root / ds.name
     if not path.exists() or not len(samples):
         return None
-    from pipeline.runner import _seq_len, plan_samples, ragged_layout
+    from pipeline.planning import clip_lengths, plan_samples, ragged_layout
     from products import groups_for
 
     st = Store(path, create=False)
     old = st.table("manifest", st.head())
     groups = groups_for(methods, ds.has_depth)
-    starts, _ = ragged_layout(
-        [_seq_len(r) for r in samples.to_dict("records")] if "clip" in groups else [0] * len(samples)
-    )
+    starts, _ = ragged_layout(clip_lengths(samples, groups))
     plans = plan_samples(samples, old, ds.root(), ds, groups, starts)
     ids = set(samples["sample_id"])
     old_ids = set(old["sample_id"]) if old is not None else set()
@@ -100,19 +98,8 @@ def _work(cat: Catalog, ds: Dataset, samples: pd.DataFrame, methods: list[str] |
     }
 
 
-def print_plan(ds: Dataset, p: Plan, examples: int = 3, out=print) -> None:
-    got = p.got
-    out(f"plan {ds.name} ({ds.adapter}) at {ds.root()}")
-    for name, found in got.layouts.items():
-        out(f"  layout ({name}): {found.describe()}")
-    total = sum(p.by_source.values())
-    out(
-        f"  samples: {total}"
-        + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(p.by_source.items())) + ")" if p.by_source else "")
-    )
-    for scheme, counts in p.counts.items():
-        cls = ", ".join(f"{k} {v}" for k, v in counts.items() if k != OUTSIDE)
-        out(f"  classes under {scheme}: {cls}" + (f"; {counts[OUTSIDE]} not in the scheme" if counts[OUTSIDE] else ""))
+def _print_composite(got: Ingested, out) -> None:
+    """How the official list of a composite matched each part of the copy."""
     for part, rep in got.composite.items():
         out(
             f"  official list, {part}: {rep['matched']}/{rep['in_list']} listed clips found"
@@ -125,15 +112,37 @@ def print_plan(ds: Dataset, p: Plan, examples: int = 3, out=print) -> None:
                 else ""
             )
         )
-    if got.repairs:
-        done = [r for r in got.repairs if r["applied"]]
-        out(f"  sheet repairs: {len(done)} applied, {len(got.repairs) - len(done)} already in the sheet")
-        for r in got.repairs:
-            state = "applied" if r["applied"] else f"not needed ({r.get('why')})"
-            out(
-                f"      {r['file']} row {r['row']} {r['column']}: {r['old']!r} -> {r['new']!r} [{state}] "
-                f"source: {r['source']}"
-            )
+
+
+def _print_repairs(got: Ingested, out) -> None:
+    """The sheet repairs of the catalog: applied or already in the sheet, with sources."""
+    if not got.repairs:
+        return
+    done = [r for r in got.repairs if r["applied"]]
+    out(f"  sheet repairs: {len(done)} applied, {len(got.repairs) - len(done)} already in the sheet")
+    for r in got.repairs:
+        state = "applied" if r["applied"] else f"not needed ({r.get('why')})"
+        out(
+            f"      {r['file']} row {r['row']} {r['column']}: {r['old']!r} -> {r['new']!r} [{state}] "
+            f"source: {r['source']}"
+        )
+
+
+def print_plan(ds: Dataset, p: PlanReport, examples: int = 3, out=print) -> None:
+    got = p.got
+    out(f"plan {ds.name} ({ds.adapter}) at {ds.root()}")
+    for name, found in got.layouts.items():
+        out(f"  layout ({name}): {found.describe()}")
+    total = sum(p.by_source.values())
+    out(
+        f"  samples: {total}"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(p.by_source.items())) + ")" if p.by_source else "")
+    )
+    for scheme, counts in p.counts.items():
+        cls = ", ".join(f"{k} {v}" for k, v in counts.items() if k != OUTSIDE)
+        out(f"  classes under {scheme}: {cls}" + (f"; {counts[OUTSIDE]} not in the scheme" if counts[OUTSIDE] else ""))
+    _print_composite(got, out)
+    _print_repairs(got, out)
     for name, kb in got.known_bad.items():
         out(
             f"  known-bad list {kb['file']} ({name}): {kb['listed']} listed frames, {kb['on_list']} sample(s) on it "

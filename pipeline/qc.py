@@ -125,73 +125,64 @@ def au_section(store: Store, ds: Dataset, snapshot: str, qc: Path) -> list[str]:
     return out
 
 
-def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summary: dict, n_samples: int = 6) -> Path:
-    qc = run_dir / "qc"
-    qc.mkdir(parents=True, exist_ok=True)
-    g = store.group(snapshot)
-    man = store.table("manifest", snapshot)
-    excl = store.table("exclusions", snapshot)
-    ok = man[man["status"] == "ok"]
-    # a few labelled samples and a few AU-selected ones
-    pick = (
-        pd.concat(
-            [
-                _spread(ok[ok["source"] == s], n_samples // 2 if (ok["source"] != s).any() else n_samples)
-                for s in ok["source"].unique()
-            ]
-        )
-        if len(ok)
-        else ok
-    )
-    parts = [
-        f"<h1>QC report: {html.escape(ds.name)}</h1>",
-        f"<p>snapshot <code>{snapshot}</code>; {len(ok)}/{len(man)} samples ok; {len(excl)} exclusions.</p>",
-    ]
-    st = summary.get("stage_ms_per_clip") or {}
-    if st:
-        parts.append(
-            "<h2>Stage timings (ms per clip)</h2><table border=1>"
-            + "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in st.items())
-            + "</table>"
-        )
-    parts.append(
-        "<h2>Samples</h2><p>onset (landmarks) | apex | RGB diff | gray diff | depth raw (0 = black) | "
-        "depth filled | depth diff | TV-L1 flow (colour wheel) | optical strain | apex x alpha "
-        "magnified | flow of the magnified pair (224) | dynamic image (8 frames) | TIM frame 8/16 "
-        "(whatever products the run made)</p>"
-    )
-    root = ds.root()
-    for r in pick.to_dict("records"):
-        i = int(r["index"])
-        tiles = [
-            g["pairs/onset_rgb"][i],
-            g["pairs/apex_rgb"][i],
-            _diff_img(g["pairs/rgb_diff"][i]),
-            _diff_img(g["pairs/gray_diff"][i]),
+def _pick(ok: pd.DataFrame, n_samples: int) -> pd.DataFrame:
+    """A few ok samples spread over the version: labelled and AU-selected alike."""
+    if not len(ok):
+        return ok
+    return pd.concat(
+        [
+            _spread(ok[ok["source"] == s], n_samples // 2 if (ok["source"] != s).any() else n_samples)
+            for s in ok["source"].unique()
         ]
-        if ds.has_depth and isinstance(r.get("onset_depth_path"), str):
-            box = (r["crop_x0"], r["crop_y0"], r["crop_x1"], r["crop_y1"])
-            raw, _, _ = depth_crops(r, root, tuple(int(v) for v in box), ds.params)
-            tiles += [
-                _depth_img(cv2.resize(raw, (CROP, CROP), interpolation=cv2.INTER_NEAREST)),
-                _depth_img(g["pairs/onset_depth"][i]),
-                _diff_img(g["pairs/depth_diff"][i]),
-            ]
-        lm = g["pairs/onset_landmarks"][i]
-        on = tiles[0].copy()
-        for x, y in lm:
-            cv2.circle(on, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1)
-        tiles[0] = on
-        tiles += motion_tiles(g, r, ds)
-        strip = np.hstack([cv2.resize(t, (200, 200)) for t in tiles])
-        name = f"sample_{i:05d}.png"
-        cv2.imwrite(str(qc / name), strip[..., ::-1])
-        parts.append(
-            f"<h3>{html.escape(r['sample_id'])} ({html.escape(str(r['emotion']))}, AU "
-            f"{html.escape(str(r['au_raw']))})</h3><img src='{name}'>"
-        )
-    parts += au_section(store, ds, snapshot, qc)
-    parts.append(
+    )
+
+
+def _sample_strip(g, r: dict, ds: Dataset) -> np.ndarray:
+    """One sample's row of tiles (200x200 each): onset with landmarks, apex, diffs,
+    depth (raw, filled, diff) and whatever motion products the run made."""
+    i = int(r["index"])
+    tiles = [
+        g["pairs/onset_rgb"][i],
+        g["pairs/apex_rgb"][i],
+        _diff_img(g["pairs/rgb_diff"][i]),
+        _diff_img(g["pairs/gray_diff"][i]),
+    ]
+    if ds.has_depth and isinstance(r.get("onset_depth_path"), str):
+        box = (r["crop_x0"], r["crop_y0"], r["crop_x1"], r["crop_y1"])
+        raw, _, _ = depth_crops(r, ds.root(), tuple(int(v) for v in box), ds.params)
+        tiles += [
+            _depth_img(cv2.resize(raw, (CROP, CROP), interpolation=cv2.INTER_NEAREST)),
+            _depth_img(g["pairs/onset_depth"][i]),
+            _diff_img(g["pairs/depth_diff"][i]),
+        ]
+    on = tiles[0].copy()
+    for x, y in g["pairs/onset_landmarks"][i]:
+        cv2.circle(on, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1)
+    tiles[0] = on
+    tiles += motion_tiles(g, r, ds)
+    return np.hstack([cv2.resize(t, (200, 200)) for t in tiles])
+
+
+SAMPLES_HEADING = (
+    "<h2>Samples</h2><p>onset (landmarks) | apex | RGB diff | gray diff | depth raw (0 = black) | "
+    "depth filled | depth diff | TV-L1 flow (colour wheel) | optical strain | apex x alpha "
+    "magnified | flow of the magnified pair (224) | dynamic image (8 frames) | TIM frame 8/16 "
+    "(whatever products the run made)</p>"
+)
+
+
+def _timings_table(stage_ms: dict) -> list[str]:
+    if not stage_ms:
+        return []
+    return [
+        "<h2>Stage timings (ms per clip)</h2><table border=1>"
+        + "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in stage_ms.items())
+        + "</table>"
+    ]
+
+
+def _exclusions_table(excl: pd.DataFrame) -> str:
+    return (
         "<h2>Exclusions</h2><table border=1><tr><th>stage</th><th>reason</th><th>detail</th></tr>"
         + "".join(
             f"<tr><td>{html.escape(str(e.stage))}</td><td>{html.escape(str(e.reason))}</td>"
@@ -200,6 +191,32 @@ def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, summar
         )
         + "</table>"
     )
+
+
+def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, stage_ms: dict, n_samples: int = 6) -> Path:
+    """The run's QC page (<run_dir>/qc/index.html): counts, stage timings, image strips
+    of a few samples, the AU screening plots and the exclusions."""
+    qc = run_dir / "qc"
+    qc.mkdir(parents=True, exist_ok=True)
+    g = store.group(snapshot)
+    man = store.table("manifest", snapshot)
+    excl = store.table("exclusions", snapshot)
+    ok = man[man["status"] == "ok"]
+    parts = [
+        f"<h1>QC report: {html.escape(ds.name)}</h1>",
+        f"<p>snapshot <code>{snapshot}</code>; {len(ok)}/{len(man)} samples ok; {len(excl)} exclusions.</p>",
+        *_timings_table(stage_ms or {}),
+        SAMPLES_HEADING,
+    ]
+    for r in _pick(ok, n_samples).to_dict("records"):
+        name = f"sample_{int(r['index']):05d}.png"
+        cv2.imwrite(str(qc / name), _sample_strip(g, r, ds)[..., ::-1])
+        parts.append(
+            f"<h3>{html.escape(r['sample_id'])} ({html.escape(str(r['emotion']))}, AU "
+            f"{html.escape(str(r['au_raw']))})</h3><img src='{name}'>"
+        )
+    parts += au_section(store, ds, snapshot, qc)
+    parts.append(_exclusions_table(excl))
     out = qc / "index.html"
     out.write_text("<html><body>" + "\n".join(parts) + "</body></html>")
     return out

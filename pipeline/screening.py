@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.catalog import CatalogError, Dataset
+from pipeline.face_models import landmark_backend_for
 from pipeline.io import (
     FrameReadError,
     decoded_frame_count,
@@ -31,7 +32,6 @@ from pipeline.io import (
     sha256_file,
     video_frame_count,
 )
-from pipeline.models import landmark_backend_for
 from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature, offline
 from stages.adapters.common import exclusion_row, index_frames
 from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
@@ -372,6 +372,140 @@ def pyfeat_segment(
     }
 
 
+def _segment_task(est: str, rec: dict, root: str, a: int, b: int, models, params: dict) -> tuple:
+    """The function and arguments of one AU-estimation segment task (frames a..b-1)."""
+    if est == "landmarks":
+        return (landmark_segment, rec, root, a, b, params["face"])
+    return (pyfeat_segment, rec, root, a, b, str(models), params["au"]["pyfeat_faces"], params["face"])
+
+
+def _run_segments(ds: Dataset, todo: list, by_id: dict, models, keys: dict, get_client, progress: bool):
+    """Estimate the AU intensities of the `todo` videos on dask, in segments of
+    params.au.segment_frames; returns ({video: segment results}, ms per frame)."""
+    from dask.distributed import as_completed
+    from tqdm import tqdm
+
+    params, est, client = ds.params, ds.params["au"]["estimator"], get_client()
+    seg = params["au"]["segment_frames"]
+    futs = {}
+    for v in todo:
+        for a in range(0, v.n_frames, seg):
+            args = _segment_task(est, by_id[v.video], str(ds.root()), a, min(a + seg, v.n_frames), models, params)
+            futs[client.submit(*args, retries=2, key=f"screen-{v.video}-{a}-{keys[v.video][:8]}")] = (v.video, a)
+    parts: dict[str, list] = {}
+    secs = []
+    bar = tqdm(
+        as_completed(list(futs)), total=len(futs), desc=f"{ds.name}: AU segments", unit="seg", disable=not progress
+    )
+    for f in bar:
+        vid, a = futs[f]
+        if f.status == "error":
+            raise RuntimeError(f"AU screening of video {vid} frames {a}..: {f.exception()}")
+        r = f.result()
+        parts.setdefault(vid, []).append(r)
+        secs.append(r["seconds"] / max(len(r["frames"]), 1) * 1e3)
+    return parts, float(np.mean(secs)) if secs else 0.0
+
+
+def _estimate_on_dask(ds: Dataset, todo: list, by_id: dict, models, keys: dict, get_client, progress: bool):
+    """AU tables of the `todo` videos by the landmark or py-feat estimator; returns
+    (AU frame tables, exclusion rows for undecodable frames, timings)."""
+    est = ds.params["au"]["estimator"]
+    parts, ms = _run_segments(ds, todo, by_id, models, keys, get_client, progress)
+    tables, excl = [], []
+    for v in todo:
+        ps = sorted(parts[v.video], key=lambda r: r["frames"][0])
+        fr = np.concatenate([p["frames"] for p in ps])
+        if est == "landmarks":
+            inten = landmark_intensities(np.concatenate([p["landmarks"] for p in ps]))
+            name, version = "landmarks", LANDMARK_ESTIMATOR_VERSION
+        else:
+            inten = np.concatenate([p["intensities"] for p in ps])
+            name, version = "pyfeat", f"py-feat {PYFEAT_VERSION} Detectorv1/xgb"
+        unread = sum((p["unreadable"] for p in ps), [])
+        if unread:
+            detail = f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}"
+            excl.append(exclusion_row(ds.name, v.path, None, "frames_unreadable", detail, stage="screen"))
+        tables.append(_au_rows(ds.name, v, fr, inten, name, version))
+    return tables, excl, {"screen_ms_per_frame": ms}
+
+
+def _estimate_openface(ds: Dataset, todo: list, by_id: dict):
+    """AU tables of the `todo` videos read from their OpenFace CSVs; returns (AU frame
+    tables, exclusion rows for frames OpenFace does not read)."""
+    tables, excl = [], []
+    for v in todo:
+        path = _openface_csv(ds, by_id[v.video])
+        fr, inten, unread = openface_rows(ds.root(), by_id[v.video], path, ds.params["au"]["min_confidence"])
+        if unread:
+            detail = (
+                f"{v.path}: {len(unread)} frame(s) OpenFace -fdir does not read (extension "
+                f"not exactly {'/'.join(OPENFACE_IMAGE_EXT)}) have no AU estimate, first {unread[:5]}"
+            )
+            excl.append(exclusion_row(ds.name, v.path, None, "frames_not_estimated", detail, stage="screen"))
+        tables.append(_au_rows(ds.name, v, fr, inten, "openface", "2.x"))
+    return tables, excl
+
+
+def _selected_intensities(t: pd.DataFrame, aus: list) -> np.ndarray:
+    """The video's AU intensities, with AUs outside params.au.aus (when set) as NaN."""
+    inten = t[list(AU_COLUMNS)].to_numpy(np.float64)
+    if not aus:
+        return inten
+    out = np.full_like(inten, np.nan)
+    cols = [AUS.index(a) for a in aus if a in AUS]
+    out[:, cols] = inten[:, cols]
+    return out
+
+
+def _select_video(ds: Dataset, v, rec: dict, t: pd.DataFrame, key: str):
+    """Onset/apex pairs of one video from its AU table `t` (seed 000 sec. 4.1.1);
+    returns (sample rows, exclusion rows, the video's row of the videos table)."""
+    au = ds.params["au"]
+    inten = _selected_intensities(t, au["aus"])
+    lag = onset_offset_frames(v.fps, au["onset_lag_at_30fps"])
+    pairs, ex = select_pairs(t["frame"].to_numpy(), inten, au["phi"], lag, face=t["face"].to_numpy())
+    samples = [_sample_row(ds, v, rec, p, ds.params) for p in pairs.itertuples()]
+    excl = [
+        exclusion_row(
+            ds.name,
+            v.path,
+            None,
+            p.reason,
+            f"{v.path}: apex {p.apex} (AU {'+'.join(map(str, p.aus))} > "
+            f"{au['phi']}): onset {p.onset} {p.reason.replace('_', ' ')}",
+            sample_id=f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}",
+            stage="select",
+        )
+        for p in ex.itertuples()
+    ]
+    n_cand = int((np.nan_to_num(inten, nan=-1).max(axis=1) > au["phi"]).sum()) if len(t) else 0
+    row = {
+        **v._asdict(),
+        "n_face": int(t["face"].sum()),
+        "estimator": au["estimator"],
+        "fp_screen": key,
+        "n_candidates": n_cand,
+        "n_pairs": len(pairs),
+    }
+    return samples, excl, row
+
+
+def _screen_keys(ds: Dataset, videos: pd.DataFrame, by_id: dict, models) -> dict[str, str]:
+    """Each video's screening fingerprint (content, parameters, model files, OpenFace inputs)."""
+    est = ds.params["au"]["estimator"]
+    return {
+        v.video: screen_fingerprint(
+            by_id[v.video],
+            _content_id(ds.root(), by_id[v.video]),
+            ds.params,
+            models_signature(models) if models else None,
+            _openface_inputs(ds, by_id[v.video]) if est == "openface" else None,
+        )
+        for v in videos.itertuples()
+    }
+
+
 def screen(
     ds: Dataset,
     prev_frames: pd.DataFrame | None,
@@ -380,175 +514,49 @@ def screen(
     log=print,
     progress: bool = True,
 ) -> Screening:
-    root = ds.root()
-    params = ds.params
-    est = params["au"]["estimator"]
+    """AU screening of the unlabelled recordings: estimate per-frame AU intensities (only
+    for videos whose fingerprint changed; the others reuse `prev_frames`), then select
+    the onset/apex pairs of each video."""
+    est = ds.params["au"]["estimator"]
     models = pyfeat_check(ds) if est == "pyfeat" else None
     recs = list_recordings(ds)
     videos, excl = unlabelled_videos(recs, dataset=ds.name, fps=ds.fps)
     by_id = {f"{r['subject']}/{r['name']}": r for r in recs}
-    prev_fp = {} if prev_videos is None else dict(zip(prev_videos["video"], prev_videos["fp_screen"]))
-    fps_ = {}
-    for v in videos.itertuples():
-        fps_[v.video] = screen_fingerprint(
-            by_id[v.video],
-            _content_id(root, by_id[v.video]),
-            params,
-            models_signature(models) if models else None,
-            _openface_inputs(ds, by_id[v.video]) if est == "openface" else None,
-        )
-    todo = [v for v in videos.itertuples() if prev_fp.get(v.video) != fps_[v.video]]
-    frames_tables, timings = [], {}
+    prev_key = {} if prev_videos is None else dict(zip(prev_videos["video"], prev_videos["fp_screen"]))
+    keys = _screen_keys(ds, videos, by_id, models)
+    todo = [v for v in videos.itertuples() if prev_key.get(v.video) != keys[v.video]]
+    frames_tables, timings, new_excl = [], {}, []
     if prev_frames is not None and len(prev_frames):
-        keep = [v.video for v in videos.itertuples() if v not in todo and prev_fp.get(v.video) == fps_[v.video]]
+        keep = [v.video for v in videos.itertuples() if v not in todo and prev_key.get(v.video) == keys[v.video]]
         frames_tables.append(prev_frames[prev_frames["video"].isin(keep)])
     log(
         f"[{ds.name}] AU screening: {len(videos)} unlabelled video(s), {len(todo)} to estimate "
         f"({est}), {len(videos) - len(todo)} reused"
     )
-    if todo:
-        if est in ("landmarks", "pyfeat"):
-            client = get_client()
-            seg = params["au"]["segment_frames"]
-            futs = {}
-            for v in todo:
-                for a in range(0, v.n_frames, seg):
-                    b = min(a + seg, v.n_frames)
-                    args = (
-                        (landmark_segment, by_id[v.video], str(root), a, b, params["face"])
-                        if est == "landmarks"
-                        else (
-                            pyfeat_segment,
-                            by_id[v.video],
-                            str(root),
-                            a,
-                            b,
-                            str(models),
-                            params["au"]["pyfeat_faces"],
-                            params["face"],
-                        )
-                    )
-                    f = client.submit(*args, retries=2, key=f"screen-{v.video}-{a}-{fps_[v.video][:8]}")
-                    futs[f] = (v.video, a)
-            from dask.distributed import as_completed
-            from tqdm import tqdm
-
-            parts: dict[str, list] = {}
-            secs = []
-            for f in tqdm(
-                as_completed(list(futs)),
-                total=len(futs),
-                desc=f"{ds.name}: AU segments",
-                unit="seg",
-                disable=not progress,
-            ):
-                vid, a = futs[f]
-                if f.status == "error":
-                    raise RuntimeError(f"AU screening of video {vid} frames {a}..: {f.exception()}")
-                r = f.result()
-                parts.setdefault(vid, []).append(r)
-                secs.append(r["seconds"] / max(len(r["frames"]), 1) * 1e3)
-            timings["screen_ms_per_frame"] = float(np.mean(secs)) if secs else 0.0
-            for v in todo:
-                ps = sorted(parts[v.video], key=lambda r: r["frames"][0])
-                fr = np.concatenate([p["frames"] for p in ps])
-                if est == "landmarks":
-                    inten = landmark_intensities(np.concatenate([p["landmarks"] for p in ps]))
-                    name, version = "landmarks", LANDMARK_ESTIMATOR_VERSION
-                else:
-                    inten = np.concatenate([p["intensities"] for p in ps])
-                    name, version = "pyfeat", f"py-feat {PYFEAT_VERSION} Detectorv1/xgb"
-                unread = sum((p["unreadable"] for p in ps), [])
-                if unread:
-                    excl = _with_row(
-                        excl,
-                        exclusion_row(
-                            ds.name,
-                            v.path,
-                            None,
-                            "frames_unreadable",
-                            f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}",
-                            stage="screen",
-                        ),
-                    )
-                frames_tables.append(_au_rows(ds.name, v, fr, inten, name, version))
-        elif est == "openface":
-            for v in todo:
-                path = _openface_csv(ds, by_id[v.video])
-                fr, inten, unread = openface_rows(root, by_id[v.video], path, params["au"]["min_confidence"])
-                if unread:
-                    excl = _with_row(
-                        excl,
-                        exclusion_row(
-                            ds.name,
-                            v.path,
-                            None,
-                            "frames_not_estimated",
-                            f"{v.path}: {len(unread)} frame(s) OpenFace -fdir does not read (extension "
-                            f"not exactly {'/'.join(OPENFACE_IMAGE_EXT)}) have no AU estimate, "
-                            f"first {unread[:5]}",
-                            stage="screen",
-                        ),
-                    )
-                frames_tables.append(_au_rows(ds.name, v, fr, inten, "openface", "2.x"))
+    if todo and est in ("landmarks", "pyfeat"):
+        tables, new_excl, timings = _estimate_on_dask(ds, todo, by_id, models, keys, get_client, progress)
+        frames_tables += tables
+    elif todo and est == "openface":
+        tables, new_excl = _estimate_openface(ds, todo, by_id)
+        frames_tables += tables
     au_frames = (
         pd.concat(frames_tables, ignore_index=True) if frames_tables else _au_rows(ds.name, None, [], [], est, "")
     )
     samples, sel_excl, rows = [], [], []
     for v in videos.itertuples():
         t = au_frames[au_frames["video"] == v.video].sort_values("frame")
-        inten = t[list(AU_COLUMNS)].to_numpy(np.float64)
-        aus = params["au"]["aus"]
-        if aus:
-            cols = [AUS.index(a) for a in aus if a in AUS]
-            inten_sel = np.full_like(inten, np.nan)
-            inten_sel[:, cols] = inten[:, cols]
-        else:
-            inten_sel = inten
-        lag = onset_offset_frames(v.fps, params["au"]["onset_lag_at_30fps"])
-        pairs, ex = select_pairs(t["frame"].to_numpy(), inten_sel, params["au"]["phi"], lag, face=t["face"].to_numpy())
-        rec = by_id[v.video]
-        for p in pairs.itertuples():
-            samples.append(_sample_row(ds, v, rec, p, params))
-        for p in ex.itertuples():
-            sel_excl.append(
-                exclusion_row(
-                    ds.name,
-                    v.path,
-                    None,
-                    p.reason,
-                    f"{v.path}: apex {p.apex} (AU {'+'.join(map(str, p.aus))} > "
-                    f"{params['au']['phi']}): onset {p.onset} {p.reason.replace('_', ' ')}",
-                    sample_id=f"{ds.name}/sel/{v.video}/{p.onset}-{p.apex}",
-                    stage="select",
-                )
-            )
-        n_cand = int((np.nan_to_num(inten_sel, nan=-1).max(axis=1) > params["au"]["phi"]).sum()) if len(t) else 0
-        rows.append(
-            {
-                **v._asdict(),
-                "n_face": int(t["face"].sum()),
-                "estimator": est,
-                "fp_screen": fps_[v.video],
-                "n_candidates": n_cand,
-                "n_pairs": len(pairs),
-            }
-        )
+        s, e, row = _select_video(ds, v, by_id[v.video], t, keys[v.video])
+        samples, sel_excl, rows = samples + s, sel_excl + e, rows + [row]
     videos_out = pd.DataFrame(rows).drop(columns=["Index"], errors="ignore")
     samples = pd.DataFrame(samples)
     if len(samples):
         samples = samples.sort_values("sample_id").reset_index(drop=True)
-    exclusions = pd.concat([excl, pd.DataFrame(sel_excl, columns=excl.columns)], ignore_index=True)
+    exclusions = pd.concat([excl, pd.DataFrame(new_excl + sel_excl, columns=excl.columns)], ignore_index=True)
     log(
-        f"[{ds.name}] AU screening: {len(samples)} pairs selected (phi {params['au']['phi']}), "
+        f"[{ds.name}] AU screening: {len(samples)} pairs selected (phi {ds.params['au']['phi']}), "
         f"{len(sel_excl)} candidate pairs excluded"
     )
     return Screening(samples, exclusions, au_frames, videos_out, [v.video for v in todo], timings)
-
-
-def _with_row(table: pd.DataFrame, row: dict) -> pd.DataFrame:
-    """`table` (exclusions) with one more row."""
-    return pd.concat([table, pd.DataFrame([row], columns=table.columns)], ignore_index=True)
 
 
 def _au_rows(dataset, v, frames, inten, estimator, version) -> pd.DataFrame:

@@ -12,6 +12,7 @@ rows are reported but do not block (the real datasets ship some).
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 from pipeline.catalog import Dataset
 from pipeline.ingest import EMOTION_NOTE, ingest_all
@@ -30,66 +31,72 @@ BLOCKING = {
 }
 
 
+def _where(r: dict):
+    """A sample's sheet row, or its id when it has none."""
+    return r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"]
+
+
+def _check_labels(r: dict, ds: Dataset, problems: dict, notes: dict) -> None:
+    """The sample's ingest notes, and an emotion outside the label scheme (a problem)."""
+    for part in str(r.get("note") or "").split("; ") if r.get("note") else []:
+        if not part.startswith(EMOTION_NOTE):  # that one is reported below as a problem
+            notes[part.split(":")[0]].append((_where(r), part))
+    if class_index(r["emotion"], ds.scheme) is None:
+        problems["emotion_not_in_scheme"].append(
+            (_where(r), f"{r['sample_id']}: emotion {r['emotion_raw']!r} is not in label scheme {ds.label_scheme}")
+        )
+
+
+def _check_frames(r: dict, root: Path, quick: bool, problems: dict) -> dict:
+    """Decode the sample's colour frames (onset/apex only when `quick`); returns their sizes."""
+    refs = [r["onset_path"], r["apex_path"]]
+    if not quick:
+        refs = list(dict.fromkeys([*refs, *(r.get("seq_paths") or [])]))
+    sizes = {}
+    for ref in refs:
+        try:
+            sizes[ref] = read_rgb(root / ref).shape[:2]
+        except FrameReadError as ex:
+            problems["frame_unreadable"].append((ref, str(ex)))
+    return sizes
+
+
+def _check_depth(r: dict, root: Path, sizes: dict, problems: dict) -> None:
+    """The sample's onset/apex depth maps decode and match their colour frames' size."""
+    for key, ckey in (("onset_depth_path", "onset_path"), ("apex_depth_path", "apex_path")):
+        ref = r.get(key)
+        if not isinstance(ref, str):
+            continue
+        try:
+            d = read_depth(root / ref)
+        except (FrameReadError, DepthError) as ex:
+            problems["depth_unusable"].append((ref, str(ex)))
+            continue
+        if r[ckey] in sizes and d.shape != sizes[r[ckey]]:
+            colour = sizes[r[ckey]]
+            problems["depth_size_mismatch"].append(
+                (ref, f"{ref}: depth {d.shape[1]}x{d.shape[0]} but colour {r[ckey]} is {colour[1]}x{colour[0]}")
+            )
+
+
 def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
     """{problems: {reason: [(where, detail)]}, notes: {...}, samples: n, blocking: bool,
     layout: {dataset: what was detected}, repairs: [applied repair records]}."""
     root = ds.root()
     got = ingest_all(ds, catalog, log=lambda *a: None)
-    samples, excl = got.samples, got.exclusions
     problems: dict[str, list] = defaultdict(list)
     notes: dict[str, list] = defaultdict(list)
-    for e in excl.itertuples():
+    for e in got.exclusions.itertuples():
         where = int(e.ann_row) if e.ann_row == e.ann_row and e.ann_row is not None else e.ann_file
         problems[e.reason].append((where, e.detail))
-    for r in samples.to_dict("records"):
-        if r.get("note"):
-            for part in str(r["note"]).split("; "):
-                if part.startswith(EMOTION_NOTE):
-                    continue  # reported below as a problem
-                notes[part.split(":")[0]].append(
-                    (r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"], part)
-                )
-        if class_index(r["emotion"], ds.scheme) is None:
-            problems["emotion_not_in_scheme"].append(
-                (
-                    r["ann_row"] if r["ann_row"] == r["ann_row"] else r["sample_id"],
-                    f"{r['sample_id']}: emotion {r['emotion_raw']!r} is not in label scheme {ds.label_scheme}",
-                )
-            )
-        refs = (
-            [r["onset_path"], r["apex_path"]]
-            if quick
-            else list(dict.fromkeys([r["onset_path"], r["apex_path"], *(r.get("seq_paths") or [])]))
-        )
-        sizes = {}
-        for ref in refs:
-            try:
-                sizes[ref] = read_rgb(root / ref).shape[:2]
-            except FrameReadError as ex:
-                problems["frame_unreadable"].append((ref, str(ex)))
-        for key, ckey in (("onset_depth_path", "onset_path"), ("apex_depth_path", "apex_path")):
-            ref = r.get(key)
-            if not isinstance(ref, str):
-                continue
-            try:
-                d = read_depth(root / ref)
-            except (FrameReadError, DepthError) as ex:
-                problems["depth_unusable"].append((ref, str(ex)))
-                continue
-            if r[ckey] in sizes and d.shape != sizes[r[ckey]]:
-                problems["depth_size_mismatch"].append(
-                    (
-                        ref,
-                        f"{ref}: depth {d.shape[1]}x{d.shape[0]} but colour {r[ckey]} is "
-                        f"{sizes[r[ckey]][1]}x{sizes[r[ckey]][0]}",
-                    )
-                )
-    blocking = any(k in BLOCKING for k in problems)
+    for r in got.samples.to_dict("records"):
+        _check_labels(r, ds, problems, notes)
+        _check_depth(r, root, _check_frames(r, root, quick, problems), problems)
     return {
         "problems": dict(problems),
         "notes": dict(notes),
-        "samples": len(samples),
-        "blocking": blocking,
+        "samples": len(got.samples),
+        "blocking": any(k in BLOCKING for k in problems),
         "layout": {k: v.describe() for k, v in got.layouts.items()},
         "repairs": got.repairs,
     }

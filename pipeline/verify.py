@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from pipeline.store import Store, sample_sha
 from schemas.arrays import ARRAYS, SHARD_SAMPLES
@@ -31,7 +32,51 @@ class VerifyReport:
         return not self.problems
 
 
+def _check_layout(g, man: pd.DataFrame, problems: list) -> None:
+    """Unique sample ids, index 0..n-1, every array sized for the manifest."""
+    n = len(man)
+    if man["sample_id"].duplicated().any():
+        problems.append(
+            f"manifest: duplicated sample ids {sorted(man.loc[man['sample_id'].duplicated(), 'sample_id'])[:5]}"
+        )
+    if sorted(man["index"].astype(int)) != list(range(n)):
+        problems.append("manifest: index column is not 0..n-1")
+    for name, spec in ARRAYS.items():
+        if name not in g:
+            continue
+        rows = g[name].shape[0]
+        if spec.ragged:
+            if "clip_len" in man:
+                end = (man["clip_start"].fillna(0) + man["clip_len"].fillna(0)).max() if n else 0
+                if end > rows:
+                    problems.append(f"{name}: clip regions reach row {int(end)} but the array has {rows}")
+        elif rows != n:
+            problems.append(f"{name}: {rows} rows but the manifest has {n} samples")
+
+
+def _check_array(name: str, arr, grp: pd.DataFrame, region: dict, rep: VerifyReport) -> None:
+    """Re-read each sample's values of one array and compare with the recorded sha256."""
+    spec = ARRAYS.get(name)
+    for sid, idx, want in zip(grp["sample_id"], grp["index"], grp["sha256"]):
+        where = f"{name} sample {sid} (row {idx}, shard {int(idx) // SHARD_SAMPLES})"
+        try:
+            if spec is not None and spec.ragged:
+                start, ln = region[sid]
+                where = f"{name} sample {sid} (frames {int(start)}..{int(start) + int(ln) - 1})"
+                value = arr[int(start) : int(start) + int(ln)]
+            else:
+                value = arr[int(idx)]
+        except Exception as e:
+            rep.problems.append(f"{where}: cannot be read ({type(e).__name__}: {e})")
+            continue
+        rep.checked += 1
+        if sample_sha(np.asarray(value), str(arr.dtype)) != want:
+            rep.problems.append(f"{where}: values differ from the checksum recorded at write time")
+
+
 def verify(store: Store, snapshot: str | None = None, log=print) -> VerifyReport:
+    """Re-read a version: tables decode and match their sha256, the arrays fit the
+    manifest, and every sample's values match the checksums recorded at write time."""
     snap = snapshot or store.head()
     rep = VerifyReport(snap)
     g = store.group(snap)
@@ -45,24 +90,7 @@ def verify(store: Store, snapshot: str | None = None, log=print) -> VerifyReport
     if man is None:
         rep.problems.append("no manifest table: not a preprocessing version")
         return rep
-    n = len(man)
-    if man["sample_id"].duplicated().any():
-        rep.problems.append(
-            f"manifest: duplicated sample ids {sorted(man.loc[man['sample_id'].duplicated(), 'sample_id'])[:5]}"
-        )
-    if sorted(man["index"].astype(int)) != list(range(n)):
-        rep.problems.append("manifest: index column is not 0..n-1")
-    for name, spec in ARRAYS.items():
-        if name not in g:
-            continue
-        rows = g[name].shape[0]
-        if spec.ragged:
-            if "clip_len" in man:
-                end = (man["clip_start"].fillna(0) + man["clip_len"].fillna(0)).max() if n else 0
-                if end > rows:
-                    rep.problems.append(f"{name}: clip regions reach row {int(end)} but the array has {rows}")
-        elif rows != n:
-            rep.problems.append(f"{name}: {rows} rows but the manifest has {n} samples")
+    _check_layout(g, man, rep.problems)
     if ck is None:
         rep.problems.append("no checksums table (version written before checksums were recorded)")
         return rep
@@ -74,21 +102,6 @@ def verify(store: Store, snapshot: str | None = None, log=print) -> VerifyReport
         if name not in g:
             rep.problems.append(f"{name}: recorded in checksums but missing from the version")
             continue
-        arr, spec = g[name], ARRAYS.get(name)
-        for sid, idx, want in zip(grp["sample_id"], grp["index"], grp["sha256"]):
-            where = f"{name} sample {sid} (row {idx}, shard {int(idx) // SHARD_SAMPLES})"
-            try:
-                if spec is not None and spec.ragged:
-                    start, ln = region[sid]
-                    where = f"{name} sample {sid} (frames {int(start)}..{int(start) + int(ln) - 1})"
-                    value = arr[int(start) : int(start) + int(ln)]
-                else:
-                    value = arr[int(idx)]
-            except Exception as e:
-                rep.problems.append(f"{where}: cannot be read ({type(e).__name__}: {e})")
-                continue
-            rep.checked += 1
-            if sample_sha(np.asarray(value), str(arr.dtype)) != want:
-                rep.problems.append(f"{where}: values differ from the checksum recorded at write time")
+        _check_array(name, g[name], grp, region, rep)
     log(f"verified {store.path} @ {snap}: {rep.checked} sample arrays, {len(rep.problems)} problem(s)")
     return rep

@@ -143,7 +143,7 @@ CHECKPOINT = "tables/_checkpoint"
 CHECKPOINT_SCHEMA = pa.schema(
     [
         pa.field("index", pa.int64(), nullable=False),
-        pa.field("fps", pa.string(), nullable=False),  # JSON: the sample's fingerprints when written
+        pa.field("fingerprints", pa.string(), nullable=False),  # JSON: the sample's fingerprints when written
         pa.field("info", pa.string()),  # JSON: the task's result without arrays (null: a copy)
         pa.field("shas", pa.string(), nullable=False),  # JSON: array -> sha256 of what was written
     ]
