@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.face_models import landmark_backend  # noqa: E402
 from pipeline.io import iter_video  # noqa: E402
 from pipeline.media import feat_test_data  # noqa: E402
-from pipeline.models import landmark_backend  # noqa: E402
 from stages.au import landmark_intensities  # noqa: E402
 
 VIDEO = feat_test_data() / "WolfgangLanger_Pexels.mp4"

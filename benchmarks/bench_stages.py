@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.catalog import load_catalog  # noqa: E402
 from pipeline.cli import _ensure_demo  # noqa: E402
+from pipeline.face_models import landmark_backend  # noqa: E402
 from pipeline.ingest import ingest  # noqa: E402
 from pipeline.io import read_depth, read_rgb  # noqa: E402
-from pipeline.models import landmark_backend  # noqa: E402
 from pipeline.runner import run  # noqa: E402
 from schemas.arrays import CROP  # noqa: E402
 from stages.align import eye_angle, warp_face  # noqa: E402

@@ -1,4 +1,5 @@
-"""Where the offline model files live, and building the per-process landmark backends.
+"""The face models of the engine: where the offline landmark model files live, and building
+the per-process landmark backends (dlib, MediaPipe).
 
 Nothing here downloads: a missing file is an error that says which file, where it was
 looked for, and how to provide it.

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.face_models import landmark_backend
 from pipeline.media import feat_test_data
-from pipeline.models import landmark_backend
 from stages.face import nearest_vertex_map
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import cv2
 
+from pipeline.face_models import landmark_backend_for
 from pipeline.faults import clip_fault
 from pipeline.io import FrameReadError, read_depth, read_rgb
-from pipeline.models import landmark_backend_for
 from products import REGISTRY, Context, Excluded, versions
 from products.crop import SizeMismatch
 from products.depth import depth_crops as _depth_crops

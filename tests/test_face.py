@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.models import ModelMissingError, dlib_predictor_path, landmark_backend
+from pipeline.face_models import ModelMissingError, dlib_predictor_path, landmark_backend
 from stages.crop import crop_box
 
 

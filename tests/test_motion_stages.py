@@ -22,7 +22,7 @@ from stages.temporal import (
 
 @pytest.fixture(scope="module")
 def face_crop(face_frames):
-    from pipeline.models import landmark_backend
+    from pipeline.face_models import landmark_backend
     from stages.crop import apply_crop, crop_box
 
     img = face_frames[0]
@@ -154,7 +154,7 @@ def test_magnify_pair_scales_the_change():
 
 
 def test_similarity_alignment_levels_the_eyes(face_frames):
-    from pipeline.models import landmark_backend
+    from pipeline.face_models import landmark_backend
     from stages.crop import apply_crop, crop_box
 
     img = face_frames[1]

@@ -102,7 +102,7 @@ def test_the_store_refuses_an_array_of_another_declared_shape(monkeypatch):
 def test_a_product_computes_from_the_context_alone():
     """The products read frames only through the context: a hand-made context with an
     in-memory face runs crop -> flow and gives the crop's arrays at the declared shapes."""
-    from pipeline.models import landmark_backend_for
+    from pipeline.face_models import landmark_backend_for
     from tests.conftest import video_frames
 
     face = video_frames("single_face.mp4", [0])[0]

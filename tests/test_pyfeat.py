@@ -49,7 +49,7 @@ def test_segment_matches_pyfeat_detect_and_marks_faceless_frames(models, tmp_pat
     import torch
     from feat.pretrained import AU_LANDMARK_MAP
 
-    from pipeline.models import landmark_backend
+    from pipeline.face_models import landmark_backend
     from pipeline.pyfeat_au import _GivenBoxes, detector, landmark_box
     from pipeline.screening import pyfeat_segment
     from schemas.tables import AUS
