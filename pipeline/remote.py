@@ -222,6 +222,25 @@ def publish(store_path: Path, tag: str, url: str, log=print) -> dict:
     }
 
 
+def checked_key(dest: Path, key: str) -> Path:
+    """The local file of remote object `key` under `dest`; a key that is absolute, holds a
+    backslash, a NUL, an empty, '.' or '..' segment, or resolves outside `dest` (a hostile
+    or broken bucket) is refused with a RemoteError naming it."""
+    parts = key.split("/")
+    bad = (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or "\x00" in key
+        or (len(key) > 1 and key[1] == ":")
+        or any(p in ("", ".", "..") for p in parts)
+    )
+    target = (dest / key).resolve() if not bad else None
+    if bad or not target.is_relative_to(dest.resolve()):
+        raise RemoteError(f"remote object key {key!r} would be written outside {dest}: refused (nothing downloaded)")
+    return dest / key
+
+
 def pull(url: str, dest: Path, log=print) -> dict:
     """Download the repository at `url` to the local folder `dest` (a store openable by
     every mepipe command); objects already in `dest` are not downloaded again."""
@@ -236,11 +255,12 @@ def pull(url: str, dest: Path, log=print) -> dict:
     if "repo" not in keys:
         raise RemoteError(f"{loc.url}: no published store there")
     dest = Path(dest)
+    files = {k: checked_key(dest, k) for k in keys}  # every key checked before anything is written
     n, nbytes = 0, 0
     try:
         order = [k for k in keys if k not in REFS] + [k for k in REFS if k in keys]
         for k in order:
-            f = dest / k
+            f = files[k]
             if k not in REFS and f.is_file() and f.stat().st_size == keys[k]:
                 continue
             f.parent.mkdir(parents=True, exist_ok=True)

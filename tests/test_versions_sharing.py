@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.catalog import load_catalog
@@ -233,7 +234,18 @@ def test_publish_open_remote_train_and_pull(two_versions, s3, tmp_path, capsys):
         )
         assert rc == 0
         summary = json.loads((out / "summary.json").read_text())
-        assert summary and (out / "summary.json").is_file()
+        # the pooled predictions are of the remote version's ok labelled samples, and the
+        # summary's scores are those of these predictions (scikit-learn recomputes them)
+        from sklearn.metrics import f1_score
+
+        man = remote.table("manifest")
+        preds = pd.concat([pd.read_parquet(p) for p in sorted((out / "folds").glob("fold_*.parquet"))])
+        labelled_ok = man[(man["status"] == "ok") & (man["source"] == "labelled")]
+        assert len(preds) == summary["samples"] > 0
+        assert set(preds["sample_id"]) <= set(labelled_ok["sample_id"])
+        assert summary["folds"] == preds["subject"].nunique()
+        uf1 = f1_score(preds["y_true"], preds["y_pred"], average="macro")  # over the classes present
+        assert summary["UF1"] == pytest.approx(uf1)
         # pull to local disk: the same snapshot, verifiable offline
         dest = tmp_path / "pulled"
         info = pull("s3://labs/demo@v1", dest, log=lambda *a: None)
@@ -242,3 +254,41 @@ def test_publish_open_remote_train_and_pull(two_versions, s3, tmp_path, capsys):
     assert pulled.head() == r1.snapshot
     assert verify(pulled, log=lambda *a: None).ok
     np.testing.assert_array_equal(pulled.group()["pairs/rgb_diff"][:], gl["pairs/rgb_diff"][:])
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["../../outside.txt", "snapshots/../../outside.txt", "/etc/evil", "chunks\\..\\..\\x", "a/\x00b", "a//b", "./repo"],
+)
+def test_a_hostile_object_key_is_refused_before_anything_is_written(tmp_path, key):
+    from pipeline.remote import checked_key
+
+    with pytest.raises(RemoteError, match="would be written outside"):
+        checked_key(tmp_path / "dest", key)
+    assert checked_key(tmp_path / "dest", "chunks/ABC") == tmp_path / "dest" / "chunks" / "ABC"
+
+
+def test_pull_from_a_hostile_bucket_writes_nothing_outside(s3, tmp_path):
+    """A bucket whose listing holds `prefix/../../x` (S3 keys are plain strings) next to a
+    valid-looking store: pull refuses it before downloading anything."""
+    import boto3
+
+    url, users = s3
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=users["publisher"][0],
+        aws_secret_access_key=users["publisher"][1],
+    )
+    for key in ("evil/repo", "evil/chunks/AAAA", "evil/../../pwned.txt"):
+        client.put_object(Bucket="labs", Key=key, Body=b"x")
+    listed = [o["Key"] for o in client.list_objects_v2(Bucket="labs", Prefix="evil/")["Contents"]]
+    assert "evil/../../pwned.txt" in listed  # the server keeps the key as written
+    dest = tmp_path / "a" / "b" / "dest"
+    with pytest.MonkeyPatch.context() as mp:
+        as_user(mp, s3, "reader")
+        with pytest.raises(RemoteError, match=r"'\.\./\.\./pwned\.txt' would be written outside"):
+            pull("s3://labs/evil", dest, log=lambda *a: None)
+    assert not (tmp_path / "a" / "pwned.txt").exists() and not (tmp_path / "pwned.txt").exists()
+    assert not dest.exists()  # nothing was written at all
