@@ -29,7 +29,11 @@ PROFILE_KEYS = {
     "job_extra_directives": (list, False),
     "scheduler_host": (str, False),
     "workers": (int, False),
+    "dashboard_address": (str, False),
 }
+# the dask dashboard shows task keys, sample ids and logs: this machine only, unless a
+# profile asks otherwise (e.g. dashboard_address: ":8787" on a trusted network)
+DASHBOARD_ADDRESS = "127.0.0.1:0"
 
 
 def walltime_minutes(walltime: str) -> int:
@@ -60,7 +64,7 @@ def cluster_kwargs(p: dict) -> dict:
         "job_extra_directives": extra,
         "worker_extra_args": ["--lifetime", f"{life}m", "--lifetime-stagger", f"{p.get('stagger_min', 4)}m"],
         "scheduler_options": {
-            "dashboard_address": ":0",
+            "dashboard_address": p.get("dashboard_address", DASHBOARD_ADDRESS),
             **({"host": p["scheduler_host"]} if p.get("scheduler_host") else {}),
         },
     }
@@ -89,7 +93,7 @@ def make_cluster(profile: dict | None, workers: int = 2):
             n_workers=p.get("workers", workers),
             threads_per_worker=1,
             processes=True,
-            dashboard_address=":0",
+            dashboard_address=p.get("dashboard_address", DASHBOARD_ADDRESS),
             silence_logs=40,
             resources={"GPU": p["gpus"]} if p.get("gpus") else None,
         )

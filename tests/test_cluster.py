@@ -120,3 +120,25 @@ def test_gpu_stage_is_routed_to_gpu_workers_by_submit_resources():
             assert all(list(ws) == [gpu_w.address] for ws in where.values()), where
         finally:
             c.sync(gpu_w.close)
+
+
+def _listening(cluster) -> set:
+    """The addresses the scheduler's dashboard (HTTP) server listens on."""
+    return {sock.getsockname()[0] for sock in cluster.scheduler.http_server._sockets.values()}
+
+
+def test_the_dashboard_listens_on_this_machine_only_unless_the_profile_says_otherwise():
+    c = make_cluster({"kind": "local", "workers": 1})
+    try:
+        assert _listening(c) == {"127.0.0.1"}
+    finally:
+        c.close()
+    c = make_cluster({"kind": "local", "workers": 1, "dashboard_address": "0.0.0.0:0"})
+    try:
+        assert _listening(c) == {"0.0.0.0"}  # asked for: every interface
+    finally:
+        c.close()
+    from pipeline.cluster import cluster_kwargs
+
+    assert cluster_kwargs(SLURM)["scheduler_options"]["dashboard_address"] == "127.0.0.1:0"
+    assert cluster_kwargs({**SLURM, "dashboard_address": ":8787"})["scheduler_options"]["dashboard_address"] == ":8787"
