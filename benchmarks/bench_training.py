@@ -4,7 +4,7 @@
 
 Loader: the DVSCL feed (rgb_diff + depth_diff, int16/int32 310x310) of every demo sample,
 read in a random order into torch batches of 16, from (a) the Zarr/Icechunk store via
-PairDataset, (b) one 16-bit PNG per array per sample (the signed difference offset by
+DVSCLDataset, (b) one 16-bit PNG per array per sample (the signed difference offset by
 32768 / 65536), (c) one .npy per array per sample; all written in this run to a temp
 folder, read back with a cold-ish page cache not controlled (same for all three).
 Training: samples/s of DVSCL pretraining and of FDP training, tiny configs, on the CPU.
@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.catalog import load_catalog  # noqa: E402
-from training.data import PairDataset, pair_tensors  # noqa: E402
+from training.dvscl.feed import DVSCLDataset, pair_tensors  # noqa: E402
 
 
 class FileDataset(torch.utils.data.Dataset):
@@ -42,7 +42,7 @@ class FileDataset(torch.utils.data.Dataset):
                 cv2.imread(str(self.folder / f"{i}_rgb.png"), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.int32) - 32768
             )
             dep = cv2.imread(str(self.folder / f"{i}_depth.png"), cv2.IMREAD_UNCHANGED).astype(np.int64) * 2 - 65536
-        return pair_tensors(rgb, dep, "depth")  # the same conversion as PairDataset
+        return pair_tensors(rgb, dep, "depth")  # the same conversion as DVSCLDataset
 
 
 class Order(torch.utils.data.Sampler):
@@ -76,9 +76,9 @@ def main() -> None:
     cat = load_catalog(repo / "catalog.yaml")
     ds = cat.dataset("demo")
     store = cat.store_root / "demo"
-    pairs = PairDataset(store, ds.scheme, view="depth", sources=("labelled", "selected"))
-    g = pairs._g()
-    idx = [it[0] for it in pairs.items]
+    pairs = DVSCLDataset(store, ds.scheme, view="depth", sources=("labelled", "selected"))
+    g = pairs.store_group()
+    idx = [int(r["index"]) for r in pairs.rows]
     tmp = Path(tempfile.mkdtemp(prefix="mepipe-loader-"))
     for j, i in enumerate(idx):
         rgb, dep = g["pairs/rgb_diff"][i], g["pairs/depth_diff"][i]
@@ -89,8 +89,8 @@ def main() -> None:
     order = np.random.default_rng(0).permutation(len(idx)).tolist()
     r_store = rate(pairs, order)
     t = time.perf_counter()
-    cached = PairDataset(store, ds.scheme, view="depth", sources=("labelled", "selected"), cache_dir=tmp / "cache")
-    cached._g()
+    cached = DVSCLDataset(store, ds.scheme, view="depth", sources=("labelled", "selected"), cache_dir=tmp / "cache")
+    cached.store_group()
     fill = time.perf_counter() - t
     r_cache = rate(cached, order)
     r_png = rate(FileDataset(tmp, len(idx), "png"), order)
@@ -109,14 +109,15 @@ def main() -> None:
     if "--loader-only" in sys.argv:
         return
 
-    from training.dvscl import CONFIGS as DC
-    from training.dvscl import pretrain
-    from training.fdp import CONFIGS as FC
-    from training.fdp import train_fdp
+    from training.dvscl.configs import CONFIGS as DC
+    from training.dvscl.train import pretrain
+    from training.fdp.configs import CONFIGS as FC
+    from training.fdp.train import train_fdp
+    from training.runtime import setup
 
     cfg = {**DC["tiny"], "epochs": 1}
     t = time.perf_counter()
-    pretrain(pairs, cfg, "cpu", tmp / "ck.pt", log=lambda *a: None, progress=False)
+    pretrain(pairs, cfg, setup("cpu"), tmp / "ck.pt", log=lambda *a: None, progress=False)
     print(
         f"DVSCL pretraining (tiny, 64 px, CPU): {len(pairs) // cfg['batch'] * cfg['batch'] / (time.perf_counter() - t):.1f} samples/s"
     )

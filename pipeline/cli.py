@@ -217,56 +217,62 @@ def cmd_plan(args) -> int:
 def cmd_train(args) -> int:
     from pathlib import Path
 
+    from training.registry import UnknownMethod, get_method, train
+
+    try:
+        method = get_method(args.method)
+    except UnknownMethod as e:
+        print(f"error: METHOD={args.method}: unknown; known: {', '.join(e.known)}", file=sys.stderr)
+        return 2
     cat = load_catalog(args.catalog)
     ds = cat.dataset(args.dataset)
-    if args.cache_dir:  # every Dataset of the run (and its DataLoader workers) reads it
-        os.environ["MEPIPE_FEED_CACHE"] = args.cache_dir
     store = args.store or cat.store_root / ds.name
     if not args.store and not store.exists():
         print(
             f"error: no store for {ds.name} at {store}; run `make preprocess DATASET={ds.name}` first", file=sys.stderr
         )
         return 2
-    tag = (
-        f"{args.method}-{args.config}"
-        + (f"-{args.view}" if args.method == "dvscl" else "")
-        + (f"-{args.motion}" if args.method == "selfme" else "")
-        + (f"-{args.protocol}" if args.method == "attrcl" else "")
+    options = {o.name: getattr(args, o.name) for o in method.options}  # other methods' options are ignored
+    out = Path(args.out) if args.out else cat.runs_root.parent / "train" / ds.name / method.tag(args.config, options)
+    summary = train(
+        method.name,
+        store,
+        ds.scheme,
+        out,
+        args.config,
+        options,
+        cache_dir=args.cache_dir or None,
+        progress=not args.no_progress,
     )
-    out = Path(args.out) if args.out else cat.runs_root.parent / "train" / ds.name / tag
-    if args.method == "dvscl":
-        from training.dvscl import train_dvscl
-
-        summary = train_dvscl(
-            store, ds.scheme, out, args.config, args.view, args.weights or None, progress=not args.no_progress
-        )
-    elif args.method == "fdp":
-        from training.fdp import train_fdp
-
-        summary = train_fdp(store, ds.scheme, out, args.config, progress=not args.no_progress)
-    elif args.method == "attrcl":
-        from training.attrcl import train_attrcl
-
-        summary = train_attrcl(
-            store, ds.scheme, out, args.config, args.protocol, args.text_model or None, progress=not args.no_progress
-        )
-    elif args.method == "microauclip":
-        from training.microauclip import train_microauclip
-
-        summary = train_microauclip(
-            store, ds.scheme, out, args.config, progress=not args.no_progress, weights=args.weights or None
-        )
-    elif args.method == "selfme":
-        from training.selfme import train_selfme
-
-        summary = train_selfme(
-            store, ds.scheme, out, args.config, args.weights or None, progress=not args.no_progress, motion=args.motion
-        )
-    else:
-        print(f"error: METHOD={args.method}: unknown; use dvscl, fdp, attrcl, microauclip or selfme", file=sys.stderr)
-        return 2
     print(f"predictions and summary in {out}")
     return 0 if summary else 1
+
+
+def _train_parser(sub) -> None:
+    """`mepipe train`: the common options, then every registered method's own (training.registry)."""
+    from training.registry import REGISTRY, cli_options, config_names
+
+    a = sub.add_parser("train", help="train a method under LOSO on a store (tiny CPU config or the paper's)")
+    a.add_argument("--method", default="dvscl", help=f"one of {', '.join(REGISTRY)}")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--config", default="tiny", choices=config_names())
+    for o, help_ in cli_options():
+        a.add_argument(o.flag, dest=o.name, default=o.default or "", choices=o.choices, help=help_)
+    a.add_argument(
+        "--cache-dir",
+        default=os.environ.get("MEPIPE_FEED_CACHE", ""),
+        help="decode the feed arrays once into this local folder and train from there "
+        "(keyed by snapshot; default $MEPIPE_FEED_CACHE, none)",
+    )
+    a.add_argument(
+        "--store",
+        default="",
+        help="train from this store instead of the catalog's, e.g. a "
+        "published s3://bucket/prefix@tag (read in place, not copied)",
+    )
+    a.add_argument("--out", default="")
+    a.add_argument("--no-progress", action="store_true")
+    a.set_defaults(fn=cmd_train)
 
 
 def cmd_export(args) -> int:
@@ -385,44 +391,7 @@ def main(argv=None) -> int:
     )
     a.add_argument("--methods", default="", help="plan a run of these methods' products only (as preprocess)")
     a.set_defaults(fn=cmd_plan)
-    a = sub.add_parser("train", help="train a method under LOSO on a store (tiny CPU config or the paper's)")
-    a.add_argument("--method", default="dvscl")
-    a.add_argument("--dataset", default="demo")
-    a.add_argument("--config", default="tiny", choices=["tiny", "paper"])
-    a.add_argument("--view", default="depth", choices=["depth", "gray"], help="second view of DVSCL")
-    a.add_argument(
-        "--weights",
-        default="",
-        help="optional local weights: ImageNet ResNet18 (dvscl) or open_clip ViT-B-32 (microauclip) state_dict",
-    )
-    a.add_argument(
-        "--protocol",
-        default="split",
-        choices=["split", "loso"],
-        help="AttrCL: subject-disjoint 3:2 split x 5 runs (the paper) or LOSO",
-    )
-    a.add_argument("--text-model", default="", help="AttrCL: local BERT/sentence-transformers folder")
-    a.add_argument(
-        "--motion",
-        default="learned",
-        choices=["learned", "tvl1"],
-        help="SelfME: the learned motion (default) or the TV-L1 baseline",
-    )
-    a.add_argument(
-        "--cache-dir",
-        default=os.environ.get("MEPIPE_FEED_CACHE", ""),
-        help="decode the feed arrays once into this local folder and train from there "
-        "(keyed by snapshot; default $MEPIPE_FEED_CACHE, none)",
-    )
-    a.add_argument(
-        "--store",
-        default="",
-        help="train from this store instead of the catalog's, e.g. a "
-        "published s3://bucket/prefix@tag (read in place, not copied)",
-    )
-    a.add_argument("--out", default="")
-    a.add_argument("--no-progress", action="store_true")
-    a.set_defaults(fn=cmd_train)
+    _train_parser(sub)
     a = sub.add_parser("export", help="write a version's tables (manifest, exclusions, au_frames, videos) as Parquet")
     a.add_argument("--dataset", default="demo")
     a.add_argument("--snapshot", default=None)

@@ -1,10 +1,14 @@
 """One feed per method: the arrays, per-sample shapes, dtypes and manifest columns each
 of the five methods reads (METHODS.md). `make preprocess METHODS=fdp,dvscl` computes the
-products of those feeds only (products.groups_for)."""
+products of those feeds only (products.groups_for). `Feed.unavailable` says whether a
+manifest row has a feed's arrays written: the one place outside the engine that reads
+the manifest's per-product fingerprint columns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from schemas.arrays import ARRAYS
 
 
 @dataclass(frozen=True)
@@ -14,6 +18,26 @@ class Feed:
     arrays: tuple  # store array names
     columns: tuple  # manifest columns it reads
     note: str
+
+    def groups(self, arrays=None) -> tuple[str, ...]:
+        """The products (schemas.arrays `group`) that write `arrays` (default: all of this
+        feed's), in the order of first mention."""
+        return tuple(dict.fromkeys(ARRAYS[a].group for a in (self.arrays if arrays is None else arrays)))
+
+    def unavailable(self, row: dict, arrays=None) -> str | None:
+        """Why the manifest row `row` does not have `arrays` (default: all of this feed's)
+        written, or None when it has. Checked: the sample is `ok` (an excluded row is never
+        written; "excluded: <reason>"), and every product writing those arrays has a
+        fingerprint in the row (`fp_<product>`, schemas/tables.py: the engine sets it where
+        it wrote that product's arrays for this row and leaves it empty where it did not, e.g.
+        no depth frames, or a run that computed other methods' products only;
+        "no <product> for this sample")."""
+        if row["status"] != "ok":
+            return f"excluded: {row['reason']}"
+        for g in self.groups(arrays):
+            if not isinstance(row.get(f"fp_{g}"), str):
+                return f"no {g} for this sample"
+        return None
 
 
 _COMMON = ("sample_id", "subject", "emotion", "index", "status", "source")

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.models.attrcl import AttrCL, attrcl_loss, cross_modal_loss
-from training.text import TextEncoder, describe
+from training.attrcl.model import AttrCL, attrcl_loss, cross_modal_loss
+from training.attrcl.text import TextEncoder, describe
 
 
 def test_cross_modal_loss_equals_eq3_to_5():

@@ -486,9 +486,9 @@ def test_8_emotion_outside_the_scheme_is_stored_noted_and_skipped_by_label_reade
     man = res.manifest.set_index("sample_id")
     assert man.loc[sid, "status"] == "ok" and man.loc[sid, "note"] == note
     assert any("1 labelled sample(s) with an emotion outside label scheme casme3_7" in m for m in logs)
-    from training.data import PairDataset
+    from training.dvscl.feed import DVSCLDataset
 
-    pdx = PairDataset(c.cat.store_root / "t", c.ds.scheme, view="gray")
+    pdx = DVSCLDataset(c.cat.store_root / "t", c.ds.scheme, view="gray")
     assert (sid, "emotion 'hapy' not in the label scheme") in pdx.skipped and len(pdx) == len(BASELINE)
     assert_good_samples_unchanged(c, res, set())
     assert_previous_version_intact(c, committed=True)

@@ -133,9 +133,9 @@ def test_bad_input_is_excluded_with_reasons_and_the_rest_commits(dataset_copy, n
         assert not g["pairs/onset_rgb"][i].any()
 
     # the torch input of the slice leaves them out and says why
-    from training.data import PairDataset
+    from training.dvscl.feed import DVSCLDataset
 
-    pd_ = PairDataset(cat.store_root / "t", ds.scheme, view="depth")
+    pd_ = DVSCLDataset(cat.store_root / "t", ds.scheme, view="depth")
     assert len(pd_) == 16 and len(pd_.skipped) == 3
     item = pd_[0]
     assert item["rgb_diff"].shape == (3, 310, 310) and item["view_diff"].shape == (1, 310, 310)
@@ -143,24 +143,35 @@ def test_bad_input_is_excluded_with_reasons_and_the_rest_commits(dataset_copy, n
     # gray view and a spawn-context DataLoader worker (forked workers can hang on Icechunk)
     import torch
 
-    gray = PairDataset(cat.store_root / "t", ds.scheme, view="gray")
+    gray = DVSCLDataset(cat.store_root / "t", ds.scheme, view="gray")
     dl = torch.utils.data.DataLoader(gray, batch_size=4, num_workers=1, multiprocessing_context="spawn")
     batch = next(iter(dl))
     assert batch["view_diff"].shape == (4, 1, 310, 310)
-    np.testing.assert_allclose(batch["view_diff"][0, 0].numpy() * 255, g["pairs/gray_diff"][gray.items[0][0]])
+    np.testing.assert_allclose(batch["view_diff"][0, 0].numpy() * 255, g["pairs/gray_diff"][gray.rows[0]["index"]])
     # DVSCL end to end on the store: pretraining, frozen probe, pooled LOSO, resumable
-    from training.dvscl import train_dvscl
+    import pandas as pd
+    from sklearn.metrics import f1_score, recall_score
+
+    from training.dvscl.train import train_dvscl
 
     out = root.parent / "train"
-    s = train_dvscl(cat.store_root / "t", ds.scheme, out, "tiny", "gray", log=lambda *a: None, progress=False)
-    assert s["samples"] == 16 and s["folds"] == 3 and 0 <= s["UF1"] <= 1 and (out / "summary.json").is_file()
+    s = train_dvscl(cat.store_root / "t", ds.scheme, out, "tiny", view="gray", log=lambda *a: None, progress=False)
+    assert s["samples"] == 16 and s["folds"] == 3 and (out / "summary.json").is_file()
+    # the pooled metrics are those of the saved fold predictions (recomputed by scikit-learn),
+    # one fold per subject, each sample predicted once with its stored label
+    preds = pd.concat([pd.read_parquet(f) for f in sorted((out / "folds").glob("fold_*.parquet"))])
+    assert s["UF1"] == pytest.approx(f1_score(preds["y_true"], preds["y_pred"], average="macro"))
+    assert s["UAR"] == pytest.approx(recall_score(preds["y_true"], preds["y_pred"], average="macro"))
+    assert s["folds"] == len(set(gray.subjects)) == preds["fold"].nunique() == preds["subject"].nunique()
+    assert sorted(preds["sample_id"]) == sorted(r["sample_id"] for r in gray.rows)
+    assert dict(zip(preds["sample_id"], preds["y_true"])) == {r["sample_id"]: r["label"] for r in gray.rows}
     assert s["pretrain_samples_per_s"] > 0
     msgs = []
-    train_dvscl(cat.store_root / "t", ds.scheme, out, "tiny", "gray", log=msgs.append, progress=False)
+    train_dvscl(cat.store_root / "t", ds.scheme, out, "tiny", view="gray", log=msgs.append, progress=False)
     assert any("resumed: 3 fold(s)" in m for m in msgs) and any("pretraining resumed" in m for m in msgs)
     assert [gray.classes[c] for c in batch["label"]] == [
         {"happy": "happiness", "sad": "sadness"}.get(e, e)
-        for e in man.set_index("sample_id").loc[[it[3] for it in gray.items[:4]], "emotion"]
+        for e in man.set_index("sample_id").loc[[r["sample_id"] for r in gray.rows[:4]], "emotion"]
     ]
 
 

@@ -92,8 +92,8 @@ def test_all_feeds(dataset_copy):
     assert not run(cat, ds, workers=2, **QUIET).committed
 
     # the torch Dataset of each method returns the card's shapes
-    from training.data import PairDataset
-    from training.feeds import DATASETS
+    from training.dvscl.feed import DVSCLDataset
+    from training.registry import get_method
 
     want = {
         "fdp": {"frames": (8, 3, 64, 64), "dynamic_image": (1, 64, 64)},
@@ -102,21 +102,22 @@ def test_all_feeds(dataset_copy):
         "selfme": {"pair": (2, 3, 72, 72), "flow": (2, 310, 310)},
     }
     for m, shapes in want.items():
-        d = DATASETS[m](cat.store_root / "t", ds.scheme, train=True)
+        d = get_method(m).dataset_class()(cat.store_root / "t", ds.scheme, train=True)
         assert len(d) == 20
         item = d[3]
         for k, s in shapes.items():
             assert tuple(item[k].shape) == s, (m, k)
-    s1 = DATASETS["selfme"](cat.store_root / "t", ds.scheme)[2]["flow"]
-    s2 = DATASETS["selfme"](cat.store_root / "t", ds.scheme, gamma=2.0)[2]["flow"]
+    SelfME = get_method("selfme").dataset_class()
+    s1 = SelfME(cat.store_root / "t", ds.scheme)[2]["flow"]
+    s2 = SelfME(cat.store_root / "t", ds.scheme, gamma=2.0)[2]["flow"]
     assert torch.equal(s2, 2 * s1) and s1.abs().max() > 0  # motion-field amplification at inference
-    pd_ = PairDataset(cat.store_root / "t", ds.scheme)
+    pd_ = DVSCLDataset(cat.store_root / "t", ds.scheme)
     assert tuple(pd_[0]["rgb_diff"].shape) == (3, 310, 310)
 
     # the local feed cache gives the same tensors as the store, fills once, and is keyed by
     # the snapshot (a memory map per array)
     cache = root.parent / "feed_cache"
-    pc = PairDataset(cat.store_root / "t", ds.scheme, cache_dir=cache)
+    pc = DVSCLDataset(cat.store_root / "t", ds.scheme, cache_dir=cache)
     ids = [5, 0, 3, 3]
     for a, b in zip(pd_.__getitems__(ids), pc.__getitems__(ids)):
         assert torch.equal(a["rgb_diff"], b["rgb_diff"]) and torch.equal(a["view_diff"], b["view_diff"])
@@ -126,17 +127,17 @@ def test_all_feeds(dataset_copy):
     for m in ("fdp", "selfme"):
         kw = {"train": False}
         a, b = (
-            DATASETS[m](cat.store_root / "t", ds.scheme, **kw),
-            DATASETS[m](cat.store_root / "t", ds.scheme, cache_dir=cache, **kw),
+            get_method(m).dataset_class()(cat.store_root / "t", ds.scheme, **kw),
+            get_method(m).dataset_class()(cat.store_root / "t", ds.scheme, cache_dir=cache, **kw),
         )
         for k in ("frames", "dynamic_image") if m == "fdp" else ("pair", "flow"):
             assert torch.equal(a[4][k], b[4][k]), (m, k)
-    PairDataset(cat.store_root / "t", ds.scheme, cache_dir=cache).__getitems__([1])
+    DVSCLDataset(cat.store_root / "t", ds.scheme, cache_dir=cache).__getitems__([1])
     assert all(f.stat().st_mtime_ns == t for f, t in stamp.items())  # not filled twice
     assert not list((cache / pd_.snapshot).glob("*.part"))
 
     # FDP trains end to end from the stored clips under LOSO (one epoch: wiring, not accuracy)
-    from training import fdp as fdp_train
+    from training.fdp import train as fdp_train
 
     fdp_train.CONFIGS["smoke"] = {**fdp_train.CONFIGS["tiny"], "epochs": 1}
     s = fdp_train.train_fdp(
@@ -147,7 +148,7 @@ def test_all_feeds(dataset_copy):
     assert "model" in ck
 
     # AttrCL trains end to end from the stored TIM clips + flow sequences (one run, one epoch)
-    from training import attrcl as attrcl_train
+    from training.attrcl import train as attrcl_train
 
     attrcl_train.CONFIGS["smoke"] = {**attrcl_train.CONFIGS["tiny"], "epochs": 1, "runs": 1}
     s = attrcl_train.train_attrcl(
@@ -159,7 +160,7 @@ def test_all_feeds(dataset_copy):
     # with CLIP weights from a local file (here: a saved random init)
     import open_clip
 
-    from training import microauclip as mac
+    from training.microauclip import train as mac
 
     w = root.parent / "clip.pt"
     torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), w)
@@ -172,7 +173,7 @@ def test_all_feeds(dataset_copy):
     assert set(s["au_detection"]) >= {"AU1", "AU12", "mean_F1"} and s["emotion_label_free"]["n"] == 20
 
     # SelfME's classification stage (SCViT) on the stored TV-L1 motion
-    from training import selfme as sm
+    from training.selfme import train as sm
 
     sm.CONFIGS["smoke"] = {**sm.CONFIGS["tiny"], "epochs": 1, "motion_epochs": 1, "motion_pairs": 16}
     s = sm.train_selfme(

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import fit_and_accuracy
-from training.models.fdp import FDP, FDPConfig, count_parameters, fdp_loss, rank_loss
+from training.fdp.model import FDP, FDPConfig, count_parameters, fdp_loss, rank_loss
 
 TINY = FDPConfig(widths=(16, 32, 48, 64), heads=(2, 2, 4, 4), stem=16, d_channels=64, size=32)
 

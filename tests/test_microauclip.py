@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.microauclip import au_metrics
-from training.models.microauclip import emotion_scores, gd_loss, miauc_loss, patch_index
+from training.microauclip.model import emotion_scores, gd_loss, miauc_loss, patch_index
+from training.microauclip.train import au_metrics
 
 
 def test_patch_lookup_maps_a_landmark_to_the_patch_that_contains_it():
@@ -75,7 +75,7 @@ def tiny_clip():
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_planted_signal_au_detection(shuffle):
     """AU4 active <=> flow at the brows, AU12 active <=> flow at the mouth corners."""
-    from training.models.microauclip import MicroAUCLIP, total_loss
+    from training.microauclip.model import MicroAUCLIP, total_loss
 
     g = np.random.default_rng(0)
     lm = torch.zeros(68, 2)

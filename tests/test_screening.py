@@ -74,11 +74,11 @@ def test_injected_movements_are_selected_and_quiet_stretches_are_not(dataset_cop
     meta = st.versions()[0]["metadata"]
     assert meta["au_estimator"]["name"] == "landmarks" and meta["au_estimator"]["phi"] == 2.1
     # DVSCL's pretraining input: labelled + selected pairs; unlabelled ones carry label -1
-    from training.data import PairDataset
+    from training.dvscl.feed import DVSCLDataset
 
-    pre = PairDataset(cat.store_root / "t", cat.dataset("t").scheme, view="gray", sources=("labelled", "selected"))
+    pre = DVSCLDataset(cat.store_root / "t", cat.dataset("t").scheme, view="gray", sources=("labelled", "selected"))
     assert len(pre) == len(man) and (pre.labels == -1).sum() == len(sel)
-    pre_d = PairDataset(cat.store_root / "t", cat.dataset("t").scheme, view="depth", sources=("labelled", "selected"))
+    pre_d = DVSCLDataset(cat.store_root / "t", cat.dataset("t").scheme, view="depth", sources=("labelled", "selected"))
     assert len(pre_d) == len(man) - len(avi) and all(r == "no depth for this sample" for _, r in pre_d.skipped)
 
     # nothing changed: nothing re-estimated, no new version

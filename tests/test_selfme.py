@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import fit_and_accuracy
-from training.models.selfme import (
+from training.selfme.model import (
     REGIONS,
     SYMMETRIC,
     bspline_upsample,
@@ -74,7 +74,7 @@ def test_warp_identity_and_quadrants():
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_planted_signal_scvit(shuffle):
     """Class = where the motion is (upper vs lower face), symmetric left/right."""
-    from training.models.selfme import SCViT, scvit_loss
+    from training.selfme.model import SCViT, scvit_loss
 
     g = torch.Generator().manual_seed(0)
 
@@ -98,7 +98,7 @@ def test_planted_signal_scvit(shuffle):
 
 
 def test_tps_round_trip_and_equivariance():
-    from training.models.motion_learner import TPS, KeypointDetector, equivariance_loss
+    from training.selfme.motion_learner import TPS, KeypointDetector, equivariance_loss
 
     g = torch.Generator().manual_seed(0)
     t = TPS(3, sigma_tps=0.0, generator=g)  # affine part only: exactly invertible
@@ -119,7 +119,7 @@ def test_tps_round_trip_and_equivariance():
 
 def test_motion_learner_learns_to_reconstruct():
     """On pairs whose target is the source shifted, training lowers the reconstruction loss."""
-    from training.models.motion_learner import MotionLearner
+    from training.selfme.motion_learner import MotionLearner
 
     torch.manual_seed(0)
     base = torch.rand(8, 3, 32, 32)

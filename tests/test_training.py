@@ -10,10 +10,12 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from training.dvscl import CONFIGS, features, pretrain, probe_predict, train_probe
+from training.dvscl.configs import CONFIGS
+from training.dvscl.losses import dual_view_infonce
+from training.dvscl.train import features, pretrain, probe_predict, train_probe
 from training.loso import run_loso
-from training.losses import dual_view_infonce
 from training.metrics import scores
+from training.runtime import setup
 from training.samplers import HALF_OVERSAMPLING, ReplicationSampler, factors_for, replicate
 from training.splits import loso_folds, subject_split
 
@@ -119,8 +121,9 @@ class PlantedPairs(torch.utils.data.Dataset):
 def test_planted_signal_is_learnt_and_shuffled_labels_are_not(tmp_path, shuffle):
     cfg = {**CONFIGS["tiny"], "size": 32, "epochs": 2, "batch": 24, "oversample": None}
     ds = PlantedPairs(shuffle=shuffle)
-    enc = pretrain(ds, cfg, "cpu", tmp_path / "ck.pt", log=lambda *a: None, progress=False)
-    x, y = features(enc, ds, cfg, "cpu")
+    rt = setup("cpu")
+    enc = pretrain(ds, cfg, rt, tmp_path / "ck.pt", log=lambda *a: None, progress=False)
+    x, y = features(enc, ds, cfg, rt)
     items = pd.DataFrame({"sample_id": [f"id{i}" for i in range(len(y))], "subject": ds.subjects, "label": y})
     s = run_loso(
         items,

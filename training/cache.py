@@ -10,8 +10,9 @@ rows from a memory map: per-sample reads then cost a page-cache copy, faster tha
 The cache is keyed by the snapshot id, which names immutable content, so a cached array
 can never be stale; it is filled under a file lock (one filler per array across
 DataLoader workers and concurrent jobs) and published by an atomic rename, so a killed
-fill leaves nothing half-written. Set `cache_dir` (or $MEPIPE_FEED_CACHE) to use it;
-its size is the arrays' uncompressed size (the store's `info` shows it).
+fill leaves nothing half-written. Give a Dataset `cache_dir` to use it (an argument,
+never read from the environment); its size is the arrays' uncompressed size (the store's
+`info` shows it).
 """
 
 from __future__ import annotations
@@ -23,13 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from schemas.arrays import ARRAYS, RAGGED_SHARD, SHARD_SAMPLES
-
-ENV = "MEPIPE_FEED_CACHE"
-
-
-def cache_root(cache_dir: str | Path | None) -> Path | None:
-    d = cache_dir or os.environ.get(ENV)
-    return Path(d).expanduser() if d else None
 
 
 def cached_array(group, name: str, snapshot: str, root: Path) -> np.ndarray:
@@ -65,7 +59,7 @@ class CachedGroup:
     cache folder is set (other names, and everything without a cache, from the store)."""
 
     def __init__(self, group, snapshot: str, names, cache_dir: str | Path | None = None):
-        root = cache_root(cache_dir)
+        root = Path(cache_dir).expanduser() if cache_dir else None
         self.group = group
         self.local = {n: cached_array(group, n, snapshot, root) for n in names} if root else {}
 

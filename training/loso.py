@@ -35,11 +35,15 @@ def check_identity(out_dir: Path, identity: dict | None) -> None:
         path.write_text(json.dumps(ident, indent=1))
 
 
-def run_loso(
-    items: pd.DataFrame, fold_fn, classes: list[str], out_dir: Path, log=print, meta=None, identity: dict | None = None
-) -> dict:
-    """items: sample_id, subject, label (one row per labelled sample, in a fixed order).
-    fold_fn(train_idx, test_idx, fold_no) -> predicted class indices for test_idx.
+def run_folds(items: pd.DataFrame, fold_fn, out_dir: Path, log=print, identity: dict | None = None) -> pd.DataFrame:
+    """The fold loop every method runs: one fold per subject (sorted), each fold's
+    predictions saved as `folds/fold_<k>_<subject>.parquet` (written whole or not at all),
+    finished folds skipped on a resumed run; returns the predictions of all folds, pooled.
+
+    items: sample_id, subject (and label), one row per sample, in a fixed order.
+    fold_fn(train_idx, test_idx, fold_no) -> the test samples' predictions: predicted class
+    indices (stored as y_pred beside y_true = items' label), or a dict of columns (one
+    value per test sample each) for predictions that are not one class per sample.
     identity: what defines the run (method, config, data); a resumed folder must match."""
     out_dir = Path(out_dir)
     check_identity(out_dir, identity if identity is None else {**identity, "samples": list(items["sample_id"])})
@@ -51,21 +55,38 @@ def run_loso(
         if path.is_file():
             done += 1
             continue
-        pred = np.asarray(fold_fn(tr, te, k))
+        pred = fold_fn(tr, te, k)
         df = items.iloc[te][["sample_id", "subject"]].copy()
-        df["y_true"], df["y_pred"], df["fold"] = items.iloc[te]["label"].to_numpy(), pred, k
+        if isinstance(pred, dict):
+            for col, values in pred.items():
+                df[col] = np.asarray(values)
+            df["fold"] = k
+            said = "done"
+        else:
+            df["y_true"], df["y_pred"], df["fold"] = items.iloc[te]["label"].to_numpy(), np.asarray(pred), k
+            said = f"{int((df.y_true == df.y_pred).sum())}/{len(df)} correct"
         tmp = path.with_suffix(".tmp")
         df.to_parquet(tmp)
         tmp.rename(path)  # a fold is either whole or absent
-        log(f"fold {k + 1}/{len(folds)} (test subject {subj}): {int((df.y_true == df.y_pred).sum())}/{len(df)} correct")
+        log(f"fold {k + 1}/{len(folds)} (test subject {subj}): {said}")
     if done:
         log(f"resumed: {done} fold(s) were already done")
-    preds = pd.concat(
+    return pd.concat(
         [pd.read_parquet(p) for p in sorted((out_dir / "folds").glob("fold_*.parquet"))], ignore_index=True
     )
+
+
+def run_loso(
+    items: pd.DataFrame, fold_fn, classes: list[str], out_dir: Path, log=print, meta=None, identity: dict | None = None
+) -> dict:
+    """run_folds for a classifier (fold_fn returns predicted class indices), then the
+    pooled metrics, summary.json (+ `meta`: a dict, or a callable evaluated after the
+    folds) and the confusion-matrix plot."""
+    out_dir = Path(out_dir)
+    preds = run_folds(items, fold_fn, out_dir, log, identity)
     sc = scores(preds["y_true"], preds["y_pred"], len(classes))
-    extra = meta() if callable(meta) else (meta or {})  # a callable is evaluated after the folds
-    summary = {"classes": classes, "folds": len(folds), "samples": len(preds), **sc, **extra}
+    extra = meta() if callable(meta) else (meta or {})
+    summary = {"classes": classes, "folds": int(preds["fold"].nunique()), "samples": len(preds), **sc, **extra}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     plot_confusion(
         sc["confusion"], classes, out_dir / "confusion.png", f"pooled LOSO: UF1 {sc['UF1']:.4f} UAR {sc['UAR']:.4f}"

@@ -9,37 +9,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
-from training.feeds import FDPDataset
+from training.fdp.configs import CONFIGS
+from training.fdp.feed import FDPDataset
+from training.fdp.model import FDP, FDPConfig, count_parameters, fdp_loss
+from training.loop import step
 from training.loso import run_loso
-from training.models.fdp import FDP, FDPConfig, count_parameters, fdp_loss
-
-CONFIGS = {
-    "tiny": {
-        "model": {"widths": (16, 32, 48, 64), "heads": (2, 2, 4, 4), "stem": 16, "d_channels": 64},
-        "epochs": 4,
-        "batch": 8,
-        "lr": 1e-3,
-        "lambda_d": 100.0,
-        "lambda_r": 0.1,
-        "seed": 0,
-        "workers": 0,
-    },
-    # the paper: Adam lr 1e-4, batch 36; the epoch count is not given, 100 is fixed here
-    "paper": {
-        "model": {},
-        "epochs": 100,
-        "batch": 36,
-        "lr": 1e-4,
-        "lambda_d": 100.0,
-        "lambda_r": 0.1,
-        "seed": 0,
-        "workers": 8,
-    },
-}
+from training.runtime import manual_seed, setup
 
 
 def train_fdp(
@@ -47,27 +25,23 @@ def train_fdp(
     scheme: dict,
     out: Path,
     config: str = "tiny",
+    *,
+    cache_dir: str | Path | None = None,
     device: str | None = None,
     log=print,
     progress: bool = True,
 ) -> dict:
     cfg = CONFIGS[config]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rt = setup(device, cfg["seed"], cfg.get("precision", "fp32"))
+    device = rt.device
     mcfg = FDPConfig(**cfg["model"])
-    train_ds = FDPDataset(store_path, scheme, train=True, seed=cfg["seed"])
-    test_ds = FDPDataset(store_path, scheme, train=False)
+    train_ds = FDPDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir)
+    test_ds = FDPDataset(store_path, scheme, train=False, cache_dir=cache_dir)
     classes = train_ds.classes
     n_params = count_parameters(FDP(len(classes), mcfg))
     log(
         f"FDP: config {config}, device {device}, {n_params / 1e6:.2f} M parameters "
         f"(paper: 14.82 M), random initialisation"
-    )
-    items = pd.DataFrame(
-        {
-            "sample_id": [r["sample_id"] for r in train_ds.rows],
-            "subject": [r["subject"] for r in train_ds.rows],
-            "label": [r["label"] for r in train_ds.rows],
-        }
     )
     rates = []
     kw = {"num_workers": cfg["workers"]}
@@ -75,7 +49,7 @@ def train_fdp(
         kw["multiprocessing_context"] = "spawn"
 
     def fold(tr, te, k):
-        torch.manual_seed(cfg["seed"] + k)
+        manual_seed(cfg["seed"] + k)
         model = FDP(len(classes), mcfg).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
         g = torch.Generator().manual_seed(cfg["seed"] + k)
@@ -93,11 +67,10 @@ def train_fdp(
             bar = tqdm(loader, desc=f"FDP fold {k + 1} epoch {epoch + 1}", disable=not progress, leave=False)
             for b in bar:
                 x, y, d = b["frames"].to(device), b["label"].to(device), b["dynamic_image"].to(device)
-                logits, dh, s = model(x)
-                loss = fdp_loss(logits, dh, s, y, d, cfg["lambda_d"], cfg["lambda_r"], mcfg.rank_c)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                with rt.autocast():
+                    logits, dh, s = model(x)
+                    loss = fdp_loss(logits, dh, s, y, d, cfg["lambda_d"], cfg["lambda_r"], mcfg.rank_c)
+                step(opt, loss)
                 n += len(x)
                 bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{n / (time.perf_counter() - t0):.1f}")
             rates.append(n / (time.perf_counter() - t0))
@@ -107,14 +80,14 @@ def train_fdp(
         )
         model.eval()
         preds = []
-        with torch.no_grad():
+        with torch.no_grad(), rt.autocast():
             for i in te.tolist():
                 b = test_ds[i]
                 preds.append(int(model(b["frames"][None].to(device))[0].argmax(1)))
         return np.array(preds)
 
     return run_loso(
-        items,
+        train_ds.samples(),
         fold,
         classes,
         out,

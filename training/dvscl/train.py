@@ -8,54 +8,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from training.augment import augment_pair, resize
-from training.data import PairDataset
+from training.dvscl.configs import CONFIGS
+from training.dvscl.feed import DVSCLDataset
+from training.dvscl.losses import dual_view_infonce
+from training.dvscl.model import DVSCLEncoder
+from training.loop import step
 from training.loso import run_loso
-from training.losses import dual_view_infonce
-from training.models.dvscl import DVSCLEncoder
+from training.runtime import Runtime, manual_seed, setup
 from training.samplers import HALF_OVERSAMPLING, factors_for, replicate
-
-CONFIGS = {
-    # a few minutes on a laptop CPU
-    "tiny": {
-        "size": 64,
-        "batch": 16,
-        "epochs": 3,
-        "lr": 0.03,
-        "momentum": 0.9,
-        "wd": 1e-4,
-        "tau": 0.07,
-        "dim": 128,
-        "probe_epochs": 300,
-        "probe_lr": 0.01,
-        "oversample": "half",
-        "workers": 0,
-        "depth_scale": 50.0,
-        "seed": 0,
-    },
-    # the paper's hyper-parameters (sec. 5.1): 240 epochs, SGD 0.003 cosine, batch 128
-    "paper": {
-        "size": 224,
-        "batch": 128,
-        "epochs": 240,
-        "lr": 0.003,
-        "momentum": 0.9,
-        "wd": 1e-4,
-        "tau": 0.07,
-        "dim": 128,
-        "probe_epochs": 100,
-        "probe_lr": 1e-4,
-        "oversample": "half",
-        "workers": 8,
-        "depth_scale": 50.0,
-        "seed": 0,
-    },
-}
 
 
 def _views(batch, view: str, scale: float):
@@ -64,9 +29,10 @@ def _views(batch, view: str, scale: float):
 
 
 def pretrain(
-    ds: PairDataset, cfg: dict, device: str, ckpt: Path, weights: str | None = None, log=print, progress: bool = True
+    ds: DVSCLDataset, cfg: dict, rt: Runtime, ckpt: Path, weights: str | None = None, log=print, progress: bool = True
 ) -> DVSCLEncoder:
-    torch.manual_seed(cfg["seed"])
+    device = rt.device
+    manual_seed(cfg["seed"])
     enc = DVSCLEncoder(cfg["dim"], weights, log).to(device)
     opt = torch.optim.SGD(enc.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["wd"])
     bs = min(cfg["batch"], len(ds))
@@ -95,10 +61,9 @@ def pretrain(
             pairs = [augment_pair(a, b, cfg["size"], aug_g) for a, b in zip(rgb, view)]
             x1 = torch.stack([p[0] for p in pairs]).to(device)
             x2 = torch.stack([p[1] for p in pairs]).to(device)
-            loss = dual_view_infonce(enc(x1), enc(x2), cfg["tau"])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            with rt.autocast():
+                loss = dual_view_infonce(enc(x1), enc(x2), cfg["tau"])
+            step(opt, loss)
             sched.step()
             n += len(x1)
             tot += loss.item() * len(x1)
@@ -121,22 +86,25 @@ def pretrain(
 
 
 @torch.no_grad()
-def features(enc: DVSCLEncoder, ds: PairDataset, cfg: dict, device: str) -> tuple[np.ndarray, np.ndarray]:
+def features(enc: DVSCLEncoder, ds: DVSCLDataset, cfg: dict, rt: Runtime) -> tuple[np.ndarray, np.ndarray]:
     """Frozen 512-d features of the RGB view and of the second view, concatenated (N, 1024)."""
+    device = rt.device
     enc.eval()
     out = []
     for i in range(len(ds)):
         b = ds[i]
         rgb, view = _views({k: v[None] if torch.is_tensor(v) else v for k, v in b.items()}, ds.view, cfg["depth_scale"])
         x1, x2 = resize(rgb, cfg["size"]).to(device), resize(view, cfg["size"]).to(device)
-        out.append(torch.cat([enc.features(x1), enc.features(x2)], 1).cpu().numpy()[0])
+        with rt.autocast():
+            f = torch.cat([enc.features(x1), enc.features(x2)], 1)
+        out.append(f.float().cpu().numpy()[0])
     return np.stack(out), ds.labels
 
 
 def train_probe(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: dict, seed: int, classes=None) -> nn.Module:
     """A linear layer on standardised frozen features, cross-entropy, Adam with cosine
     decay over a fixed number of full-batch epochs; half-oversampling replicates rows."""
-    torch.manual_seed(seed)
+    manual_seed(seed)
     mu, sd = x.mean(0), x.std(0) + 1e-6
     idx = np.arange(len(y))
     if cfg.get("oversample") == "half" and classes is not None:
@@ -147,10 +115,7 @@ def train_probe(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: dict, seed: i
     opt = torch.optim.Adam(lin.parameters(), lr=cfg["probe_lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg["probe_epochs"])
     for _ in range(cfg["probe_epochs"]):
-        loss = nn.functional.cross_entropy(lin(xt), yt)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        step(opt, nn.functional.cross_entropy(lin(xt), yt))
         sched.step()
     lin.mu, lin.sd = mu, sd
     return lin
@@ -166,29 +131,30 @@ def train_dvscl(
     scheme: dict,
     out: Path,
     config: str = "tiny",
+    *,
     view: str = "depth",
     weights: str | None = None,
+    cache_dir: str | Path | None = None,
     device: str | None = None,
     log=print,
     progress: bool = True,
 ) -> dict:
     cfg = CONFIGS[config]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    log(f"DVSCL: config {config}, view RGB+{view}, device {device}")
-    pre = PairDataset(store_path, scheme, view=view, sources=("labelled", "selected"))
+    rt = setup(device, cfg["seed"], cfg.get("precision", "fp32"))
+    log(f"DVSCL: config {config}, view RGB+{view}, device {rt.device}")
+    pre = DVSCLDataset(store_path, scheme, view=view, sources=("labelled", "selected"), cache_dir=cache_dir)
     t0 = time.perf_counter()
-    enc = pretrain(pre, cfg, device, out / "pretrain.pt", weights, log, progress)
+    enc = pretrain(pre, cfg, rt, out / "pretrain.pt", weights, log, progress)
     t_pre = time.perf_counter() - t0
-    lab = PairDataset(store_path, scheme, view=view, sources=("labelled",))
-    x, y = features(enc, lab, cfg, device)
-    items = pd.DataFrame({"sample_id": [it[3] for it in lab.items], "subject": lab.subjects, "label": y})
+    lab = DVSCLDataset(store_path, scheme, view=view, sources=("labelled",), cache_dir=cache_dir)
+    x, y = features(enc, lab, cfg, rt)
 
     def fold(tr, te, k):
         lin = train_probe(x[tr], y[tr], len(lab.classes), cfg, cfg["seed"] + k, lab.classes)
         return probe_predict(lin, x[te])
 
     return run_loso(
-        items,
+        lab.samples(),
         fold,
         lab.classes,
         out,
@@ -200,7 +166,7 @@ def train_dvscl(
             "pretrain_pairs": len(pre),
             "pretrain_seconds": t_pre,
             "pretrain_samples_per_s": cfg["epochs"] * len(pre) / t_pre,
-            "device": device,
+            "device": rt.device,
             "weights": weights,
         },
         identity={"method": "dvscl", "config": cfg, "view": view, "weights": weights},

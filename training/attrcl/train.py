@@ -9,33 +9,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.feeds import AttrCLDataset
+from training.attrcl.configs import CONFIGS
+from training.attrcl.feed import AttrCLDataset
+from training.attrcl.model import AttrCL, attrcl_loss
+from training.attrcl.text import TextEncoder, describe
+from training.loop import step
 from training.loso import run_loso
 from training.metrics import scores
-from training.models.attrcl import AttrCL, attrcl_loss
+from training.runtime import Runtime, manual_seed, setup
 from training.splits import subject_split
-from training.text import TextEncoder, describe
-
-CONFIGS = {
-    # CPU-sized: frames resized to 56x56
-    "tiny": {"size": 56, "epochs": 3, "batch": 8, "lr": 1e-3, "alpha": 0.3, "seed": 0, "runs": 5},
-    # the paper: Adam 1e-4, batch 32, 200 iterations, 112x112
-    "paper": {
-        "size": 112,
-        "iterations": 200,
-        "epochs": None,
-        "batch": 32,
-        "lr": 1e-4,
-        "alpha": 0.3,
-        "seed": 0,
-        "runs": 5,
-    },
-}
 
 
 class _ResizedWithText(torch.utils.data.Dataset):
@@ -58,8 +44,9 @@ class _ResizedWithText(torch.utils.data.Dataset):
         return {"rgb": rgb, "flow": flow, "text": torch.from_numpy(self.text[i]), "label": b["label"]}
 
 
-def _fit_predict(data: _ResizedWithText, tr, te, n_classes, cfg, seed, device, rates, progress):
-    torch.manual_seed(seed)
+def _fit_predict(data: _ResizedWithText, tr, te, n_classes, cfg, seed, rt: Runtime, rates, progress):
+    device = rt.device
+    manual_seed(seed)
     model = AttrCL(n_classes, data.text.shape[1]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     g = torch.Generator().manual_seed(seed)
@@ -75,15 +62,14 @@ def _fit_predict(data: _ResizedWithText, tr, te, n_classes, cfg, seed, device, r
         model.train()
         t0, n = time.perf_counter(), 0
         for b in tqdm(loader, desc=f"AttrCL epoch {ep + 1}", disable=not progress, leave=False):
-            out = model(b["rgb"].to(device), b["flow"].to(device), b["text"].to(device))
-            loss = attrcl_loss(out, b["label"].to(device), cfg["alpha"])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            with rt.autocast():
+                out = model(b["rgb"].to(device), b["flow"].to(device), b["text"].to(device))
+                loss = attrcl_loss(out, b["label"].to(device), cfg["alpha"])
+            step(opt, loss)
             n += len(b["label"])
         rates.append(n / (time.perf_counter() - t0))
     model.eval()
-    with torch.no_grad():  # video network only at inference
+    with torch.no_grad(), rt.autocast():  # video network only at inference
         return np.array(
             [
                 int(
@@ -101,35 +87,31 @@ def train_attrcl(
     scheme: dict,
     out: Path,
     config: str = "tiny",
+    *,
     protocol: str = "split",
     text_model: str | None = None,
+    cache_dir: str | Path | None = None,
     device: str | None = None,
     log=print,
     progress: bool = True,
 ) -> dict:
     cfg = CONFIGS[config]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    base = AttrCLDataset(store_path, scheme)
+    rt = setup(device, cfg["seed"], cfg.get("precision", "fp32"))
+    base = AttrCLDataset(store_path, scheme, cache_dir=cache_dir)
     enc = TextEncoder(text_model)
     texts = [describe(r["au_list"]) for r in base.rows]
     data = _ResizedWithText(base, enc.encode(texts), cfg["size"])
     classes = base.classes
     log(
-        f"AttrCL: config {config}, protocol {protocol}, text encoder {enc.name} (frozen), device {device}, "
+        f"AttrCL: config {config}, protocol {protocol}, text encoder {enc.name} (frozen), device {rt.device}, "
         "video streams randomly initialised"
     )
-    items = pd.DataFrame(
-        {
-            "sample_id": [r["sample_id"] for r in base.rows],
-            "subject": [r["subject"] for r in base.rows],
-            "label": [r["label"] for r in base.rows],
-        }
-    )
+    items = base.samples()
     rates: list[float] = []
     if protocol == "loso":
         return run_loso(
             items,
-            lambda tr, te, k: _fit_predict(data, tr, te, len(classes), cfg, cfg["seed"] + k, device, rates, progress),
+            lambda tr, te, k: _fit_predict(data, tr, te, len(classes), cfg, cfg["seed"] + k, rt, rates, progress),
             classes,
             out,
             log,
@@ -145,7 +127,7 @@ def train_attrcl(
     out.mkdir(parents=True, exist_ok=True)
     for r in range(cfg["runs"]):
         tr, te = subject_split(items["subject"].to_numpy(), 0.6, seed=cfg["seed"] + r)
-        pred = _fit_predict(data, tr, te, len(classes), cfg, cfg["seed"] + r, device, rates, progress)
+        pred = _fit_predict(data, tr, te, len(classes), cfg, cfg["seed"] + r, rt, rates, progress)
         s = scores(items["label"].to_numpy()[te], pred, len(classes))
         runs.append(s["Acc"])
         log(

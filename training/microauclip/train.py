@@ -9,39 +9,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from training.feeds import MicroAUCLIPDataset
+from training.feeds import au_list
 from training.loop import shuffled_batches, step
+from training.loso import run_folds
 from training.metrics import scores
-from training.models.microauclip import MicroAUCLIP, emotion_scores, spec, total_loss
-from training.splits import loso_folds
-
-CONFIGS = {
-    "tiny": {
-        "epochs": 2,
-        "batch": 4,
-        "lr_enc": 1e-3,
-        "lr_other": 1e-2,
-        "alpha": 1.0,
-        "beta": 1.0,
-        "seed": 0,
-        "aus": "default",
-    },
-    # the paper: SGD, lr 0.001 (encoders) / 0.01 (others), 80 epochs, batch 8, /10 at epoch 40
-    "paper": {
-        "epochs": 80,
-        "batch": 8,
-        "lr_enc": 1e-3,
-        "lr_other": 1e-2,
-        "alpha": 1.0,
-        "beta": 1.0,
-        "seed": 1,
-        "aus": "default",
-        "step": 40,
-    },
-}
+from training.microauclip.configs import CONFIGS
+from training.microauclip.feed import MicroAUCLIPDataset
+from training.microauclip.model import MicroAUCLIP, emotion_scores, spec, total_loss
+from training.runtime import manual_seed, setup
 
 
 def au_metrics(y: np.ndarray, p: np.ndarray, aus: list[int]) -> dict:
@@ -62,30 +39,25 @@ def train_microauclip(
     scheme: dict,
     out: Path,
     config: str = "tiny",
+    *,
+    weights: str | None = None,
+    cache_dir: str | Path | None = None,
     device: str | None = None,
     log=print,
     progress: bool = True,
-    weights: str | None = None,
 ) -> dict:
     cfg = CONFIGS[config]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rt = setup(device, cfg["seed"], cfg.get("precision", "fp32"))
+    device = rt.device
     sp = spec()
     aus = sp["aus"][cfg["aus"]]
-    ds = MicroAUCLIPDataset(store_path, scheme)
-    y = np.array(
-        [
-            [1 if a in r["au_list"] else 0 for a in aus]
-            for r in (
-                {"au_list": [int(x) for x in (r["au_list"] if r["au_list"] is not None else [])]} for r in ds.rows
-            )
-        ]
-    )
+    ds = MicroAUCLIPDataset(store_path, scheme, cache_dir=cache_dir)
+    y = np.array([[1 if a in au_list(r) else 0 for a in aus] for r in ds.rows])
     word = {w: c for c, ws in sp["emotion_words"].items() for w in ws}
     emo_classes = list(sp["emotions"])
     emo = np.array(
         [emo_classes.index(word[r["emotion"]]) if word.get(r["emotion"]) in emo_classes else -1 for r in ds.rows]
     )
-    subjects = np.array([r["subject"] for r in ds.rows])
     state = None
     if weights:
         if not Path(weights).is_file():
@@ -98,18 +70,10 @@ def train_microauclip(
         + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)")
         + ", last 3 layers of both encoders trainable"
     )
-    from training.loso import check_identity
-
-    check_identity(
-        out, {"method": "microauclip", "config": cfg, "weights": weights, "samples": [r["sample_id"] for r in ds.rows]}
-    )
-    (out / "folds").mkdir(parents=True, exist_ok=True)
     rates = []
-    for k, (subj, tr, te) in enumerate(loso_folds(subjects)):
-        path = out / "folds" / f"fold_{k:03d}_{subj}.parquet"
-        if path.is_file():
-            continue
-        torch.manual_seed(cfg["seed"] + k)
+
+    def fold(tr, te, k):
+        manual_seed(cfg["seed"] + k)
         model = MicroAUCLIP(aus)
         if state is not None:
             missing, unexpected = model.clip.load_state_dict(state, strict=False)
@@ -131,35 +95,30 @@ def train_microauclip(
                 flow = torch.stack([x["flow"] for x in b]).to(device)
                 lm = torch.stack([x["landmarks"] for x in b]).to(device)
                 yb = torch.from_numpy(y[idx]).to(device)
-                o = model(flow, lm)
-                loss = total_loss(o, model.text_features(), yb, model.clip.logit_scale.exp(), cfg["alpha"], cfg["beta"])
+                with rt.autocast():
+                    o = model(flow, lm)
+                    loss = total_loss(
+                        o, model.text_features(), yb, model.clip.logit_scale.exp(), cfg["alpha"], cfg["beta"]
+                    )
                 step(opt, loss)
             sched.step()
             rates.append(len(tr) / (time.perf_counter() - t0))
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), rt.autocast():
             b = [ds[j] for j in te]
             o = model(
                 torch.stack([x["flow"] for x in b]).to(device), torch.stack([x["landmarks"] for x in b]).to(device)
             )
             pa = o["logits"].argmax(-1).cpu().numpy()
             pe = emotion_scores(o["v"], model.text_features(), aus, sp["emotions"]).argmax(1).cpu().numpy()
-        df = pd.DataFrame(
-            {
-                "sample_id": [ds.rows[j]["sample_id"] for j in te],
-                "subject": subj,
-                "fold": k,
-                "emotion_true": emo[te],
-                "emotion_pred": pe,
-            }
-        )
+        cols = {"emotion_true": emo[te], "emotion_pred": pe}
         for n, a in enumerate(aus):
-            df[f"AU{a}_true"], df[f"AU{a}_pred"] = y[te, n], pa[:, n]
-        tmp = path.with_suffix(".tmp")
-        df.to_parquet(tmp)
-        tmp.rename(path)
-        log(f"fold {k + 1} (test subject {subj}) done")
-    preds = pd.concat([pd.read_parquet(p) for p in sorted((out / "folds").glob("fold_*.parquet"))], ignore_index=True)
+            cols[f"AU{a}_true"], cols[f"AU{a}_pred"] = y[te, n], pa[:, n]
+        return cols
+
+    preds = run_folds(
+        ds.samples(), fold, out, log, identity={"method": "microauclip", "config": cfg, "weights": weights}
+    )
     yt = preds[[f"AU{a}_true" for a in aus]].to_numpy()
     yp = preds[[f"AU{a}_pred" for a in aus]].to_numpy()
     au = au_metrics(yt, yp, aus)

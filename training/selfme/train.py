@@ -1,7 +1,7 @@
 """SelfME (seed 001) under LOSO.
 
 Motion learning stage (`motion='learned'`, the default): the motion learner
-(training/models/motion_learner.py) is trained self-supervised on random frame pairs of
+(training/selfme/motion_learner.py) is trained self-supervised on random frame pairs of
 the stored aligned clips (perceptual reconstruction + TPS equivariance, eq. 6-8); the
 onset->apex motion of every labelled clip is then its dense motion on the 1/4 lattice,
 expanded by cubic B-spline (eq. 9) and made diffeomorphic by scaling-and-squaring, with
@@ -15,57 +15,24 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.feeds import SelfMEDataset
 from training.loop import shuffled_batches, step
 from training.loso import run_loso
-from training.models.selfme import SCViT, scvit_loss
-
-CONFIGS = {
-    "tiny": {
-        "size": 64,
-        "epochs": 4,
-        "batch": 8,
-        "lr": 1e-4 * 10,
-        "omega": 0.1,
-        "tau": 0.07,
-        "gamma_train": 1.0,
-        "gamma_test": 2.0,
-        "seed": 0,
-        "motion_epochs": 2,
-        "motion_lr": 2e-4,
-        "motion_pairs": 256,
-        "lambda_eqv": 10.0,
-    },
-    # the paper: Adam 2e-6 (motion) / 1e-4 (SCViT), batch 32, 60 epochs, exponential decay 0.9
-    "paper": {
-        "size": 224,
-        "epochs": 60,
-        "batch": 32,
-        "lr": 1e-4,
-        "omega": 0.1,
-        "tau": 0.07,
-        "gamma_train": 1.0,
-        "gamma_test": 2.0,
-        "seed": 0,
-        "decay": 0.9,
-        "motion_epochs": 60,
-        "motion_lr": 2e-6,
-        "motion_pairs": 8192,
-        "lambda_eqv": 10.0,
-    },
-}
+from training.runtime import Runtime, manual_seed, setup
+from training.selfme.configs import CONFIGS
+from training.selfme.feed import SelfMEDataset
+from training.selfme.model import SCViT, scvit_loss
 
 
-def learn_motion(ds: SelfMEDataset, cfg: dict, device: str, log, progress: bool, vgg_weights=None):
+def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool, vgg_weights=None):
     """Train the motion learner on random frame pairs of the stored clips (64x64)."""
-    from training.models.motion_learner import TPS, MotionLearner, Perceptual, equivariance_loss
+    from training.selfme.motion_learner import TPS, MotionLearner, Perceptual, equivariance_loss
 
-    torch.manual_seed(cfg["seed"])
+    device = rt.device
+    manual_seed(cfg["seed"])
     model, perc = MotionLearner().to(device), Perceptual(vgg_weights).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["motion_lr"])
     g = torch.Generator().manual_seed(cfg["seed"])
@@ -81,13 +48,12 @@ def learn_motion(ds: SelfMEDataset, cfg: dict, device: str, log, progress: bool,
                 .to(device)
             )
             src, tgt = pairs[:, 0], pairs[:, 1]
-            out = model(src, tgt, cfg["gamma_train"])
-            loss = perc(out["prediction"], tgt) + cfg["lambda_eqv"] * equivariance_loss(
-                model.kp, tgt, TPS(8, generator=g)
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            with rt.autocast():
+                out = model(src, tgt, cfg["gamma_train"])
+                loss = perc(out["prediction"], tgt) + cfg["lambda_eqv"] * equivariance_loss(
+                    model.kp, tgt, TPS(8, generator=g)
+                )
+            step(opt, loss)
             tot += loss.item()
         log(f"motion learning epoch {ep + 1}: loss {tot / n:.4f} ({8 * n / (time.perf_counter() - t0):.1f} pairs/s)")
     return model.eval()
@@ -97,7 +63,7 @@ def learn_motion(ds: SelfMEDataset, cfg: dict, device: str, log, progress: bool,
 def learned_motion(model, onset_apex: torch.Tensor, size: int, gamma: float) -> torch.Tensor:
     """(N, 2, 3, H, W) onset/apex -> (N, 2, size, size): dense motion on the 1/4 lattice,
     B-spline expanded (eq. 9), scaling-and-squaring (diffeomorphic), in pixels of `size`."""
-    from training.models.selfme import bspline_upsample, scaling_and_squaring
+    from training.selfme.model import bspline_upsample, scaling_and_squaring
 
     x = F.interpolate(onset_apex.flatten(0, 1), size=(64, 64), mode="bilinear", align_corners=False)
     x = x.reshape(-1, 2, 3, 64, 64)
@@ -117,20 +83,22 @@ def train_selfme(
     scheme: dict,
     out: Path,
     config: str = "tiny",
+    *,
     weights: str | None = None,
+    motion: str = "learned",
+    cache_dir: str | Path | None = None,
     device: str | None = None,
     log=print,
     progress: bool = True,
-    motion: str = "learned",
 ) -> dict:
     cfg = CONFIGS[config]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    ds = SelfMEDataset(store_path, scheme)
+    rt = setup(device, cfg["seed"], cfg.get("precision", "fp32"))
+    device = rt.device
+    ds = SelfMEDataset(store_path, scheme, cache_dir=cache_dir)
     classes = ds.classes
-    g = ds.store_group()
     if motion == "learned":
         learner = learn_motion(
-            SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"]), cfg, device, log, progress
+            SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir), cfg, rt, log, progress
         )
         onset_apex = torch.stack([ds[i]["pair"] for i in range(len(ds))]).to(device)  # test mode: onset, apex
         motions = {
@@ -139,13 +107,10 @@ def train_selfme(
         }
     else:
         flows = torch.from_numpy(
-            np.stack([g["pairs/flow_tvl1"][int(r["index"])].astype(np.float32) for r in ds.rows])
+            np.stack([ds.array("pairs/flow_tvl1")[int(r["index"])].astype(np.float32) for r in ds.rows])
         ).permute(0, 3, 1, 2)
         motions = {gm: _motion(flows, cfg["size"], gm) for gm in {cfg["gamma_train"], cfg["gamma_test"]}}
-    y = torch.tensor([r["label"] for r in ds.rows])
-    items = pd.DataFrame(
-        {"sample_id": [r["sample_id"] for r in ds.rows], "subject": [r["subject"] for r in ds.rows], "label": y.numpy()}
-    )
+    y = torch.from_numpy(ds.labels)
     log(
         f"SelfME (SCViT on {motion} motion): config {config}, device {device}, ViT-S/16 "
         + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)")
@@ -153,7 +118,7 @@ def train_selfme(
     rates = []
 
     def fold(tr, te, k):
-        torch.manual_seed(cfg["seed"] + k)
+        manual_seed(cfg["seed"] + k)
         model = SCViT(len(classes), 2, weights, cfg["size"]).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, cfg.get("decay", 1.0))
@@ -163,17 +128,18 @@ def train_selfme(
             t0 = time.perf_counter()
             for idx in shuffled_batches(tr, cfg["batch"], rng, f"SCViT fold {k + 1} epoch {ep + 1}", progress):
                 x = motions[cfg["gamma_train"]][idx].to(device)
-                logits, regions = model(x)
-                loss = scvit_loss(logits, regions, y[idx].to(device), cfg["omega"], cfg["tau"])
+                with rt.autocast():
+                    logits, regions = model(x)
+                    loss = scvit_loss(logits, regions, y[idx].to(device), cfg["omega"], cfg["tau"])
                 step(opt, loss)
             sched.step()
             rates.append(len(tr) / (time.perf_counter() - t0))
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), rt.autocast():
             return model(motions[cfg["gamma_test"]][te].to(device))[0].argmax(1).cpu().numpy()
 
     return run_loso(
-        items,
+        ds.samples(),
         fold,
         classes,
         out,

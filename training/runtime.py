@@ -1,0 +1,44 @@
+"""The one device / seed / precision set-up every trainer starts with."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# "fp32": no autocast. "bf16": torch.autocast to bfloat16 (no loss scaling needed, so it
+# runs on CPU and GPU alike); fp16 would need a gradient scaler and is not offered.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def manual_seed(seed: int) -> None:
+    """Seed torch (CPU and every GPU), numpy's legacy global generator and `random`."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str  # "cuda" or "cpu" (what .to() and the summaries take)
+    precision: str = "fp32"
+
+    def autocast(self):
+        """The context the forward passes run in: autocast to the precision's dtype, or nothing for fp32."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=dtype)
+
+
+def setup(device: str | None = None, seed: int | None = None, precision: str = "fp32") -> Runtime:
+    """`device` (default: cuda when available, else cpu), every generator seeded with `seed`
+    (None: left as they are), and the autocast of `precision` (PRECISIONS)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: unknown; known: {', '.join(PRECISIONS)}")
+    if seed is not None:
+        manual_seed(seed)
+    return Runtime(device or ("cuda" if torch.cuda.is_available() else "cpu"), precision)
