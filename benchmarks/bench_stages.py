@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.catalog import load_catalog  # noqa: E402
-from pipeline.cli import _ensure_demo  # noqa: E402
+from pipeline.demo import ensure_demo  # noqa: E402
 from pipeline.face_models import landmark_backend  # noqa: E402
 from pipeline.ingest import ingest  # noqa: E402
 from pipeline.io import read_depth, read_rgb  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
     repo = Path(__file__).resolve().parent.parent
     cat = load_catalog(repo / "catalog.yaml")
     ds = cat.dataset("demo")
-    _ensure_demo(ds, log=lambda *a: None)
+    ensure_demo(ds, log=lambda *a: None)
     root = ds.root()
     samples, _ = ingest(ds)
     rows = samples.to_dict("records")

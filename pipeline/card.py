@@ -144,8 +144,8 @@ READING = [
     "## Reading it",
     "",
     "```python",
-    "from training.data import PairDataset",
-    "ds = PairDataset('<store path or s3://bucket/prefix>@<tag>', scheme)",
+    "from training.dvscl.feed import DVSCLDataset",
+    "ds = DVSCLDataset('<store path or s3://bucket/prefix>@<tag>', scheme)",
     "```",
     "Tables: `manifest`, `exclusions`, `checksums` (+ `au_frames`, `videos` with AU screening); "
     "`mepipe verify` re-checks every array against `checksums`.",

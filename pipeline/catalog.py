@@ -48,6 +48,7 @@ _DS = {
     "max_duration_s": ((int, float), False),
     "exclude_known_bad": (bool, False),
     "extra_schemes": (list, False),
+    "max_failed_fraction": ((int, float), False),
 }
 _REPAIR = {
     "row": (int, True),
@@ -76,7 +77,11 @@ _COMP = {
     "fps": ((int, float), False),
     "modalities": (list, False),
     "params": (dict, False),
+    "max_failed_fraction": ((int, float), False),
 }
+# a run whose failed clip tasks exceed this fraction of those it computed does not become
+# `main` (its result stays on the run's scratch branch for inspection; exit status 1)
+DEFAULT_MAX_FAILED_FRACTION = 0.5
 
 
 class CatalogError(ValueError):
@@ -109,6 +114,7 @@ class Dataset:
     exclude_known_bad: bool = False  # known-bad list: note the samples (False) or exclude them
     extra_schemes: list = field(default_factory=list)  # other label schemes to count classes under
     schemes: dict = field(default_factory=dict)  # name -> scheme, label_scheme first
+    max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
     composite_root: Path | None = None
     base_dir: Path = Path(".")
 
@@ -231,6 +237,14 @@ def _params(d: dict, where: str) -> dict:
         raise CatalogError(str(e)) from e
 
 
+def _failed_fraction(d: dict, where: str) -> float:
+    """The dataset's failure threshold, checked: a fraction in (0, 1]."""
+    v = d.get("max_failed_fraction", DEFAULT_MAX_FAILED_FRACTION)
+    if not (0 < v <= 1):
+        raise CatalogError(f"{where}.max_failed_fraction: expected a fraction in (0, 1], got {v!r}")
+    return float(v)
+
+
 def _scheme_of(d: dict, schemes: dict, where: str) -> dict:
     if d["label_scheme"] not in schemes:
         raise CatalogError(f"{where}.label_scheme: {d['label_scheme']!r} is not in label_schemes")
@@ -265,6 +279,7 @@ def _composite(name: str, d: dict, raw: dict, base: Path) -> Dataset:
         schemes={d["label_scheme"]: scheme},
         composite_root=(base / raw["store_root"]).parent / "composites" / name,
         base_dir=base,
+        max_failed_fraction=_failed_fraction(d, where),
     )
 
 
@@ -291,6 +306,8 @@ def _check_dataset(d: dict, schemes: dict, where: str) -> None:
     if bad:
         raise CatalogError(f"{where}.modalities: unknown {bad}; known: {MODALITIES}")
     _scheme_of(d, schemes, where)
+    if not (d["fps"] > 0 and d["fps"] < float("inf")):
+        raise CatalogError(f"{where}.fps: expected a positive, finite frame rate, got {d['fps']!r}")
     if d.get("generate") not in (None, "demo"):
         raise CatalogError(f"{where}.generate: only 'demo' can be generated")
     if "unlabelled" in d:
@@ -333,6 +350,7 @@ def _dataset(name: str, d: dict, schemes: dict, base: Path) -> Dataset:
         exclude_known_bad=bool(d.get("exclude_known_bad", False)),
         extra_schemes=extra,
         schemes={k: schemes[k] for k in dict.fromkeys([d["label_scheme"], *extra])},
+        max_failed_fraction=_failed_fraction(d, where),
     )
 
 

@@ -129,6 +129,7 @@ def provenance(rec: RunRecord, plan: RunPlan, ex: Executed, tables: Assembled, t
         "adapter": ds.adapter,
         "annotation_sha256": sha256_file(ds.file("annotation")) if ds.annotation else None,
         "sources": plan.sources,
+        "labels_sha256": plan.labels,
         "fps": ds.fps,
         "label_scheme": ds.label_scheme,
         "landmark_backends": sorted({b for b in manifest.get("landmark_backend", pd.Series()).dropna()}),
@@ -157,22 +158,50 @@ def write_tables(g: zarr.Group, tables: Assembled, scr: Screening | None) -> dic
     return shas
 
 
-def commit(store: Store, rec: RunRecord, plan: RunPlan, ex: Executed, tables: Assembled) -> tuple[str, dict]:
-    """Write tables, provenance and card; amend the scratch branch into one commit, move
-    `main` to it and delete the branch. Returns (snapshot, provenance)."""
+def _write_version(rec: RunRecord, plan: RunPlan, ex: Executed, tables: Assembled, extra: dict) -> tuple[str, dict]:
+    """Write tables, provenance (+ `extra`) and card to the scratch branch and amend it
+    into one commit; returns (snapshot, provenance). `main` is not touched."""
     g = zarr.open_group(ex.session.store, mode="a")
-    meta = provenance(rec, plan, ex, tables, write_tables(g, tables, rec.screening))
+    meta = {**provenance(rec, plan, ex, tables, write_tables(g, tables, rec.screening)), **extra}
     shapes = {a: g[a].shape for a in ARRAYS if a in g}
     card = dataset_card(meta, rec.ds.scheme, rec.ds.description, shapes, tables.manifest, tables.exclusions)
     meta["card_sha256"] = write_text_array(g, CARD, card)
     n_ok = meta["counts"]["ok"]
     fault_point("before_commit")
-    snap = ex.session.amend(f"preprocess {rec.ds.name}: {len(plan.todo)} computed, {n_ok}/{plan.n} ok", metadata=meta)
+    msg = f"preprocess {rec.ds.name}: {len(plan.todo)} computed, {n_ok}/{plan.n} ok"
+    snap = ex.session.amend(msg + (" (FAILED run, not main)" if extra.get("failed_run") else ""), metadata=meta)
+    return snap, meta
+
+
+def keep_failed_run(rec: RunRecord, plan: RunPlan, ex: Executed, tables: Assembled, why: str) -> tuple[str, dict]:
+    """A failed run's result, committed on its scratch branch only (for inspection with
+    `mepipe versions show --ref <snapshot>`); `main` stays where it was. The next run
+    deletes the branch."""
+    return _write_version(rec, plan, ex, tables, {"failed_run": why})
+
+
+def commit(store: Store, rec: RunRecord, plan: RunPlan, ex: Executed, tables: Assembled) -> tuple[str, dict]:
+    """Write tables, provenance and card; amend the scratch branch into one commit and
+    move `main` to it (the last step: before it, nothing of the run is visible). Returns
+    (snapshot, provenance)."""
+    snap, meta = _write_version(rec, plan, ex, tables, {})
     fault_point("after_commit")
     store.repo.reset_branch(BRANCH, snap, from_snapshot_id=plan.parent)
     fault_point("after_reset")
-    store.repo.delete_branch(ex.branch)
     return snap, meta
+
+
+class CommittedButFailed(RuntimeError):
+    """`main` moved to `snapshot` (the version is complete), then a later step failed."""
+
+    def __init__(self, snapshot: str, step: str, error: BaseException):
+        super().__init__(f"committed snapshot {snapshot}; then {step} failed: {type(error).__name__}: {error}")
+        self.snapshot, self.step, self.error = snapshot, step, error
+
+
+def delete_scratch_branch(store: Store, branch: str) -> None:
+    """The run's scratch branch, no longer needed once `main` points at its commit."""
+    store.repo.delete_branch(branch)
 
 
 def write_run_folder(run_dir: Path, tables: Assembled, summary: dict) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import shutil
 import zipfile
@@ -283,3 +284,13 @@ def generate(root: Path, log=print) -> Path:
     tmp.rename(root)
     log(f"demo dataset written to {root} ({len(rows)} annotation rows)")
     return root
+
+
+def ensure_demo(ds, log=print) -> None:
+    """Generate a `generate: demo` dataset on first use (unless its root is set by the
+    environment, i.e. the user points at their own copy)."""
+    if ds.generate == "demo" and not os.environ.get(ds.root_env):
+        root = ds.root(must_exist=False)
+        if not is_complete(root):
+            log(f"[{ds.name}] generating the demo dataset in {root} (first use)")
+            generate(root, log=log)

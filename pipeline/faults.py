@@ -5,7 +5,7 @@ MEPIPE_FAULT=<point>:pause   it writes $MEPIPE_FAULT_FILE and sleeps, so a test 
                              `kill -9` it exactly there
 Points: before_commit, after_commit, after_reset (driver); clip:<sample_id> (the worker
 process running that sample dies once: the marker $MEPIPE_FAULT_FILE records it);
-clip_error:<sample_id> (that sample's task raises every time).
+clip_error:<sample_id> (that sample's task raises every time; clip_error:* every sample's).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def fault_point(name: str) -> None:
 def clip_fault(sample_id: str) -> None:
     """In a worker: die once (clip:<id>) or raise (clip_error:<id>) for that sample."""
     want = os.environ.get("MEPIPE_FAULT", "")
-    if want == f"clip_error:{sample_id}":
+    if want in (f"clip_error:{sample_id}", "clip_error:*"):
         raise RuntimeError(f"injected failure for sample {sample_id}")
     if want == f"clip:{sample_id}":
         marker = Path(os.environ["MEPIPE_FAULT_FILE"])

@@ -7,6 +7,7 @@ changing one recomputes only those products.
 from __future__ import annotations
 
 import copy
+import math
 
 from stages.flow import FARNEBACK_DEFAULTS, TVL1_DEFAULTS
 
@@ -37,8 +38,70 @@ CHOICES = {
 }
 
 
+def _positive(v) -> bool:
+    return v > 0
+
+
+def _at_least_one(v) -> bool:
+    return v >= 1
+
+
+def _non_negative(v) -> bool:
+    return v >= 0
+
+
+def _unit(v) -> bool:
+    return 0 <= v <= 1
+
+
+def _open_unit(v) -> bool:
+    return 0 < v < 1
+
+
+# (stage, key) -> (test, what it means): a value of the right type must also be in range
+RANGES = {
+    ("face", "upsample"): (_non_negative, ">= 0"),
+    ("face", "min_detection_confidence"): (_unit, "in [0, 1]"),
+    ("crop", "max_brow_ext"): (_non_negative, ">= 0"),
+    ("crop", "margin"): (_non_negative, ">= 0"),
+    ("depth", "window"): (_at_least_one, ">= 1 (pixels)"),
+    ("tvl1", "tau"): (_positive, "> 0"),
+    ("tvl1", "lambda_"): (_positive, "> 0"),
+    ("tvl1", "theta"): (_positive, "> 0"),
+    ("tvl1", "nscales"): (_at_least_one, ">= 1"),
+    ("tvl1", "warps"): (_at_least_one, ">= 1"),
+    ("tvl1", "epsilon"): (_positive, "> 0"),
+    ("tvl1", "innnerIterations"): (_at_least_one, ">= 1"),
+    ("tvl1", "outerIterations"): (_at_least_one, ">= 1"),
+    ("tvl1", "scaleStep"): (_open_unit, "in (0, 1)"),
+    ("tvl1", "gamma"): (_non_negative, ">= 0"),
+    ("tvl1", "medianFiltering"): (_at_least_one, ">= 1"),
+    ("farneback", "pyr_scale"): (_open_unit, "in (0, 1)"),
+    ("farneback", "levels"): (_non_negative, ">= 0"),
+    ("farneback", "winsize"): (_at_least_one, ">= 1"),
+    ("farneback", "iterations"): (_at_least_one, ">= 1"),
+    ("farneback", "poly_n"): (_at_least_one, ">= 1"),
+    ("farneback", "poly_sigma"): (_positive, "> 0"),
+    ("magnify", "alpha"): (_positive, "> 0"),
+    ("magnify", "levels"): (_at_least_one, ">= 1"),
+    ("au", "phi"): (_non_negative, ">= 0"),
+    ("au", "onset_lag_at_30fps"): (_at_least_one, ">= 1 (frames)"),
+    ("au", "min_confidence"): (_unit, "in [0, 1]"),
+    ("au", "segment_frames"): (_at_least_one, ">= 1 (frames)"),
+}
+
+
 class ParamError(ValueError):
     pass
+
+
+def _check_range(stage: str, k: str, v, where: str) -> None:
+    """A number must be finite and in its declared range (RANGES)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ParamError(f"{where}.{stage}.{k}: expected a finite number, got {v!r}")
+    test = RANGES.get((stage, k))
+    if test and not test[0](v):
+        raise ParamError(f"{where}.{stage}.{k}: {v!r} is out of range; expected {test[1]}")
 
 
 def resolve(overrides: dict | None, where: str) -> dict[str, dict]:
@@ -60,5 +123,6 @@ def resolve(overrides: dict | None, where: str) -> dict[str, dict]:
             choices = CHOICES.get((stage, k))
             if choices and v not in choices:
                 raise ParamError(f"{where}.{stage}.{k}: {v!r} is not one of {choices}")
+            _check_range(stage, k, v, where)
             out[stage][k] = v
     return out

@@ -63,7 +63,12 @@ class RunPlan:
     starts: list[int]  # first row of each sample's clip in the ragged arrays
     total_frames: int  # rows of the ragged arrays
     sources: dict  # source file -> sha256 (annotation sheets, lists, repairs)
-    up_to_date: bool
+    labels: str  # label_inputs(ds): the catalog's label schemes
+    reasons: list = field(default_factory=list)  # why a new version is written (empty: up to date)
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.reasons
 
     @property
     def n(self) -> int:
@@ -224,24 +229,58 @@ class Previous:
     array_rows: dict  # array name -> rows it holds
 
 
-def nothing_to_do(plan: RunPlan, prev: Previous, screened_same: bool) -> bool:
-    """True when a run would write exactly what the current version holds: no sample to
-    compute or copy, the arrays laid out for these samples, the same pre-task exclusions,
-    the same screening and the same source files (an annotation edit that changes no
-    frame - a label, AU or note - still needs new tables)."""
+def label_inputs(ds: Dataset) -> str:
+    """sha256 of what the catalog says about labels beyond each sample's row: the label
+    scheme and every scheme counted (class -> emotion words)."""
+    spec = {"label_scheme": ds.label_scheme, "schemes": ds.schemes or {ds.label_scheme: ds.scheme}}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _sample_columns_differ(old: pd.DataFrame, samples: pd.DataFrame) -> list[str]:
+    """The sample columns (SAMPLE_SCHEMA: emotion, fps, AUs, paths, notes...) whose values
+    the previous manifest holds differently from this ingest."""
+    from schemas.tables import SAMPLE_SCHEMA, conform
+
+    if len(old) != len(samples) or set(old["sample_id"]) != set(samples["sample_id"]):
+        return ["sample_id"]
+    names = [n for n in SAMPLE_SCHEMA.names if n in old.columns or n in samples.columns]
+
+    def table(df):
+        return conform(df.reindex(columns=names).sort_values("sample_id").reset_index(drop=True), SAMPLE_SCHEMA)
+
+    a, b = table(old), table(samples)
+    return [n for n in SAMPLE_SCHEMA.names if not a.column(n).equals(b.column(n))]
+
+
+def new_version_reasons(plan: RunPlan, prev: Previous, screened_same: bool) -> list[str]:
+    """Why a run must write a new version (empty: the current one is exactly what it
+    would write). Besides samples to compute or copy: arrays laid out for other samples,
+    other pre-task exclusions, another screening, other source files, sample columns the
+    catalog or sheet changed without changing a frame (emotion via synonyms, fps, a
+    repair, a note) and other label schemes - those make a new version of the tables
+    without recomputing arrays."""
+    if plan.todo or plan.copies:
+        return [f"{len(plan.todo)} sample(s) to compute, {len(plan.copies)} to copy"]
+    if prev.manifest is None or prev.exclusions is None:
+        return ["no previous version"]
     want = {a: (plan.total_frames if ARRAYS[a].ragged else plan.n) for a in plan.array_names}
-    arrays_ok = all(prev.array_rows.get(a) == rows for a, rows in want.items())
-    return (
-        not plan.todo
-        and not plan.copies
-        and arrays_ok
-        and prev.manifest is not None
-        and len(prev.manifest) == plan.n
-        and prev.exclusions is not None
-        and _pre_task_keys(prev.exclusions) == _pre_task_keys(plan.exclusions)
-        and screened_same
-        and prev.metadata.get("sources") == plan.sources
-    )
+    checks = [
+        (all(prev.array_rows.get(a) == rows for a, rows in want.items()), "the arrays are laid out for other samples"),
+        (_pre_task_keys(prev.exclusions) == _pre_task_keys(plan.exclusions), "other rows excluded before any task"),
+        (screened_same, "the AU screening changed"),
+        (prev.metadata.get("sources") == plan.sources, "the annotation files or repairs changed"),
+        (
+            prev.metadata.get("labels_sha256") == plan.labels,
+            "the catalog's label schemes changed"
+            if "labels_sha256" in prev.metadata
+            else "the current version does not record its label schemes (made before they were compared)",
+        ),
+    ]
+    reasons = [why for same, why in checks if not same]
+    cols = _sample_columns_differ(prev.manifest, plan.samples)
+    if cols:
+        reasons.append(f"sample columns changed: {', '.join(cols)}")
+    return reasons
 
 
 def fingerprint_scheme_note(prev: Previous, name: str) -> str | None:

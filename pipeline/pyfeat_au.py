@@ -96,6 +96,9 @@ def detector(folder: str, device: str = "cpu"):
         import torch  # before feat: feat sets OMP_NUM_THREADS when unset
         from feat import Detectorv1
 
+        from pipeline.model_trust import check_skops_types
+
+        check_skops_types(model_files(Path(folder))["py-feat/xgb_au"])  # py-feat trusts every type it names
         grad = torch.is_grad_enabled()  # py-feat's RetinaFace turns autograd off process-wide
         try:
             with _models_folder(Path(folder)), warnings.catch_warnings():

@@ -193,15 +193,19 @@ def _exclusions_table(excl: pd.DataFrame) -> str:
     )
 
 
-def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, stage_ms: dict, n_samples: int = 6) -> Path:
+def write_report(
+    store: Store, ds: Dataset, snapshot: str, run_dir: Path, stage_ms: dict, n_samples: int = 6
+) -> tuple[Path, list[str]]:
     """The run's QC page (<run_dir>/qc/index.html): counts, stage timings, image strips
-    of a few samples, the AU screening plots and the exclusions."""
+    of a few samples, the AU screening plots and the exclusions. Returns (page, warnings:
+    images that could not be written, also listed on the page)."""
     qc = run_dir / "qc"
     qc.mkdir(parents=True, exist_ok=True)
     g = store.group(snapshot)
     man = store.table("manifest", snapshot)
     excl = store.table("exclusions", snapshot)
     ok = man[man["status"] == "ok"]
+    warnings: list[str] = []
     parts = [
         f"<h1>QC report: {html.escape(ds.name)}</h1>",
         f"<p>snapshot <code>{snapshot}</code>; {len(ok)}/{len(man)} samples ok; {len(excl)} exclusions.</p>",
@@ -210,13 +214,16 @@ def write_report(store: Store, ds: Dataset, snapshot: str, run_dir: Path, stage_
     ]
     for r in _pick(ok, n_samples).to_dict("records"):
         name = f"sample_{int(r['index']):05d}.png"
-        cv2.imwrite(str(qc / name), _sample_strip(g, r, ds)[..., ::-1])
+        if not cv2.imwrite(str(qc / name), _sample_strip(g, r, ds)[..., ::-1]):
+            warnings.append(f"QC image {qc / name} could not be written (sample {r['sample_id']})")
         parts.append(
             f"<h3>{html.escape(r['sample_id'])} ({html.escape(str(r['emotion']))}, AU "
             f"{html.escape(str(r['au_raw']))})</h3><img src='{name}'>"
         )
     parts += au_section(store, ds, snapshot, qc)
     parts.append(_exclusions_table(excl))
+    if warnings:
+        parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul>")
     out = qc / "index.html"
     out.write_text("<html><body>" + "\n".join(parts) + "</body></html>")
-    return out
+    return out, warnings

@@ -23,7 +23,14 @@ import pandas as pd
 
 from pipeline.assemble import Assembled, assemble
 from pipeline.catalog import Catalog, Dataset
-from pipeline.commit import RunRecord, commit, write_run_folder
+from pipeline.commit import (
+    CommittedButFailed,
+    RunRecord,
+    commit,
+    delete_scratch_branch,
+    keep_failed_run,
+    write_run_folder,
+)
 from pipeline.execute import LazyClient, drop_scratch_branches, execute
 from pipeline.ingest import Ingested, ingest_all
 from pipeline.planning import (
@@ -31,7 +38,8 @@ from pipeline.planning import (
     RunPlan,
     clip_lengths,
     fingerprint_scheme_note,
-    nothing_to_do,
+    label_inputs,
+    new_version_reasons,
     plan_samples,
     ragged_layout,
     source_checksums,
@@ -59,6 +67,8 @@ class RunResult:
     committed: bool
     seconds: float
     provenance: dict | None = None
+    failed_run: str | None = None  # why the run did not become `main` (too many failed tasks)
+    kept_branch: str | None = None  # where its result stays for inspection
 
     @property
     def failed(self) -> list[str]:
@@ -77,6 +87,7 @@ class RunSettings:
     progress: bool = True
     checkpoint_s: float = 120.0
     started: float = 0.0
+    trust_model_files: bool = False  # accept model files whose sha256 differs from models.lock
 
 
 @dataclass
@@ -125,19 +136,29 @@ def screen_phase(ds: Dataset, got: Ingested, store: Store, prev: Previous, get_c
         return Screened(got.samples, got.exclusions, None, True)
     from pipeline.screening import screen
 
-    scr = screen(ds, store.table("au_frames", prev.snapshot), prev.videos, get_client, log=s.log, progress=s.progress)
+    scr = screen(
+        ds,
+        store.table("au_frames", prev.snapshot),
+        prev.videos,
+        get_client,
+        log=s.log,
+        progress=s.progress,
+        trust_model_files=s.trust_model_files,
+    )
     samples = pd.concat([got.samples, scr.samples], ignore_index=True) if len(scr.samples) else got.samples
     exclusions = pd.concat([got.exclusions, scr.exclusions], ignore_index=True)
     same = not scr.recomputed and prev.videos is not None and set(prev.videos["video"]) == set(scr.videos["video"])
     return Screened(samples, exclusions, scr, same)
 
 
-def plan_phase(ds: Dataset, got: Ingested, screened: Screened, prev: Previous, groups: tuple) -> RunPlan:
+def plan_phase(
+    ds: Dataset, got: Ingested, screened: Screened, prev: Previous, groups: tuple, s: RunSettings
+) -> RunPlan:
     """Decide per sample what to compute, keep or copy; and whether anything is to do.
     A missing model file stops the run here, before any work."""
     lengths = clip_lengths(screened.samples, groups)
     starts, total_frames = ragged_layout(lengths)
-    check_models(ds.params, groups)
+    check_models(ds.params, groups, s.trust_model_files, s.log)
     plans = plan_samples(screened.samples, prev.manifest, ds.root(), ds, groups, starts)
     plan = RunPlan(
         prev.snapshot,
@@ -149,9 +170,9 @@ def plan_phase(ds: Dataset, got: Ingested, screened: Screened, prev: Previous, g
         starts,
         total_frames,
         source_checksums(ds, got.datasets),
-        up_to_date=False,
+        label_inputs(ds),
     )
-    plan.up_to_date = nothing_to_do(plan, prev, screened.same_as_parent)
+    plan.reasons = new_version_reasons(plan, prev, screened.same_as_parent)
     return plan
 
 
@@ -160,6 +181,36 @@ def _up_to_date(store: Store, plan: RunPlan, prev: Previous, s: RunSettings, nam
     s.log(f"[{name}] up to date: 0 samples recomputed ({plan.kept} unchanged) at snapshot {plan.parent}")
     secs = time.perf_counter() - s.started
     return RunResult(plan.parent, s.run_dir, 0, 0, plan.kept, prev.exclusions, prev.manifest, {}, False, secs)
+
+
+def too_many_failures(plan: RunPlan, written, max_fraction: float) -> str | None:
+    """Why this run must not become `main`: every clip task it ran failed, or more than
+    `max_fraction` of them (catalog `max_failed_fraction`, default 0.5). None: fine."""
+    ran = [p.index for p in plan.todo]
+    failed = sum((written.infos.get(i) or {}).get("stage") == "task" for i in ran)
+    if not ran or not failed:
+        return None
+    if failed == len(ran) or failed / len(ran) > max_fraction:
+        return (
+            f"{failed} of the {len(ran)} clip task(s) this run computed failed after retries "
+            f"(limit: more than {max_fraction:.0%} or all; catalog max_failed_fraction)"
+        )
+    return None
+
+
+def _failed_run(store, rec: RunRecord, plan: RunPlan, ex, tables: Assembled, why: str, s: RunSettings) -> RunResult:
+    """Keep a failed run's result on its scratch branch, say so; `main` does not move."""
+    snap, meta = keep_failed_run(rec, plan, ex, tables, why)
+    s.log(
+        f"[{rec.ds.name}] FAILED run: {why}. Nothing was committed to main (still snapshot {plan.parent}); "
+        f"this run's result is kept as snapshot {snap} on branch {ex.branch} for inspection "
+        f"(`mepipe versions show --ref {snap}`) until the next run"
+    )
+    secs = time.perf_counter() - s.started
+    return RunResult(
+        plan.parent, s.run_dir, len(plan.todo), len(plan.copies), plan.kept, tables.exclusions, tables.manifest,
+        tables.stage_ms, False, secs, meta, failed_run=why, kept_branch=ex.branch,
+    )  # fmt: skip
 
 
 def _report(snap: str, plan: RunPlan, tables: Assembled, s: RunSettings, name: str) -> float:
@@ -177,13 +228,28 @@ def _report(snap: str, plan: RunPlan, tables: Assembled, s: RunSettings, name: s
     return secs
 
 
+def _after_commit(store: Store, snap: str, meta: dict, plan: RunPlan, ex, tables: Assembled, s: RunSettings) -> dict:
+    """Clean up and record once `main` has moved; a failure here is reported as what it
+    is (CommittedButFailed: the version is committed), never as a run that left nothing."""
+    step = "deleting the run's scratch branch"
+    try:
+        delete_scratch_branch(store, ex.branch)
+        secs = _report(snap, plan, tables, s, meta["dataset"])
+        summary = {"snapshot": snap, **meta, "stage_ms_per_clip": tables.stage_ms, "seconds": secs}
+        step = f"writing the run folder {s.run_dir}"
+        write_run_folder(s.run_dir, tables, summary)
+    except Exception as e:
+        raise CommittedButFailed(snap, step, e) from e
+    return summary
+
+
 def _run_locked(
     ds: Dataset, got: Ingested, store: Store, get_client: LazyClient, groups: tuple, s: RunSettings
 ) -> RunResult:
     """screen -> plan -> execute -> assemble -> commit, holding the store's lock."""
     prev = previous_version(store)
     screened = screen_phase(ds, got, store, prev, get_client, s)
-    plan = plan_phase(ds, got, screened, prev, groups)
+    plan = plan_phase(ds, got, screened, prev, groups, s)
     if note := fingerprint_scheme_note(prev, ds.name):
         s.log(note)
     if plan.up_to_date:
@@ -192,12 +258,16 @@ def _run_locked(
         f"[{ds.name}] {len(plan.todo)} to compute, {len(plan.copies)} to copy, {plan.kept} unchanged; "
         f"{get_client.workers} worker(s)"
     )
+    if not plan.todo and not plan.copies:
+        s.log(f"[{ds.name}] a new version of the tables, no array recomputed: {'; '.join(plan.reasons)}")
     ex = execute(store, plan, ds, get_client, s.run_id, s.log, s.checkpoint_s, s.progress)
     tables = assemble(plan, ex.written, ds.name, prev.exclusions, store.table("checksums", prev.snapshot))
-    snap, meta = commit(store, RunRecord(s.run_id, ds, got, screened.screening), plan, ex, tables)
-    secs = _report(snap, plan, tables, s, ds.name)
-    summary = {"snapshot": snap, **meta, "stage_ms_per_clip": tables.stage_ms, "seconds": secs}
-    write_run_folder(s.run_dir, tables, summary)
+    rec = RunRecord(s.run_id, ds, got, screened.screening)
+    if why := too_many_failures(plan, ex.written, ds.max_failed_fraction):
+        return _failed_run(store, rec, plan, ex, tables, why, s)
+    snap, meta = commit(store, rec, plan, ex, tables)
+    summary = _after_commit(store, snap, meta, plan, ex, tables, s)
+    secs = summary["seconds"]
     return RunResult(
         snap,
         s.run_dir,
@@ -224,13 +294,17 @@ def run(
     lock_wait: float = 0.0,
     run_id: str | None = None,
     checkpoint_s: float = 120.0,
+    trust_model_files: bool = False,
 ) -> RunResult:
     """Preprocess dataset `ds` into its store and commit one version (or nothing, if up to
     date). A store locked by another run is an error at once, or after `lock_wait` s.
     Written shards are checkpointed on the run's scratch branch every `checkpoint_s`
-    seconds, so a killed run resumes from there instead of starting over."""
+    seconds, so a killed run resumes from there instead of starting over. Model files
+    whose sha256 differs from models.lock are refused unless `trust_model_files`."""
     run_id = run_id or new_run_id()
-    s = RunSettings(run_id, cat.runs_root / ds.name / run_id, log, progress, checkpoint_s, time.perf_counter())
+    s = RunSettings(
+        run_id, cat.runs_root / ds.name / run_id, log, progress, checkpoint_s, time.perf_counter(), trust_model_files
+    )
     s.run_dir.mkdir(parents=True, exist_ok=True)
     got = ingest_phase(cat, ds, log)
     ds = got.datasets[ds.name]  # with the layout ingest found

@@ -262,9 +262,11 @@ def openface_rows(root: Path, rec: dict, csv: Path, min_confidence: float) -> tu
     return np.asarray(numbers, np.int64), out, [k for k in numbers if k not in seen]
 
 
-def pyfeat_check(ds: Dataset) -> Path:
-    """The py-feat estimator needs py-feat's runtime and its model files on local disk;
-    returns the models folder."""
+def pyfeat_check(ds: Dataset, trust: bool = False, log=print) -> Path:
+    """The py-feat estimator needs py-feat's runtime and its model files on local disk,
+    the AU classifier naming only the types it needs and pinned files matching
+    models.lock (pipeline.model_trust); returns the models folder."""
+    from pipeline.model_trust import check_pinned, check_skops_types
     from pipeline.pyfeat_au import MODEL_FILES, model_files
 
     rel = (ds.unlabelled or {}).get("pyfeat_models") or os.environ.get("MEPIPE_PYFEAT_MODELS")
@@ -280,6 +282,9 @@ def pyfeat_check(ds: Dataset) -> Path:
             f"datasets.{ds.name}.unlabelled.pyfeat_models or MEPIPE_PYFEAT_MODELS, or use "
             "params.au.estimator: landmarks | openface"
         )
+    for repo, path in found.items():
+        check_pinned(path, f"{repo}/{path.name}", trust, log)
+    check_skops_types(found["py-feat/xgb_au"])
     offline()  # before py-feat (and huggingface_hub) load: nothing may download
     try:
         import feat  # noqa: F401
@@ -513,12 +518,13 @@ def screen(
     get_client,
     log=print,
     progress: bool = True,
+    trust_model_files: bool = False,
 ) -> Screening:
     """AU screening of the unlabelled recordings: estimate per-frame AU intensities (only
     for videos whose fingerprint changed; the others reuse `prev_frames`), then select
     the onset/apex pairs of each video."""
     est = ds.params["au"]["estimator"]
-    models = pyfeat_check(ds) if est == "pyfeat" else None
+    models = pyfeat_check(ds, trust_model_files, log) if est == "pyfeat" else None
     recs = list_recordings(ds)
     videos, excl = unlabelled_videos(recs, dataset=ds.name, fps=ds.fps)
     by_id = {f"{r['subject']}/{r['name']}": r for r in recs}

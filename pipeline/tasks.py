@@ -33,9 +33,22 @@ class MagnifierMissing(RuntimeError):
     pass
 
 
-def check_models(params: dict, need) -> None:
-    """Every model file a needed product declares is a local file that loads; checked
-    before any work (learning-based magnification, Oh et al. 2018, is optional)."""
+def check_landmark_model(params: dict, trust: bool = False, log=print) -> None:
+    """The dlib predictor (when params.face.backend is dlib) is the file models.lock pins
+    (a user's own file via MEPIPE_DLIB_PREDICTOR needs --trust-model-files)."""
+    from pipeline.face_models import dlib_predictor_path
+    from pipeline.model_trust import check_pinned
+
+    if params["face"]["backend"] == "dlib":
+        check_pinned(dlib_predictor_path(), "dlib/shape_predictor_68_face_landmarks.dat", trust, log)
+
+
+def check_models(params: dict, need, trust: bool = False, log=print) -> None:
+    """Every model file a needed product declares is a local file that loads, and the
+    landmark model is the pinned one; checked before any work (learning-based
+    magnification, Oh et al. 2018, is optional)."""
+    if need:
+        check_landmark_model(params, trust, log)
     for name in need:
         path = REGISTRY[name].model(params)
         if path is None:

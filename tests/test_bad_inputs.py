@@ -637,3 +637,95 @@ def test_10_misspelled_sheet_name_fails_the_run_and_leaves_the_store(committed):
     ):
         c.run()
     assert_previous_version_intact(c, committed=False)
+
+
+# -- the truth after the commit (issue 15, item 5) ----------------------------------------
+
+
+def _force_a_new_version(c: Committed) -> None:
+    """A label edit: the next run commits a new version without recomputing arrays."""
+    row = sheet_row(c.root, "spNO.1/a")
+
+    def relabel(df):
+        df.loc[row - 2, "emotion"] = "surprise"
+        return df
+
+    rewrite_annotation(c.root, relabel)
+
+
+def _cli(c: Committed, capsys) -> tuple[int, str]:
+    from mepipe.cli import main
+
+    rc = main(["--catalog", str(c.cat.path), "preprocess", "--dataset", "t", "--methods", "dvscl", "--no-progress"])
+    return rc, capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "step,target",
+    [
+        ("writing the run folder", "pipeline.runner.write_run_folder"),
+        ("deleting the run's scratch branch", "pipeline.runner.delete_scratch_branch"),
+    ],
+)
+def test_a_failure_after_main_moved_is_reported_as_committed(committed, monkeypatch, capsys, step, target):
+    c = committed
+    _force_a_new_version(c)
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(target, disk_full)
+    rc, out = _cli(c, capsys)
+    assert rc == 4, out
+    st = Store(c.cat.store_root / "t", create=False)
+    assert st.head() != c.head  # main moved: the new version is complete
+    assert f"committed snapshot {st.head()}; then {step}" in out and "No space left on device" in out
+    assert "The version is complete and is main" in out and "Nothing was committed" not in out
+    assert_previous_version_intact(c, committed=True)
+
+
+def test_a_qc_image_that_cannot_be_written_is_a_warning(committed, monkeypatch, capsys):
+    c = committed
+    _force_a_new_version(c)
+    monkeypatch.setattr("pipeline.qc.cv2.imwrite", lambda *a, **k: False)  # e.g. a full disk
+    rc, out = _cli(c, capsys)
+    assert rc == 0, out
+    assert "warning: QC image" in out and "could not be written (sample t/" in out
+    assert "QC report:" in out and "warning(s))" in out
+    page = next((c.cat.runs_root / "t").glob("*/qc/index.html")).read_text()
+    assert "<h2>Warnings</h2>" in page
+
+
+# -- catalog edits that change no frame (issue 15, item 6) -------------------------------
+
+
+@pytest.mark.parametrize(
+    "edit,check",
+    [
+        (("fps: 30", "fps: 60"), lambda res, st: (res.manifest["fps"] == 60.0).all()),
+        (
+            (
+                "label_scheme: casme3_7",
+                "label_scheme: casme3_7\n    emotion_synonyms: {happy: glee, sad: glee, surprise: glee, disgust: glee}",
+            ),
+            lambda res, st: set(res.manifest["emotion"]) == {"glee"},
+        ),
+        (
+            ("happiness: [happy]", "happiness: [happy, glad]"),
+            lambda res, st: st.repo.lookup_snapshot(st.head()).metadata["labels_sha256"] is not None,
+        ),
+    ],
+)
+def test_a_catalog_edit_that_changes_no_frame_makes_a_new_version_without_recompute(committed, edit, check):
+    c = committed
+    assert c.run().committed is False  # the baseline is up to date
+    path = c.cat.path
+    path.write_text(path.read_text().replace(*edit))
+    cat = load_catalog(path)
+    res = run(cat, cat.dataset("t"), workers=1, **QUIET)
+    assert res.committed and res.recomputed == 0 and res.copied == 0
+    st = Store(cat.store_root / "t", create=False)
+    assert check(res, st)
+    assert_good_samples_unchanged(c, res, set())  # the arrays are the previous version's
+    again = run(cat, cat.dataset("t"), workers=1, **QUIET)
+    assert not again.committed  # and now it is up to date

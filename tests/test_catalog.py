@@ -41,6 +41,9 @@ def test_symlink_loop_root(tmp_path, monkeypatch):
         (("adapter: casme3_part_a", "adapter: casme9"), r"datasets\.t\.adapter: unknown adapter"),
         (("label_scheme: casme3_7", "label_scheme: nope"), r"datasets\.t\.label_scheme"),
         (("modalities: [rgb, depth]", "modalities: [rgb, thermal]"), r"datasets\.t\.modalities"),
+        (("fps: 30", "fps: 0"), r"datasets\.t\.fps: expected a positive, finite frame rate, got 0"),
+        (("fps: 30", "fps: -200"), r"datasets\.t\.fps: expected a positive, finite frame rate"),
+        (("fps: 30", "fps: .inf"), r"datasets\.t\.fps: expected a positive, finite frame rate, got inf"),
     ],
 )
 def test_typos_name_the_key(tmp_path, edit, match):
@@ -57,6 +60,12 @@ def test_typos_name_the_key(tmp_path, edit, match):
         ("depth: {fill: median}\n", r"datasets\.t\.params\.depth\.fill: 'median' is not one of"),
         ("depth: {window: five}\n", r"datasets\.t\.params\.depth\.window: expected int"),
         ("flow: {x: 1}\n", r"datasets\.t\.params\.flow: unknown stage"),
+        # right type, out of range (issue 15, item 4): refused at load, naming key and range
+        ("depth: {window: -3}\n", r"datasets\.t\.params\.depth\.window: -3 is out of range; expected >= 1"),
+        ("tvl1: {scaleStep: 1.5}\n", r"params\.tvl1\.scaleStep: 1\.5 is out of range; expected in \(0, 1\)"),
+        ("magnify: {alpha: .nan}\n", r"params\.magnify\.alpha: expected a finite number, got nan"),
+        ("au: {phi: -1.0}\n", r"params\.au\.phi: -1\.0 is out of range; expected >= 0"),
+        ("farneback: {poly_sigma: 0.0}\n", r"params\.farneback\.poly_sigma: 0\.0 is out of range"),
     ],
 )
 def test_param_errors(tmp_path, params, match):

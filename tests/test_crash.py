@@ -43,7 +43,7 @@ def batch(catalog: Path, root: Path, *extra, fault: str = "", fault_file: Path |
     cmd = [
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "mepipe.cli",
         "--catalog",
         str(catalog),
         "batch",
@@ -150,6 +150,30 @@ def test_killed_worker_and_failing_task(small, tmp_path):
     p = batch(cat, root)
     assert p.returncode == 0, p.stdout
     assert "1 to compute" in p.stdout
+    assert_consistent_and_complete(store, ref)
+
+
+def test_a_run_whose_tasks_all_fail_does_not_become_main(small, tmp_path):
+    """Issue 15, item 4: every clip task failing is a failed run, not a version of zeros."""
+    root, ref = small
+    cat = write_catalog(tmp_path)
+    store = tmp_path / "stores" / "t"
+    p = batch(cat, root, fault="clip_error:*")
+    assert p.returncode == 1, p.stdout + p.stderr
+    import re
+
+    assert re.search(r"FAILED run: (\d+) of the \1 clip task\(s\) this run computed failed", p.stdout), p.stdout
+    assert "Nothing was committed to main" in p.stdout and "committed snapshot" not in p.stdout
+    st = Store(store, create=False)
+    assert st.table("manifest") is None  # main is still the empty initial version
+    kept = [b for b in st.repo.list_branches() if b.startswith("run-")]
+    assert len(kept) == 1 and kept[0] in p.stdout
+    meta = st.repo.lookup_snapshot(st.repo.lookup_branch(kept[0])).metadata
+    assert "failed after retries" in meta["failed_run"]
+    # the next (healthy) run commits the real values and removes the kept branch
+    p = batch(cat, root)
+    assert p.returncode == 0, p.stdout
+    assert [b for b in Store(store, create=False).repo.list_branches() if b.startswith("run-")] == []
     assert_consistent_and_complete(store, ref)
 
 

@@ -68,7 +68,7 @@ def test_options_resolve_to_defaults_and_refuse_what_a_method_does_not_take():
 
 
 def test_the_registry_imports_no_torch():
-    code = "import sys, training.registry, pipeline.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, training.registry, mepipe.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -109,7 +109,7 @@ def test_training_names_no_fingerprint_column_and_reads_no_cache_variable():
 
 
 def test_cli_unknown_method_is_an_error_listing_the_known(capsys):
-    from pipeline.cli import main
+    from mepipe.cli import main
 
     assert main(["train", "--method", "nope"]) == 2
     assert (
@@ -119,8 +119,8 @@ def test_cli_unknown_method_is_an_error_listing_the_known(capsys):
 
 def test_cli_names_the_run_folder_and_passes_the_method_options(monkeypatch, tmp_path):
     import training.registry
+    from mepipe.cli import main
     from pipeline.catalog import load_catalog
-    from pipeline.cli import main
     from tests.conftest import write_catalog
 
     catalog = write_catalog(tmp_path)
@@ -144,12 +144,18 @@ def test_cli_names_the_run_folder_and_passes_the_method_options(monkeypatch, tmp
     assert got["args"][3].name == "dvscl-paper-gray" and got["kw"]["cache_dir"] is None
 
 
-def test_the_import_path_the_dataset_card_prints_still_works():
-    from training.data import PairDataset
+def test_the_reading_code_the_dataset_card_prints_imports():
+    """The card tells readers how to open a version: its import line must work."""
+    from pipeline.card import READING
+
+    code = READING[READING.index("```python") + 1 : READING.index("```", READING.index("```python") + 1)]
+    imports = [line for line in code if line.startswith("from ")]
+    assert imports == ["from training.dvscl.feed import DVSCLDataset"]
+    namespace: dict = {}
+    exec(imports[0], namespace)
     from training.dvscl.feed import DVSCLDataset
 
-    assert PairDataset is DVSCLDataset
-    assert "from training.data import PairDataset" in (REPO / "pipeline" / "card.py").read_text()
+    assert namespace["DVSCLDataset"] is DVSCLDataset
 
 
 # --- the feed Datasets' sample filter, on a stand-in store ----------------------------

@@ -278,7 +278,7 @@ def test_folders_spelt_otherwise_than_the_sheet_are_found_with_their_depth(tmp_p
 def test_mepipe_plan_command(released, tmp_path, monkeypatch, capsys):
     """`mepipe plan` (what `make plan DATASET=casme3` runs): exit 0, the report, the two
     Parquet tables where --out says."""
-    from pipeline.cli import main
+    from mepipe.cli import main
 
     monkeypatch.setenv("CASME3_ROOT", str(released))
     cat = shipped_catalog(tmp_path)

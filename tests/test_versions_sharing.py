@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mepipe.cli import main as cli
 from pipeline.catalog import load_catalog
-from pipeline.cli import main as cli
 from pipeline.remote import RemoteError, publish, pull
 from pipeline.runner import run
 from pipeline.store import Store

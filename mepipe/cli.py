@@ -1,4 +1,9 @@
-"""mepipe command line: preprocess, versions, info, demo."""
+"""mepipe command line: preprocess / batch, plan, validate, versions, verify, info,
+export, publish / pull, cluster-script, train, demo.
+
+The only module that imports both the engine (`pipeline`) and the training module
+(`training`): the engine never imports upward (tests/test_methods.py checks the graph).
+"""
 
 from __future__ import annotations
 
@@ -10,36 +15,17 @@ import sys
 from pipeline.catalog import CatalogError, load_catalog
 
 
-def _ensure_demo(ds, log=print):
-    if ds.generate == "demo" and not os.environ.get(ds.root_env):
-        from pipeline.demo import generate, is_complete
+def ensure_demo(ds, log=print) -> None:
+    """The demo dataset generated on first use (imported late: the CLI starts fast)."""
+    from pipeline.demo import ensure_demo as ensure
 
-        root = ds.root(must_exist=False)
-        if not is_complete(root):
-            log(f"[{ds.name}] generating the demo dataset in {root} (first use)")
-            generate(root, log=log)
+    ensure(ds, log=log)
 
 
-def cmd_preprocess(args) -> int:
-    """Exit 0: committed or up to date; 1: the run failed or samples failed (listed);
-    2: bad arguments or catalog; 3: the store stayed locked by another run."""
+def _run_log(cat, ds, run_id: str):
+    """(log function, its file handler): every line to stdout and <runs>/<dataset>/<run>/run.log."""
     import logging
-    import traceback
 
-    from pipeline.qc import write_report
-    from pipeline.runner import new_run_id, run
-    from pipeline.store import Store, StoreLockedError
-
-    cat = load_catalog(args.catalog)
-    ds = cat.dataset(args.dataset)
-    from schemas.feeds import FEEDS
-
-    methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()] or None
-    bad = sorted(set(methods or []) - set(FEEDS))
-    if bad:
-        print(f"error: --methods {bad}: unknown; known: {sorted(FEEDS)}", file=sys.stderr)
-        return 2
-    run_id = new_run_id()
     log_path = cat.runs_root / ds.name / run_id / "run.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger(f"mepipe.run.{run_id}")
@@ -53,36 +39,87 @@ def cmd_preprocess(args) -> int:
         print(msg, flush=True)
         logger.info(msg)
 
+    return log, logger, fh, log_path
+
+
+def _method_list(text: str) -> list[str] | None:
+    """--methods a,b -> ['a', 'b'] (None: all); an unknown name is a CatalogError."""
+    from schemas.feeds import FEEDS
+
+    methods = [m.strip().lower() for m in text.split(",") if m.strip()] or None
+    bad = sorted(set(methods or []) - set(FEEDS))
+    if bad:
+        raise CatalogError(f"--methods {bad}: unknown; known: {sorted(FEEDS)}")
+    return methods
+
+
+def _preprocess(args, cat, ds, run_id: str, log) -> int:
+    """Run, write the QC page, report failed samples; the exit status."""
+    from pipeline.commit import CommittedButFailed
+    from pipeline.qc import write_report
+    from pipeline.runner import run
+    from pipeline.store import Store
+
+    ensure_demo(ds, log=log)
+    res = run(
+        cat,
+        ds,
+        workers=args.workers,
+        progress=not args.no_progress,
+        methods=_method_list(args.methods),
+        cluster=args.cluster or None,
+        lock_wait=args.wait,
+        run_id=run_id,
+        log=log,
+        checkpoint_s=args.checkpoint_s,
+        trust_model_files=args.trust_model_files,
+    )
+    if res.failed_run:
+        return 1  # said by the run: main not moved, result kept on a branch
+    if res.committed:
+        try:
+            rep, warnings = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, res.timings)
+        except Exception as e:
+            raise CommittedButFailed(res.snapshot, f"writing the QC report in {res.run_dir / 'qc'}", e) from e
+        for w in warnings:
+            log(f"[{ds.name}] warning: {w}")
+        log(f"[{ds.name}] QC report: {rep}" + (f" ({len(warnings)} warning(s))" if warnings else ""))
+    if res.failed:
+        log(
+            f"[{ds.name}] FAILED: {len(res.failed)} sample task(s) failed after retries (committed as "
+            "excluded; the next run retries them):"
+        )
+        for d in res.failed:
+            log(f"  {d}")
+        return 1
+    return 0
+
+
+def cmd_preprocess(args) -> int:
+    """Exit 0: committed or up to date; 1: the run failed or samples failed (listed);
+    2: bad arguments or catalog; 3: the store stayed locked by another run; 4: committed
+    (main moved, the version is complete), then a later step failed (said which)."""
+    import traceback
+
+    from pipeline.commit import CommittedButFailed
+    from pipeline.runner import new_run_id
+    from pipeline.store import StoreLockedError
+
+    cat = load_catalog(args.catalog)
+    ds = cat.dataset(args.dataset)
+    _method_list(args.methods)  # bad arguments stop before a run folder is made
+    run_id = new_run_id()
+    log, logger, fh, log_path = _run_log(cat, ds, run_id)
     log(f"[{ds.name}] run {run_id} (pid {os.getpid()}); log {log_path}")
     try:
-        _ensure_demo(ds, log=log)
-        res = run(
-            cat,
-            ds,
-            workers=args.workers,
-            progress=not args.no_progress,
-            methods=methods,
-            cluster=args.cluster or None,
-            lock_wait=args.wait,
-            run_id=run_id,
-            log=log,
-            checkpoint_s=args.checkpoint_s,
-        )
-        if res.committed:
-            rep = write_report(Store(cat.store_root / ds.name), ds, res.snapshot, res.run_dir, res.timings)
-            log(f"[{ds.name}] QC report: {rep}")
-        if res.failed:
-            log(
-                f"[{ds.name}] FAILED: {len(res.failed)} sample task(s) failed after retries (committed as "
-                "excluded; the next run retries them):"
-            )
-            for d in res.failed:
-                log(f"  {d}")
-            return 1
-        return 0
+        return _preprocess(args, cat, ds, run_id, log)
     except StoreLockedError as e:
         log(f"[{ds.name}] not run: {e}")
         return 3
+    except CommittedButFailed as e:
+        logger.info(traceback.format_exc())
+        log(f"[{ds.name}] {e}. The version is complete and is main; details in {log_path}")
+        return 4
     except CatalogError:
         raise
     except Exception as e:
@@ -197,7 +234,7 @@ def cmd_validate(args) -> int:
 
     cat = load_catalog(args.catalog)
     ds = cat.dataset(args.dataset)
-    _ensure_demo(ds)
+    ensure_demo(ds)
     rep = validate(ds, quick=args.quick, catalog=cat)
     print_report(ds, rep)
     return 1 if rep["blocking"] else 0
@@ -208,8 +245,8 @@ def cmd_plan(args) -> int:
 
     cat = load_catalog(args.catalog)
     ds = cat.dataset(args.dataset)
-    _ensure_demo(ds)
-    methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()] or None
+    ensure_demo(ds)
+    methods = _method_list(args.methods)
     print_plan(ds, make_plan(cat, ds, out=args.out or None, methods=methods))
     return 0
 
@@ -296,71 +333,81 @@ def cmd_export(args) -> int:
 def cmd_demo(args) -> int:
     cat = load_catalog(args.catalog)
     ds = cat.dataset("demo")
-    _ensure_demo(ds)
+    ensure_demo(ds)
     print(ds.root())
     return 0
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="mepipe", description=__doc__)
-    p.add_argument("--catalog", default=os.environ.get("MEPIPE_CATALOG", "catalog.yaml"))
-    sub = p.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("preprocess", help="run the pipeline on a dataset and commit a version")
+def _add_run_options(a, wait: float, wait_help: str) -> None:
+    """The options `preprocess` and `batch` share (batch differs in its --wait default)."""
     a.add_argument("--dataset", default="demo")
     a.add_argument("--workers", type=int, default=2)
     a.add_argument("--methods", default="", help="comma-separated method feeds (default: all)")
-    a.add_argument("--no-progress", action="store_true")
     a.add_argument("--cluster", default="", help="cluster profile of the catalog (default: a LocalCluster)")
-    a.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        help="seconds to wait for a store locked by another run (default: fail at once)",
-    )
+    a.add_argument("--wait", type=float, default=wait, help=wait_help)
     a.add_argument(
         "--checkpoint-s",
         type=float,
         default=120.0,
         help="make written shards durable every N seconds (a killed run resumes from there)",
     )
+    a.add_argument(
+        "--trust-model-files",
+        action="store_true",
+        help="use model files whose sha256 differs from models.lock (your own predictor or AU models)",
+    )
+
+
+def _add_run_commands(sub) -> None:
+    a = sub.add_parser("preprocess", help="run the pipeline on a dataset and commit a version")
+    _add_run_options(a, 0.0, "seconds to wait for a store locked by another run (default: fail at once)")
+    a.add_argument("--no-progress", action="store_true")
     a.set_defaults(fn=cmd_preprocess)
     a = sub.add_parser(
         "batch",
         help="preprocess for cron/sbatch: no progress bars, waits for the store lock, "
-        "log file per run, exit status 0 ok / 1 failed / 3 still locked",
+        "log file per run, exit status 0 ok / 1 failed / 3 still locked / 4 committed, then a later step failed",
     )
-    a.add_argument("--dataset", default="demo")
-    a.add_argument("--workers", type=int, default=2)
-    a.add_argument("--methods", default="")
-    a.add_argument("--cluster", default="")
-    a.add_argument("--wait", type=float, default=3600.0, help="seconds to wait for the store lock (default 3600)")
-    a.add_argument(
-        "--checkpoint-s",
-        type=float,
-        default=120.0,
-        help="make written shards durable every N seconds (a killed run resumes from there)",
-    )
+    _add_run_options(a, 3600.0, "seconds to wait for the store lock (default 3600)")
     a.set_defaults(fn=cmd_preprocess, no_progress=True)
     a = sub.add_parser("cluster-script", help="print the batch job script of a cluster profile (submits nothing)")
     a.add_argument("--cluster", required=True)
     a.set_defaults(fn=cmd_cluster_script)
-    store_help = "a store folder or s3://bucket/prefix, optionally @tag (default: the catalog's store of --dataset)"
+
+
+STORE_HELP = "a store folder or s3://bucket/prefix, optionally @tag (default: the catalog's store of --dataset)"
+
+
+def _add_store_commands(sub) -> None:
     a = sub.add_parser("versions", help="list / show / card / diff / tag the versions of a store")
     a.add_argument("action", nargs="?", default="list", choices=["list", "show", "card", "diff", "tag"])
     a.add_argument("--dataset", default="demo")
-    a.add_argument("--store", default="", help=store_help)
+    a.add_argument("--store", default="", help=STORE_HELP)
     a.add_argument("--ref", default=None, help="tag, snapshot id or 'main' (default: latest)")
     a.add_argument("--to", default=None, help="diff: the second version")
     a.add_argument("--name", default="", help="tag: the new tag's name (tags are immutable)")
     a.set_defaults(fn=cmd_versions)
     a = sub.add_parser("verify", help="re-read a version and check every array against its write-time checksums")
     a.add_argument("--dataset", default="demo")
-    a.add_argument("--store", default="", help=store_help)
+    a.add_argument("--store", default="", help=STORE_HELP)
     a.add_argument("--ref", default=None)
     a.set_defaults(fn=cmd_verify)
+    a = sub.add_parser("info", help="arrays (shape, dtype, bytes) and sample counts of a version")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--store", default="", help=STORE_HELP)
+    a.add_argument("--snapshot", default=None)
+    a.set_defaults(fn=cmd_info)
+    a = sub.add_parser("export", help="write a version's tables (manifest, exclusions, au_frames, videos) as Parquet")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--snapshot", default=None)
+    a.add_argument("--out", required=True)
+    a.set_defaults(fn=cmd_export)
+
+
+def _add_sharing_commands(sub) -> None:
     a = sub.add_parser("publish", help="upload a store so that URL@TAG opens remotely (S3-compatible)")
     a.add_argument("--dataset", default="demo")
-    a.add_argument("--store", default="", help=store_help)
+    a.add_argument("--store", default="", help=STORE_HELP)
     a.add_argument("--tag", required=True)
     a.add_argument("--to", required=True, help="s3://bucket/prefix (endpoint/credentials: AWS_* environment)")
     a.set_defaults(fn=cmd_publish)
@@ -368,11 +415,9 @@ def main(argv=None) -> int:
     a.add_argument("url", help="s3://bucket/prefix[@tag]")
     a.add_argument("dest")
     a.set_defaults(fn=cmd_pull)
-    a = sub.add_parser("info", help="arrays (shape, dtype, bytes) and sample counts of a version")
-    a.add_argument("--dataset", default="demo")
-    a.add_argument("--store", default="", help=store_help)
-    a.add_argument("--snapshot", default=None)
-    a.set_defaults(fn=cmd_info)
+
+
+def _add_dataset_commands(sub) -> None:
     a = sub.add_parser("validate", help="check a dataset copy (annotation, frames, depth) without writing anything")
     a.add_argument("--dataset", default="demo")
     a.add_argument("--quick", action="store_true", help="decode only onset/apex frames")
@@ -391,15 +436,24 @@ def main(argv=None) -> int:
     )
     a.add_argument("--methods", default="", help="plan a run of these methods' products only (as preprocess)")
     a.set_defaults(fn=cmd_plan)
-    _train_parser(sub)
-    a = sub.add_parser("export", help="write a version's tables (manifest, exclusions, au_frames, videos) as Parquet")
-    a.add_argument("--dataset", default="demo")
-    a.add_argument("--snapshot", default=None)
-    a.add_argument("--out", required=True)
-    a.set_defaults(fn=cmd_export)
     a = sub.add_parser("demo", help="generate the demo dataset (also done on first use)")
     a.set_defaults(fn=cmd_demo)
-    args = p.parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mepipe", description=__doc__)
+    p.add_argument("--catalog", default=os.environ.get("MEPIPE_CATALOG", "catalog.yaml"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_run_commands(sub)
+    _add_store_commands(sub)
+    _add_sharing_commands(sub)
+    _add_dataset_commands(sub)
+    _train_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     from pipeline.remote import RemoteError
     from pipeline.versions import VersionError
 
