@@ -49,6 +49,7 @@ _DS = {
     "exclude_known_bad": (bool, False),
     "extra_schemes": (list, False),
     "max_failed_fraction": ((int, float), False),
+    "allow_links_outside_root": (bool, False),
 }
 _REPAIR = {
     "row": (int, True),
@@ -115,6 +116,8 @@ class Dataset:
     extra_schemes: list = field(default_factory=list)  # other label schemes to count classes under
     schemes: dict = field(default_factory=dict)  # name -> scheme, label_scheme first
     max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
+    # frames, clip folders and the annotation may be symlinks leaving the root (refused unless true)
+    allow_links_outside_root: bool = False
     composite_root: Path | None = None
     base_dir: Path = Path(".")
 
@@ -153,8 +156,11 @@ class Dataset:
         root = self.root()
         if symlink_loop(p):
             raise CatalogError(f"datasets.{self.name}.{key}: {p} is a symlink loop")
-        if not p.resolve().is_relative_to(root.resolve()):
-            raise CatalogError(f"datasets.{self.name}.{key}: {rel} leaves the dataset root {root}")
+        if not p.resolve().is_relative_to(root.resolve()) and not self.allow_links_outside_root:
+            raise CatalogError(
+                f"datasets.{self.name}.{key}: {rel} leaves the dataset root {root} (to {p.resolve()}); "
+                "set allow_links_outside_root: true to use it"
+            )
         if not p.is_file():
             raise CatalogError(f"datasets.{self.name}.{key}: file {p} not found")
         return p
@@ -211,12 +217,34 @@ def _check(d: dict, spec: dict, where: str) -> None:
             raise CatalogError(f"{where}.{k}: expected {tn}, got {d[k]!r}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the
+    last one silently: a second `params:` would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise CatalogError(
+                    f"catalog {self.name}: key {key!r} is given twice in one mapping (lines {seen[key]} and {line})"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict:
     """The catalog file's mapping, without the `x-...` keys (YAML anchors only)."""
     if not path.is_file():
         raise CatalogError(f"catalog {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        loader = _UniqueKeyLoader(path.read_text())
+        loader.name = str(path)
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         raise CatalogError(f"catalog {path}: not valid YAML: {e}") from e
     if isinstance(raw, dict):  # x-... keys hold YAML anchors only (shared repair lists, sources)
@@ -227,6 +255,10 @@ def _read_yaml(path: Path) -> dict:
 def _class_mapping(value, where: str) -> None:
     if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
         raise CatalogError(f"{where}: expected class -> list of emotion words")
+    for cls, words in value.items():
+        bad = [w for w in words if not isinstance(w, str)]
+        if bad:
+            raise CatalogError(f"{where}.{cls}: {bad!r} not words (quote them: a YAML 'no' or 1 is not text)")
 
 
 def _params(d: dict, where: str) -> dict:
@@ -351,6 +383,7 @@ def _dataset(name: str, d: dict, schemes: dict, base: Path) -> Dataset:
         extra_schemes=extra,
         schemes={k: schemes[k] for k in dict.fromkeys([d["label_scheme"], *extra])},
         max_failed_fraction=_failed_fraction(d, where),
+        allow_links_outside_root=bool(d.get("allow_links_outside_root", False)),
     )
 
 

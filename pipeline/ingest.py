@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.catalog import DEFAULT_MAX_DURATION_S, CatalogError, Dataset
-from pipeline.io import image_size, symlink_loop
+from pipeline.io import MAX_PIXELS, image_size, shown, symlink_loop
 from pipeline.layout import Detected, resolve
 from stages.adapters.annotated import EXCLUSION_COLUMNS, KNOWN_BAD_NOTE, AnnotationError, annotated_samples, find_header
 from stages.adapters.casme2_sq import casme2_sq_samples
-from stages.adapters.common import as_frame, exclusion_row, index_frames, safe_part
+from stages.adapters.common import as_frame, exclusion_row, index_frames, is_hidden, safe_part
 from stages.adapters.composite import match_official_list, parse_official_list
 from stages.adapters.layouts import LAYOUTS
 from stages.adapters.repairs import RepairError, apply_repairs, from_catalog
@@ -39,25 +39,76 @@ class Ingested:
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def index_tree(frames_root: Path, rel_prefix: str) -> dict:
+class FrameIndex(dict):
+    """index_tree's result; `clashes`: folder (relative to the dataset root) -> what two
+    files carry one frame number there (a per-clip problem, never a dataset-wide stop)."""
+
+    def __init__(self):
+        super().__init__()
+        self.clashes: dict[str, str] = {}
+        self.outside: list[str] = []  # folders / frames reached through links leaving the dataset root
+
+
+def _leaves_root(path: str, root: str) -> bool:
+    real = os.path.realpath(path)
+    return real != root and not real.startswith(root + os.sep)
+
+
+def _check_links(dirpath: str, names: list[str], root: str, allow: bool, out: FrameIndex) -> None:
+    """A folder or frame file reached through a symlink that leaves the dataset root is
+    refused (as a link-out annotation is), unless the catalog allows it: then recorded."""
+    for p in [dirpath] + [os.path.join(dirpath, n) for n in names if os.path.islink(os.path.join(dirpath, n))]:
+        if not _leaves_root(p, root):
+            continue
+        if not allow:
+            raise CatalogError(
+                f"{shown(p)} leads outside the dataset root {shown(root)} (to {shown(os.path.realpath(p))}); "
+                "set allow_links_outside_root: true in the catalog to use it"
+            )
+        out.outside.append(shown(p))
+        if p == dirpath:
+            return
+
+
+def exclude_clashing_folders(s: pd.DataFrame, e: pd.DataFrame, clashes: dict, dataset: str) -> tuple:
+    """Move the samples reading a folder where two files carry one frame number to the
+    exclusions (reason frame_name_clash, naming both files); the others stay."""
+    if not clashes or not len(s):
+        return s, e
+    keep, excl = [], []
+    for r in s.to_dict("records"):
+        paths = [r.get("onset_path"), r.get("apex_path"), *(r.get("seq_paths") or [])]
+        hit = sorted({p.rsplit("/", 1)[0] for p in paths if isinstance(p, str)} & set(clashes))
+        keep.append(not hit)
+        if hit:
+            why = f"{r['sample_id']}: " + "; ".join(clashes[h] for h in hit)
+            excl.append(exclusion_row(dataset, r["ann_file"], r["ann_row"], "frame_name_clash", why, r["sample_id"]))
+    e = pd.concat([e, pd.DataFrame(excl, columns=e.columns)], ignore_index=True) if excl else e
+    return s[keep].reset_index(drop=True), e
+
+
+def index_tree(frames_root: Path, rel_prefix: str, root: Path | None = None, allow_outside: bool = False) -> FrameIndex:
     """{folder relative to frames_root: {frame number: path relative to the dataset root}}
     for every folder that holds image files, numbers parsed from the names (never listing
-    order). Symlink loops and unreadable folders are errors naming the folder."""
+    order); hidden files and folders are skipped, two files with one number are recorded
+    in `.clashes`. Symlink loops and unreadable folders are errors naming the folder."""
     if symlink_loop(frames_root):
         raise CatalogError(f"frames folder {frames_root} is a symlink loop")
     if not frames_root.is_dir():
         raise CatalogError(f"frames folder {frames_root} not found")
-    out = {}
+    out = FrameIndex()
     seen = set()
+    real_root = os.path.realpath(root if root is not None else frames_root)
     for dirpath, dirnames, filenames in os.walk(frames_root, followlinks=True, onerror=_walk_error):
         real = os.path.realpath(dirpath)
         if real in seen:
             raise CatalogError(f"{dirpath}: symlink loop under the frames folder")
         seen.add(real)
-        dirnames.sort()
-        imgs = [f for f in filenames if f.lower().endswith(IMAGE_EXT)]
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        imgs = [f for f in filenames if f.lower().endswith(IMAGE_EXT) and not is_hidden(f)]
         if not imgs:
             continue
+        _check_links(dirpath, imgs, real_root, allow_outside, out)
         rel = Path(dirpath).relative_to(frames_root).as_posix()
         base = rel_prefix if rel == "." else f"{rel_prefix}/{rel}"
         # a folder holding both JPEG/BMP (colour) and PNG (depth) frames: colour keeps the
@@ -66,10 +117,13 @@ def index_tree(frames_root: Path, rel_prefix: str) -> dict:
             names = [f for f in imgs if f.lower().endswith(ext_group)]
             if not names:
                 continue
-            try:
-                idx = index_frames(names, ext_group)
-            except ValueError as e:
-                raise CatalogError(f"{dirpath}: {e}") from e
+            clashes: list = []
+            idx = index_frames(names, ext_group, clashes)
+            if clashes:
+                out.clashes[base] = "; ".join(
+                    f"two files carry frame number {k}: {shown(f'{base}/{a}')} and {shown(f'{base}/{b}')}"
+                    for k, a, b in clashes
+                )
             key = rel if rel not in out else rel + suffix
             out[key] = {n: f"{base}/{f}" for n, f in idx.items()}
     return out
@@ -135,7 +189,7 @@ def ingest_all(ds: Dataset, catalog=None, log=print, scheme_notes: bool = True) 
         got = ingest_composite(ds, catalog, log)
     else:
         ds, found = resolve(ds)
-        got = _ingest(ds, found)
+        got = _ingest(ds, found, log)
     got.datasets[ds.name] = ds
     s, e = got.samples, got.exclusions
     if len(s) and ds.has_depth and "onset_depth_path" in s:
@@ -162,12 +216,15 @@ def ingest_all(ds: Dataset, catalog=None, log=print, scheme_notes: bool = True) 
 def depth_size_problem(r: dict, root: Path) -> str | None:
     """Why sample row `r` cannot use its depth frames (their size differs from the colour
     frame they go with: the crop box would land elsewhere on the face), or None. Sizes
-    come from the file headers; an unreadable header is left to the frame readers."""
+    come from the file headers; an unreadable header, or one declaring more than
+    MAX_PIXELS (frame_too_large), is left to the frame readers, which name it."""
     for ckey, dkey in (("onset_path", "onset_depth_path"), ("apex_path", "apex_depth_path")):
         if not isinstance(r.get(dkey), str):
             continue
         cs, ds_ = image_size(root / r[ckey]), image_size(root / r[dkey])
-        if cs is not None and ds_ is not None and cs != ds_:
+        if cs is None or ds_ is None or max(cs[0] * cs[1], ds_[0] * ds_[1]) > MAX_PIXELS:
+            continue
+        if cs != ds_:
             return (
                 f"{_where(r)}: depth frame {r[dkey]} is {ds_[1]}x{ds_[0]} but its colour frame {r[ckey]} is "
                 f"{cs[1]}x{cs[0]} (depth must share the colour frame's pixel grid)"
@@ -311,18 +368,26 @@ def _ingest_annotated(ds: Dataset, index: dict, layouts: dict) -> Ingested:
     return Ingested(s, e, layouts, repairs, _known_bad_report(ds, bad, s, e))
 
 
-def _ingest(ds: Dataset, found: Detected) -> Ingested:
+def _ingest(ds: Dataset, found: Detected, log=print) -> Ingested:
     """One (non-composite) dataset whose layout `resolve` found."""
-    index = index_tree(ds.root() / ds.frames_dir, ds.frames_dir)
+    index = index_tree(ds.root() / ds.frames_dir, ds.frames_dir, ds.root(), ds.allow_links_outside_root)
+    if index.outside:
+        log(
+            f"[{ds.name}] {len(index.outside)} frame folder(s)/file(s) are links leaving the dataset root, used "
+            f"because allow_links_outside_root is true, e.g. {index.outside[0]}"
+        )
     layouts = {ds.name: found}
     if ds.adapter == "smic_hs":
         s, e = smic_samples(
             index, dataset=ds.name, fps=ds.fps, frames_prefix=ds.frames_dir, max_duration_s=ds.max_duration_s
         )
-        return Ingested(s, e, layouts)
-    if ds.adapter == "casme2_sq":
-        return Ingested(*_ingest_casme2_sq(ds, index), layouts)
-    return _ingest_annotated(ds, index, layouts)
+        got = Ingested(s, e, layouts)
+    elif ds.adapter == "casme2_sq":
+        got = Ingested(*_ingest_casme2_sq(ds, index), layouts)
+    else:
+        got = _ingest_annotated(ds, index, layouts)
+    got.samples, got.exclusions = exclude_clashing_folders(got.samples, got.exclusions, index.clashes, ds.name)
+    return got
 
 
 def _by_emotion(ds: Dataset, part: str, samples: pd.DataFrame, word_to_class: dict) -> tuple[list, list]:

@@ -18,6 +18,55 @@ from stages.depth import DepthError, check_depth
 class FrameReadError(IOError):
     """A frame file that is missing, empty, truncated or not decodable."""
 
+    reason = "frame_unreadable"  # the exclusion reason code
+
+
+class FrameCorrupt(FrameReadError):
+    """A JPEG whose compressed data the decoder reports as corrupt (a file cut and
+    re-terminated, bytes flipped): OpenCV would decode it to damaged pixels silently."""
+
+    reason = "frame_corrupt"
+
+
+class FrameTooLarge(FrameReadError):
+    """An image whose header declares more pixels than MAX_PIXELS: refused before
+    decoding (a corrupt header or not a face frame; decoding it could exhaust memory)."""
+
+    reason = "frame_too_large"
+
+
+MAX_PIXELS = 50_000_000  # 8K UHD is 33 MP; a 16000 x 16000 frame (256 MP) is refused
+
+
+def shown(path: str | Path) -> str:
+    """A path as it can be printed and stored: bytes that are not UTF-8 (a Latin-1
+    folder name) escaped as \\xNN instead of breaking the message or the table."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    """The file's bytes (Python reads any file name; OpenCV's imread crashes on names
+    that are not UTF-8), with the pixel limit checked from the header first."""
+    size = image_size(path)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise FrameTooLarge(
+            f"{shown(path)}: {what} of {size[1]}x{size[0]} = {size[0] * size[1]} pixels is above the limit of "
+            f"{MAX_PIXELS} (pipeline.io.MAX_PIXELS); not decoded"
+        )
+    return path.read_bytes()
+
+
+def _check_jpeg_data(path: Path, data: bytes) -> None:
+    """Decode the JPEG strictly (libjpeg-turbo via simplejpeg, corrupt-data warnings as
+    errors) at 1/8 scale: every entropy-coded byte is read, the pixels are not needed.
+    OpenCV then decodes the pixels as before (its output is what the store holds)."""
+    import simplejpeg
+
+    try:
+        simplejpeg.decode_jpeg(data, strict=True, min_factor=8)
+    except ValueError as e:
+        raise FrameCorrupt(f"{shown(path)}: corrupt JPEG data ({e})") from None
+
 
 class DepthReadError(FrameReadError, DepthError):
     """A depth file that is missing, empty or not decodable: both a read error and an
@@ -28,10 +77,10 @@ class DepthReadError(FrameReadError, DepthError):
 def _absent(path: Path, what: str) -> str:
     """Why `path` cannot be opened: a symlink loop, a dangling symlink, or not there."""
     if symlink_loop(path):
-        return f"{path}: {what} is a symlink loop"
+        return f"{shown(path)}: {what} is a symlink loop"
     if path.is_symlink():
-        return f"{path}: {what} is a symlink to {os.readlink(path)!r}, which does not exist"
-    return f"{path}: {what} not found"
+        return f"{shown(path)}: {what} is a symlink to {shown(os.readlink(path))!r}, which does not exist"
+    return f"{shown(path)}: {what} not found"
 
 
 def symlink_loop(path: str | Path) -> bool:
@@ -50,7 +99,7 @@ def _check_jpeg_complete(path: Path) -> None:
         f.seek(max(0, size - 64))
         tail = f.read().rstrip(b"\x00\r\n ")
     if not tail.endswith(b"\xff\xd9"):
-        raise FrameReadError(f"{path}: truncated JPEG (no end-of-image marker)")
+        raise FrameReadError(f"{shown(path)}: truncated JPEG (no end-of-image marker)")
 
 
 from stages.adapters.unlabelled import VIDEO_EXT  # noqa: E402  (one list of video suffixes)
@@ -137,12 +186,16 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FrameReadError(_absent(path, "frame file"))
     if path.stat().st_size == 0:
-        raise FrameReadError(f"{path}: empty file (0 bytes)")
-    if path.suffix.lower() in (".jpg", ".jpeg"):
+        raise FrameReadError(f"{shown(path)}: empty file (0 bytes)")
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    if jpeg:
         _check_jpeg_complete(path)
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    data = _read_bytes(path, "frame")
+    if jpeg:
+        _check_jpeg_data(path, data)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise FrameReadError(f"{path}: not a decodable image")
+        raise FrameReadError(f"{shown(path)}: not a decodable image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -152,16 +205,20 @@ def read_depth(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise DepthReadError(_absent(path, "depth file"))
     if path.stat().st_size == 0:
-        raise DepthReadError(f"{path}: empty depth file (0 bytes)")
-    d = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        raise DepthReadError(f"{shown(path)}: empty depth file (0 bytes)")
+    try:
+        data = _read_bytes(path, "depth map")
+    except FrameTooLarge as e:
+        raise DepthReadError(str(e)) from None
+    d = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if d is None:
-        raise DepthReadError(f"{path}: not a decodable depth image (truncated or not a PNG)")
+        raise DepthReadError(f"{shown(path)}: not a decodable depth image (truncated or not a PNG)")
     if d.ndim == 3:
-        raise DepthError(f"{path}: depth has {d.shape[2]} channels, expected one 16-bit channel")
+        raise DepthError(f"{shown(path)}: depth has {d.shape[2]} channels, expected one 16-bit channel")
     try:
         check_depth(d)
     except DepthError as e:
-        raise DepthError(f"{path}: {e}") from None
+        raise DepthError(f"{shown(path)}: {e}") from None
     return d
 
 

@@ -151,25 +151,25 @@ def _crop_reusable(o: dict, moved: bool) -> bool:
     return o["status"] == "ok" and not moved and isinstance(angle, float) and not np.isnan(angle)
 
 
-def plan_sample(i: int, fps: dict, o: dict | None, groups: tuple, start: int) -> SamplePlan:
-    """What to do with sample `i` whose fingerprints are `fps`, given its previous
+def plan_sample(i: int, fingerprints: dict, o: dict | None, groups: tuple, start: int) -> SamplePlan:
+    """What to do with sample `i` whose fingerprints are `fingerprints`, given its previous
     manifest row `o` (None: new) and the start of its clip region now."""
     if o is None or (o["status"] == "excluded" and o.get("reason") == "task_failed"):
-        return SamplePlan(i, "compute", groups, fingerprints=fps)  # new, or a crashed task retried
-    same = {g: old_fingerprint(o, g) == fps[g] for g in groups}
+        return SamplePlan(i, "compute", groups, fingerprints=fingerprints)  # new, or a crashed task retried
+    same = {g: old_fingerprint(o, g) == fingerprints[g] for g in groups}
     if "clip" in groups and not pd.isna(o.get("clip_start")) and int(o["clip_start"]) != start:
         same["clip"] = False  # its ragged region moved: rewrite it
     moved = int(o["index"]) != i
     if all(same.values()):
         if o["status"] == "excluded":
-            return SamplePlan(i, "excluded", old=o, fingerprints=fps)
+            return SamplePlan(i, "excluded", old=o, fingerprints=fingerprints)
         if not moved:
-            return SamplePlan(i, "keep", old=o, fingerprints=fps)
-        return SamplePlan(i, "copy", old_index=int(o["index"]), old=o, fingerprints=fps)
+            return SamplePlan(i, "keep", old=o, fingerprints=fingerprints)
+        return SamplePlan(i, "copy", old_index=int(o["index"]), old=o, fingerprints=fingerprints)
     if same["crop"] and _crop_reusable(o, moved):
         changed = tuple(g for g in groups if not same[g])
-        return SamplePlan(i, "compute", changed, old_index=int(o["index"]), old=o, fingerprints=fps)
-    return SamplePlan(i, "compute", groups, fingerprints=fps)
+        return SamplePlan(i, "compute", changed, old_index=int(o["index"]), old=o, fingerprints=fingerprints)
+    return SamplePlan(i, "compute", groups, fingerprints=fingerprints)
 
 
 def plan_samples(

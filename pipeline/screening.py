@@ -99,12 +99,17 @@ def _frame_folder(root: Path, p: Path, subj: str, name: str, rel: str) -> dict:
     """A recording stored as a frame folder (``color/`` and an optional ``depth/``). Depth
     frames of another size than the colour frames are not used (a screening exclusion
     says so): the crop box found on the colour frame would land elsewhere on the face."""
+    clashes: list = []
     frames = {
         k: f"{rel}/color/{f}"
-        for k, f in index_frames(os.listdir(p / "color"), (".jpg", ".jpeg", ".png", ".bmp")).items()
+        for k, f in index_frames(os.listdir(p / "color"), (".jpg", ".jpeg", ".png", ".bmp"), clashes).items()
     }
     dpath = f"{rel}/depth" if (p / "depth").is_dir() else None
-    depth = {k: f"{dpath}/{f}" for k, f in index_frames(os.listdir(p / "depth"), (".png",)).items()} if dpath else {}
+    depth = (
+        {k: f"{dpath}/{f}" for k, f in index_frames(os.listdir(p / "depth"), (".png",), clashes).items()}
+        if dpath
+        else {}
+    )
     rec = {
         "subject": subj,
         "name": name,
@@ -114,6 +119,8 @@ def _frame_folder(root: Path, p: Path, subj: str, name: str, rel: str) -> dict:
         "fps": None,
         "frames": frames,
     }
+    if clashes:
+        rec["clash"] = "; ".join(f"two files carry frame number {k}: {a!r} and {b!r}" for k, a, b in clashes)
     both = sorted(set(frames) & set(depth))
     if both:
         cs, ds_ = image_size(root / frames[both[0]]), image_size(root / depth[both[0]])

@@ -133,7 +133,9 @@ def process_clip(
             arrays.update(res)
     except DepthError as e:
         return _excluded("depth", "depth_unusable", str(e), ctx.timings)
-    except (FrameReadError, SizeMismatch) as e:
+    except FrameReadError as e:
+        return _excluded("read", e.reason, str(e), ctx.timings)
+    except SizeMismatch as e:
         return _excluded("read", "frame_unreadable", str(e), ctx.timings)
     return {
         "status": "ok",

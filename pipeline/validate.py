@@ -25,6 +25,9 @@ BLOCKING = {
     "frame_missing",
     "depth_missing",
     "frame_unreadable",
+    "frame_corrupt",
+    "frame_too_large",
+    "frame_name_clash",
     "depth_unusable",
     "depth_size_mismatch",
     "unsafe_path",
@@ -57,7 +60,7 @@ def _check_frames(r: dict, root: Path, quick: bool, problems: dict) -> dict:
         try:
             sizes[ref] = read_rgb(root / ref).shape[:2]
         except FrameReadError as ex:
-            problems["frame_unreadable"].append((ref, str(ex)))
+            problems[ex.reason].append((ref, str(ex)))
     return sizes
 
 

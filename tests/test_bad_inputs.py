@@ -729,3 +729,140 @@ def test_a_catalog_edit_that_changes_no_frame_makes_a_new_version_without_recomp
     assert_good_samples_unchanged(c, res, set())  # the arrays are the previous version's
     again = run(cat, cat.dataset("t"), workers=1, **QUIET)
     assert not again.committed  # and now it is up to date
+
+
+# -- corrupt JPEG data, oversized headers, non-UTF-8 folder names (issue 15, items 7, 8, 11)
+
+
+def _cut_in_half_and_terminated(p: Path) -> None:
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+
+
+def _marker_in_the_scan(p: Path) -> None:
+    """Two bytes flipped mid-file into a marker the scan data cannot hold."""
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 2] = b"\xff\x5a"
+    p.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [_cut_in_half_and_terminated, _marker_in_the_scan])
+def test_7_a_corrupt_jpeg_is_excluded_as_frame_corrupt_not_stored_as_ok(committed, damage):
+    c = committed
+    p = frame(c, "spNO.2/a", "color", 13)  # the apex of spNO.2/a (onset 5 + 8)
+    damage(p)
+    assert cv2.imread(str(p)) is not None  # OpenCV alone decodes it (with a warning on stderr)
+    rep = validate(c.ds, quick=True)
+    assert [w for w, _ in rep["problems"]["frame_corrupt"]] == ["part_A/data/spNO.2/a/color/13.jpg"]
+    assert rep["blocking"]
+    res = c.run()
+    assert res.committed
+    stage, reason, detail = exclusions_of(res)[IDS["spNO.2/a"]]
+    assert (stage, reason) == ("read", "frame_corrupt")
+    assert "spNO.2/a/color/13.jpg: corrupt JPEG data (" in detail
+    assert_good_samples_unchanged(c, res, {IDS["spNO.2/a"]})
+
+
+def _declare_size(p: Path, h: int, w: int) -> None:
+    """Patch the JPEG's start-of-frame header to declare h x w pixels."""
+    data = bytearray(p.read_bytes())
+    i = data.index(b"\xff\xc0")
+    data[i + 5 : i + 9] = h.to_bytes(2, "big") + w.to_bytes(2, "big")
+    p.write_bytes(bytes(data))
+
+
+def test_11_an_image_declaring_16000x16000_pixels_is_refused_before_decoding(committed):
+    c = committed
+    p = frame(c, "spNO.3/a", "color", 5)
+    _declare_size(p, 16000, 16000)
+    res = c.run()
+    assert res.committed
+    stage, reason, detail = exclusions_of(res)[IDS["spNO.3/a"]]
+    assert (stage, reason) == ("read", "frame_too_large")
+    assert "color/5.jpg: frame of 16000x16000 = 256000000 pixels is above the limit of 50000000" in detail
+    assert_good_samples_unchanged(c, res, {IDS["spNO.3/a"]})
+
+
+def test_8_a_dataset_root_whose_name_is_not_utf8_is_read_and_named_escaped(committed, monkeypatch):
+    c = committed
+    latin1 = Path(os.fsdecode(os.fsencode(str(c.root.parent)) + b"/caf\xe9"))
+    latin1.mkdir()
+    shutil.move(str(c.root), str(latin1 / "data"))
+    monkeypatch.setenv(ENV, str(latin1 / "data"))
+    (latin1 / "data" / FRAMES / "spNO.1" / "b" / "color" / "31.jpg").write_bytes(b"")  # the apex of spNO.1/b
+    rep = validate(c.cat.dataset("t"), quick=True)
+    assert [w for w, _ in rep["problems"]["frame_unreadable"]] == ["part_A/data/spNO.1/b/color/31.jpg"]
+    res = c.run()
+    assert res.committed
+    stage, reason, detail = exclusions_of(res)[IDS["spNO.1/b"]]
+    assert (stage, reason) == ("read", "frame_unreadable")
+    assert "caf\\xe9/data/part_A/data/spNO.1/b/color/31.jpg: empty file (0 bytes)" in detail
+    assert_good_samples_unchanged(c, res, {IDS["spNO.1/b"]})
+
+
+# -- stray files in the frames tree (issue 15, item 10) ----------------------------------
+
+
+def test_10_hidden_and_macos_metadata_files_are_ignored(committed):
+    c = committed
+    color = c.root / FRAMES / "spNO.2" / "a" / "color"
+    (color / "._13.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # not a JPEG at all
+    (color / ".DS_Store").write_bytes(b"Bud1")
+    mac = c.root / FRAMES / "__MACOSX" / "spNO.2" / "a"
+    mac.mkdir(parents=True)
+    (mac / "._5.jpg").write_bytes(b"x")
+    res = c.run()
+    assert not res.committed and len(res.excluded) == 0  # nothing changed: up to date
+    assert assert_previous_version_intact(c, committed=False) is None
+
+
+def test_10_two_files_with_one_frame_number_exclude_that_clip_only(committed):
+    c = committed
+    color = c.root / FRAMES / "spNO.2" / "a" / "color"
+    shutil.copy(color / "13.jpg", color / "13 - Copy.jpg")
+    unused = c.root / FRAMES / "spNO.3" / "zz" / "color"  # a clip no row uses
+    unused.mkdir(parents=True)
+    for name in ("7.jpg", "7 (copy).jpg"):
+        shutil.copy(color / "13.jpg", unused / name)
+    rep = validate(c.ds, quick=True)
+    assert rep["blocking"] and list(rep["problems"]) == ["frame_name_clash"]
+    res = c.run()
+    assert res.committed
+    stage, reason, detail = exclusions_of(res)[IDS["spNO.2/a"]]
+    assert (stage, reason) == ("ingest", "frame_name_clash")
+    assert detail == (
+        f"{IDS['spNO.2/a']}: two files carry frame number 13: part_A/data/spNO.2/a/color/13 - Copy.jpg and "
+        "part_A/data/spNO.2/a/color/13.jpg"
+    )
+    assert len(res.excluded) == 1  # the unused clip's clash stops nothing
+    assert_good_samples_unchanged(c, res, {IDS["spNO.2/a"]})
+
+
+# -- links that leave the dataset root (issue 15, item 13) -------------------------------
+
+
+@pytest.mark.parametrize("what", ["folder", "frame"])
+def test_13_frames_linked_from_outside_the_root_are_refused_unless_allowed(committed, tmp_path, what):
+    c = committed
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    if what == "folder":
+        link = c.root / FRAMES / "spNO.3" / "a"
+        shutil.move(str(link), str(outside / "a"))
+        link.symlink_to(outside / "a", target_is_directory=True)
+    else:
+        link = frame(c, "spNO.3/a", "color", 5)
+        shutil.move(str(link), str(outside / "5.jpg"))
+        link.symlink_to(outside / "5.jpg")
+    with pytest.raises(CatalogError, match=r"leads outside the dataset root .*allow_links_outside_root: true"):
+        c.run()
+    assert_previous_version_intact(c, committed=False)
+    path = c.cat.path
+    path.write_text(
+        path.read_text().replace("label_scheme: casme3_7", "label_scheme: casme3_7\n    allow_links_outside_root: true")
+    )
+    cat = load_catalog(path)
+    said = []
+    res = run(cat, cat.dataset("t"), workers=1, **{**QUIET, "log": said.append})
+    assert not res.committed  # the same bytes: up to date
+    assert any("links leaving the dataset root, used because allow_links_outside_root is true" in m for m in said)

@@ -76,3 +76,24 @@ def test_param_errors(tmp_path, params, match):
 def test_unknown_dataset(tmp_path):
     with pytest.raises(CatalogError, match="unknown dataset 'x'"):
         load_catalog(write_catalog(tmp_path)).dataset("x")
+
+
+def test_a_key_given_twice_is_an_error_naming_it_and_both_lines(tmp_path):
+    """Issue 15, item 14: plain YAML keeps the last of two `fps:` silently."""
+    p = write_catalog(tmp_path)
+    text = p.read_text()
+    p.write_text(text.replace("    fps: 30\n", "    fps: 30\n    fps: 60\n"))
+    lines = p.read_text().splitlines()
+    first = lines.index("    fps: 30") + 1
+    with pytest.raises(
+        CatalogError, match=rf"key 'fps' is given twice in one mapping \(lines {first} and {first + 1}\)"
+    ):
+        load_catalog(p)
+
+
+@pytest.mark.parametrize("word", ["no", "1", "null"])
+def test_a_label_word_that_yaml_reads_as_another_type_is_a_catalog_error(tmp_path, word):
+    p = write_catalog(tmp_path)
+    p.write_text(p.read_text().replace("others: [others]", f"others: [others, {word}]"))
+    with pytest.raises(CatalogError, match=r"label_schemes\.casme3_7\.others: \[.*\] not words"):
+        load_catalog(p)

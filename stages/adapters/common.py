@@ -16,18 +16,29 @@ def frame_number(filename: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def index_frames(names: list[str], exts: tuple[str, ...]) -> dict[int, str]:
-    """{frame number: file name} for the names with one of `exts`, sorted by number
-    (never by listing order: ``img9`` < ``img10``). Duplicated numbers raise."""
+def is_hidden(name: str) -> bool:
+    """Hidden files and folders, macOS metadata included (``.DS_Store``, AppleDouble
+    ``._13.jpg``, ``__MACOSX``): never frames."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def index_frames(names: list[str], exts: tuple[str, ...], clashes: list | None = None) -> dict[int, str]:
+    """{frame number: file name} for the (not hidden) names with one of `exts`, sorted
+    by number (never by listing order: ``img9`` < ``img10``). Two names with one number
+    (``13.jpg`` and ``13 - Copy.jpg``) raise, or with `clashes` given are appended to it
+    as (number, first name, second name) and the first is kept."""
     out: dict[int, str] = {}
-    for n in names:
-        if not n.lower().endswith(exts):
+    for n in sorted(names):  # listing order varies by file system: the first kept is the first by name
+        if is_hidden(n) or not n.lower().endswith(exts):
             continue
         k = frame_number(n)
         if k is None:
             continue
         if k in out:
-            raise ValueError(f"two files carry frame number {k}: {out[k]!r} and {n!r}")
+            if clashes is None:
+                raise ValueError(f"two files carry frame number {k}: {out[k]!r} and {n!r}")
+            clashes.append((k, out[k], n))
+            continue
         out[k] = n
     return dict(sorted(out.items()))
 

@@ -27,6 +27,9 @@ def unlabelled_videos(listing: list[dict], *, dataset: str, fps: float) -> tuple
         if subj is None or name is None:
             excl.append(exclusion_row(dataset, v["path"], None, "unsafe_path", f"{v['path']}: unsafe name"))
             continue
+        if v.get("clash"):  # a frame folder where two files carry one number: this recording only
+            excl.append(exclusion_row(dataset, v["path"], None, "frame_name_clash", f"{v['path']}: {v['clash']}"))
+            continue
         if not v.get("n_frames"):
             why = f" ({v['error']})" if v.get("error") else ""
             excl.append(
