@@ -96,3 +96,22 @@ def test_frames_sorted_by_number_not_listing():
     assert list(index_frames(["10.jpg", "9.jpg", "100.jpg", "x.txt"], (".jpg",))) == [9, 10, 100]
     with pytest.raises(ValueError, match="frame number 7"):
         index_frames(["7.jpg", "007.jpg"], (".jpg",))
+
+
+def test_an_offset_typo_of_a_billion_frames_costs_nothing():
+    """Issue 15, item 11: the clip's frames are found from the folder's files, not by
+    walking every number up to the offset (which ran out of memory)."""
+    import time
+
+    ann = pd.read_excel(V2, sheet_name="label").head(1).copy()
+    ann.loc[0, "Offset"] = 10**9
+    t0 = time.perf_counter()
+    s, e = run(ann, max_duration_s=None)
+    assert time.perf_counter() - t0 < 5  # a generous bound: walking 10^9 numbers takes minutes
+    onset, apex = int(ann.loc[0, "Onset"]), int(ann.loc[0, "Apex"])
+    names = [p.rsplit("/", 1)[1] for p in s.loc[0, "seq_paths"]]
+    assert len(s) == 1 and names == [f"{onset}.jpg", f"{apex}.jpg", f"{10**9}.jpg"]  # the files the listing holds
+    gaps = 10**9 - onset + 1 - len(s.loc[0, "seq_paths"])
+    assert f"{gaps} frame(s) of the clip missing: [{onset + 1}, " in s.loc[0, "note"]
+    s, e = run(ann, max_duration_s=5.0)  # with the catalog default the row is refused as too long
+    assert list(e["reason"]) == ["too_long"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import islice
 
 import pandas as pd
 
@@ -279,10 +280,13 @@ def annotated_samples(
             dpaths = (dframes[onset], dframes[apex])
         seen[sid] = (row, (emotion_raw, cell(r, "au")))
         end = offset if offset is not None else apex + (apex - onset)
-        seq = [frames[k] for k in range(onset, end + 1) if k in frames]
-        gaps = [k for k in range(onset, end + 1) if k not in frames]
-        if gaps:
-            notes.append(f"{len(gaps)} frame(s) of the clip missing: {gaps[:5]}")
+        # bounded by the folder's files, not by the span (an offset typo of 10^9 costs nothing)
+        present = [k for k in frames if onset <= k <= end]
+        seq = [frames[k] for k in sorted(present)]
+        n_gaps = end - onset + 1 - len(present)
+        if n_gaps:
+            first = list(islice((k for k in range(onset, end + 1) if k not in frames), 5))
+            notes.append(f"{n_gaps} frame(s) of the clip missing: {first}")
         samples.append(
             {
                 "sample_id": sid,
