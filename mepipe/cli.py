@@ -142,21 +142,21 @@ def cmd_cluster_script(args) -> int:
     return 0
 
 
-def _store(cat, args, create=False):
+def _store(args, create=False):
     """The store a command reads: --store (a folder or s3://bucket/prefix, optionally
-    @tag) or the catalog's store of --dataset."""
+    @tag; no catalog needed) or the catalog's store of --dataset."""
     from pipeline.store import Store
 
     if getattr(args, "store", ""):
         return Store(args.store, create=False)
+    cat = load_catalog(args.catalog)
     return Store(cat.store_root / cat.dataset(args.dataset).name, create=create)
 
 
 def cmd_versions(args) -> int:
     from pipeline import versions as V
 
-    cat = load_catalog(args.catalog)
-    st = _store(cat, args)
+    st = _store(args)
     action = args.action or "list"
     if action == "list":
         for v in st.versions():
@@ -190,8 +190,7 @@ def cmd_verify(args) -> int:
     from pipeline.verify import verify
     from pipeline.versions import resolve
 
-    cat = load_catalog(args.catalog)
-    st = _store(cat, args)
+    st = _store(args)
     rep = verify(st, resolve(st, args.ref))
     for p in rep.problems:
         print(f"  PROBLEM {p}")
@@ -202,7 +201,7 @@ def cmd_verify(args) -> int:
 def cmd_publish(args) -> int:
     from pipeline.remote import publish
 
-    publish(_store(load_catalog(args.catalog), args).path, args.tag, args.to)
+    publish(_store(args).path, args.tag, args.to)
     return 0
 
 
@@ -216,8 +215,7 @@ def cmd_pull(args) -> int:
 
 
 def cmd_info(args) -> int:
-    cat = load_catalog(args.catalog)
-    st = _store(cat, args)
+    st = _store(args)
     info = st.info(args.snapshot)
     print(f"store {st.path} @ {args.snapshot or st.head()}")
     print(f"samples: {info['counts']}")

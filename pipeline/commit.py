@@ -27,7 +27,7 @@ from pipeline.ingest import Ingested
 from pipeline.io import sha256_file
 from pipeline.planning import RunPlan
 from pipeline.screening import Screening
-from pipeline.store import BRANCH, Store, write_table_array, write_text_array
+from pipeline.store import BRANCH, Store, array_metadata_sha, write_table_array, write_text_array
 from pipeline.tasks import GROUP_VERSIONS
 from products import FINGERPRINT_SCHEME
 from schemas.arrays import ARRAYS
@@ -166,6 +166,7 @@ def _write_version(rec: RunRecord, plan: RunPlan, ex: Executed, tables: Assemble
     shapes = {a: g[a].shape for a in ARRAYS if a in g}
     card = dataset_card(meta, rec.ds.scheme, rec.ds.description, shapes, tables.manifest, tables.exclusions)
     meta["card_sha256"] = write_text_array(g, CARD, card)
+    meta["arrays_sha256"] = {a: array_metadata_sha(g[a]) for a in ARRAYS if a in g}  # verify re-checks them
     n_ok = meta["counts"]["ok"]
     fault_point("before_commit")
     msg = f"preprocess {rec.ds.name}: {len(plan.todo)} computed, {n_ok}/{plan.n} ok"

@@ -45,7 +45,7 @@ from pipeline.planning import (
     source_checksums,
 )
 from pipeline.screening import Screening
-from pipeline.store import Store
+from pipeline.store import Store, store_lock
 from pipeline.tasks import check_models
 from products import groups_for
 from schemas.arrays import ARRAYS
@@ -308,10 +308,10 @@ def run(
     s.run_dir.mkdir(parents=True, exist_ok=True)
     got = ingest_phase(cat, ds, log)
     ds = got.datasets[ds.name]  # with the layout ingest found
-    store = Store(cat.store_root / ds.name)
     get_client = LazyClient(workers, log, cat.cluster(cluster) if cluster else None)
     try:
-        with store.lock(wait=lock_wait, log=log):
+        with store_lock(cat.store_root / ds.name, wait=lock_wait, log=log):  # before a first run creates it
+            store = Store(cat.store_root / ds.name)
             return _run_locked(ds, got, store, get_client, groups_for(methods, ds.has_depth), s)
     finally:
         get_client.close()

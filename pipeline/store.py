@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -72,37 +73,11 @@ class Store:
             raise FileNotFoundError(f"no store at {self.path} (run `mepipe preprocess` first)")
 
     # -- locking -------------------------------------------------------------------
-    @contextmanager
     def lock(self, wait: float = 0.0, log=print):
-        """Hold the store's run lock. A held lock is an error at once (wait=0) or after
-        waiting up to `wait` seconds (scheduled runs). The OS releases it when the holder
-        dies, `kill -9` included."""
+        """Hold the store's run lock (see `store_lock`); a published store is read-only."""
         if self.remote:
             raise StoreLockedError(f"{self.path} is a published store: read-only here")
-        lockfile = self.path.parent / f"{self.path.name}.lock"
-        fd = os.open(lockfile, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            deadline, said = time.monotonic() + wait, False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                    if time.monotonic() >= deadline:
-                        waited = f" after waiting {wait:.0f} s" if wait else ""
-                        raise StoreLockedError(
-                            f"store {self.path} is locked by another run ({holder}){waited}; wait for it to finish"
-                        ) from None
-                    if not said:
-                        log(f"store {self.path} is locked by another run ({holder}); waiting up to {wait:.0f} s")
-                        said = True
-                    time.sleep(min(1.0, max(deadline - time.monotonic(), 0.05)))
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
-            yield
-        finally:
-            os.close(fd)
+        return store_lock(self.path, wait, log)
 
     # -- reading -------------------------------------------------------------------
     def head(self) -> str:
@@ -168,6 +143,47 @@ class Store:
 def sample_sha(value, dtype: str) -> str:
     """sha256 of one sample's values as stored (C order, the array's dtype)."""
     return hashlib.sha256(np.ascontiguousarray(value, dtype=dtype).tobytes()).hexdigest()
+
+
+@contextmanager
+def store_lock(path: Path, wait: float = 0.0, log=print):
+    """Hold the run lock of the store at `path` (a file beside it, so it can be taken
+    before the store exists: two first runs do not both create it). A held lock is an
+    error at once (wait=0) or after waiting up to `wait` seconds (scheduled runs). The
+    OS releases it when the holder dies, `kill -9` included."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lockfile = path.parent / f"{path.name}.lock"
+    fd = os.open(lockfile, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        deadline, said = time.monotonic() + wait, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                if time.monotonic() >= deadline:
+                    waited = f" after waiting {wait:.0f} s" if wait else ""
+                    raise StoreLockedError(
+                        f"store {path} is locked by another run ({holder}){waited}; wait for it to finish"
+                    ) from None
+                if not said:
+                    log(f"store {path} is locked by another run ({holder}); waiting up to {wait:.0f} s")
+                    said = True
+                time.sleep(min(1.0, max(deadline - time.monotonic(), 0.05)))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def array_metadata_sha(arr) -> str:
+    """sha256 of what an array says about itself (shape, dtype, attributes: units,
+    description, dimension names ...): recorded at commit, re-checked by verify."""
+    spec = {"shape": list(arr.shape), "dtype": str(arr.dtype), "attrs": dict(arr.attrs)}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _write_bytes(group: zarr.Group, path: str, raw: bytes, attrs: dict) -> str:

@@ -1,6 +1,9 @@
 """`mepipe verify`: re-read a version and check it against what was recorded at write time.
 
 Checks (each problem names the array, sample and row):
+- the dataset card and every array's metadata (shape, dtype, units, description) against
+  the sha256 the commit recorded in the snapshot metadata (versions from before that
+  record are checked without it);
 - every table's bytes against the sha256 in its attributes (manifest, exclusions, ...);
 - manifest vs arrays: one array row per manifest row, ids unique, `index` = 0..n-1,
   ragged clip regions inside their arrays;
@@ -11,14 +14,15 @@ Checks (each problem names the array, sample and row):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from pipeline.store import Store, sample_sha
+from pipeline.store import Store, array_metadata_sha, read_text_array, sample_sha
 from schemas.arrays import ARRAYS, SHARD_SAMPLES
-from schemas.tables import TABLES
+from schemas.tables import CARD, TABLES
 
 
 @dataclass
@@ -67,25 +71,57 @@ def _check_array(name: str, arr, grp: pd.DataFrame, region: dict, rep: VerifyRep
             else:
                 value = arr[int(idx)]
         except Exception as e:
-            rep.problems.append(f"{where}: cannot be read ({type(e).__name__}: {e})")
+            rep.problems.append(f"{where}: cannot be read ({one_line(e)})")
             continue
         rep.checked += 1
         if sample_sha(np.asarray(value), str(arr.dtype)) != want:
             rep.problems.append(f"{where}: values differ from the checksum recorded at write time")
 
 
+def one_line(e: BaseException) -> str:
+    """An error as one line (storage errors carry multi-line traces and spans)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def _check_recorded(g, meta: dict, problems: list) -> None:
+    """The dataset card and each array's metadata (shape, dtype, units, description...)
+    against the sha256 the commit recorded in the snapshot's metadata."""
+    want = meta.get("card_sha256")
+    if want:
+        try:
+            got = hashlib.sha256(read_text_array(g[CARD]).encode()).hexdigest() if CARD in g else None
+        except Exception as e:
+            got = f"unreadable ({one_line(e)})"
+        if got != want:
+            problems.append(f"{CARD}: the dataset card is {got or 'missing'}, not the card recorded at commit ({want})")
+    for name, sha in (meta.get("arrays_sha256") or {}).items():
+        if name not in g:
+            problems.append(f"{name}: recorded at commit but missing from the version")
+        elif array_metadata_sha(g[name]) != sha:
+            problems.append(f"{name}: its metadata (shape, dtype, attributes) differs from what the commit recorded")
+
+
 def verify(store: Store, snapshot: str | None = None, log=print) -> VerifyReport:
-    """Re-read a version: tables decode and match their sha256, the arrays fit the
-    manifest, and every sample's values match the checksums recorded at write time."""
+    """Re-read a version: tables decode and match their sha256, the card and the arrays'
+    metadata match what the commit recorded, the arrays fit the manifest, and every
+    sample's values match the checksums recorded at write time. A version that cannot
+    be opened at all is one problem naming the error."""
     snap = snapshot or store.head()
     rep = VerifyReport(snap)
-    g = store.group(snap)
+    try:
+        g = store.group(snap)
+        meta = store.repo.lookup_snapshot(snap).metadata or {}
+    except Exception as e:
+        rep.problems.append(f"version {snap} of {store.path} cannot be opened: {one_line(e)}")
+        return rep
+    _check_recorded(g, meta, rep.problems)
     tables = {}
     for name in TABLES:
         try:
             tables[name] = store.table(name, snap)
         except Exception as e:  # checksum mismatch or undecodable Parquet
-            rep.problems.append(f"table {name}: {e}")
+            rep.problems.append(f"table {name}: {one_line(e)}")
     man, ck = tables.get("manifest"), tables.get("checksums")
     if man is None:
         rep.problems.append("no manifest table: not a preprocessing version")

@@ -50,7 +50,13 @@ def tag(store: Store, name: str, ref: str | None = None) -> str:
         raise VersionError(
             f"{snap} is not a preprocessing version (no provenance); tag a version listed by `mepipe versions list`"
         )
-    store.repo.create_tag(name, snap)
+    if store.remote:
+        raise VersionError(f"{store.path}: a published store is read-only here; tag the local store it came from")
+    try:
+        store.repo.create_tag(name, snap)
+    except Exception as e:  # e.g. a read-only folder
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise VersionError(f"{store.path}: tag {name!r} could not be written ({type(e).__name__}: {first})") from e
     return snap
 
 
@@ -73,7 +79,14 @@ def card(store: Store, ref: str | None = None) -> str:
         raise VersionError(
             f"{store.path}@{ref or 'head'}: this version has no dataset card (made before cards existed)"
         )
-    return read_text_array(g[CARD])
+    try:
+        return read_text_array(g[CARD])
+    except Exception as e:  # a damaged card chunk: say so, `mepipe verify` names the rest
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise VersionError(
+            f"{store.path}@{ref or 'head'}: the dataset card cannot be read ({type(e).__name__}: {first}); "
+            "run `mepipe verify`"
+        ) from e
 
 
 def _flat(d: dict, pre: str = "") -> dict:

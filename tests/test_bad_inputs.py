@@ -866,3 +866,17 @@ def test_13_frames_linked_from_outside_the_root_are_refused_unless_allowed(commi
     res = run(cat, cat.dataset("t"), workers=1, **{**QUIET, "log": said.append})
     assert not res.committed  # the same bytes: up to date
     assert any("links leaving the dataset root, used because allow_links_outside_root is true" in m for m in said)
+
+
+def test_17_the_lock_is_taken_before_a_first_run_creates_the_store(committed):
+    """Two first runs used to both create the store before either held the lock."""
+    from pipeline.store import StoreLockedError, store_lock
+
+    c = committed
+    path = c.cat.store_root / "t"
+    shutil.rmtree(path)
+    with store_lock(path):  # another run holds it
+        with pytest.raises(StoreLockedError, match="is locked by another run"):
+            c.run()
+    assert not path.exists()  # nothing was created while the lock was held elsewhere
+    assert c.run().committed

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import zarr
 
 from mepipe.cli import main as cli
 from pipeline.catalog import load_catalog
@@ -22,7 +23,7 @@ from pipeline.remote import RemoteError, publish, pull
 from pipeline.runner import run
 from pipeline.store import Store
 from pipeline.verify import verify
-from pipeline.versions import VersionError, diff, provenance, tag
+from pipeline.versions import VersionError, card, diff, provenance, tag
 from schemas.arrays import ARRAYS
 from schemas.tables import TABLES
 from tests.conftest import write_catalog
@@ -106,6 +107,55 @@ def test_verify_detects_a_flipped_byte_and_names_it(two_versions):
     assert any(p.startswith("pairs/") and "sample " in p for p in rep.problems), rep.problems
     # the untouched original still verifies
     assert verify(Store(src, create=False), log=lambda *a: None).ok
+
+
+def _tampered_copy(two_versions, name: str, edit) -> Store:
+    """A copy of the store whose main gets a commit changing the card or an array's
+    attributes while carrying the original version's metadata (what a flipped byte in
+    a card chunk or a snapshot's attributes looks like to a reader)."""
+    tmp, cat, r1, r2 = two_versions
+    bad = tmp / name
+    shutil.copytree(cat.store_root / "t", bad)
+    st = Store(bad, create=False)
+    meta = st.repo.lookup_snapshot(st.head()).metadata
+    s = st.repo.writable_session("main")
+    edit(zarr.open_group(s.store, mode="a"))
+    s.commit("tampered", metadata=meta)
+    return Store(bad, create=False)
+
+
+def test_verify_checks_the_card_and_array_metadata_against_the_commit(two_versions, capsys):
+    """Issue 15, item 16: a damaged card or changed units passed verify before."""
+    from pipeline.store import write_text_array
+    from schemas.tables import CARD
+
+    st = _tampered_copy(two_versions, "card", lambda g: write_text_array(g, CARD, "# not the card\n"))
+    rep = verify(st, log=lambda *a: None)
+    assert not rep.ok and any(p.startswith("docs/dataset_card: the dataset card is ") for p in rep.problems)
+
+    def units(g):
+        g["pairs/rgb_diff"].attrs["units"] = "furlongs"
+
+    st = _tampered_copy(two_versions, "attrs", units)
+    rep = verify(st, log=lambda *a: None)
+    assert rep.problems == [
+        "pairs/rgb_diff: its metadata (shape, dtype, attributes) differs from what the commit recorded"
+    ]
+
+
+def test_a_damaged_card_chunk_is_a_one_line_error_not_a_traceback(two_versions, capsys):
+    from pipeline.store import write_text_array
+    from schemas.tables import CARD
+
+    def damage(g):
+        write_text_array(g, CARD, "the card")
+        g[CARD].attrs["sha256"] = "0" * 64  # the bytes no longer match their own checksum
+
+    st = _tampered_copy(two_versions, "card2", damage)
+    with pytest.raises(VersionError, match=r"the dataset card cannot be read \(OSError: docs/dataset_card: checksum"):
+        card(st)
+    rc = cli(["versions", "card", "--store", str(st.path)])
+    assert rc == 1 and capsys.readouterr().err.startswith("error: ")
 
 
 # --- a loopback S3 server with two users: a publisher (read/write) and a consumer (read) ---
@@ -292,3 +342,12 @@ def test_pull_from_a_hostile_bucket_writes_nothing_outside(s3, tmp_path):
             pull("s3://labs/evil", dest, log=lambda *a: None)
     assert not (tmp_path / "a" / "pwned.txt").exists() and not (tmp_path / "pwned.txt").exists()
     assert not dest.exists()  # nothing was written at all
+
+
+def test_verify_and_versions_with_store_need_no_catalog(two_versions, tmp_path, monkeypatch, capsys):
+    """Issue 15, item 17: `--store` names everything the command needs."""
+    tmp, cat, r1, r2 = two_versions
+    monkeypatch.chdir(tmp_path)  # no catalog.yaml here
+    assert cli(["verify", "--store", str(cat.store_root / "t")]) == 0
+    assert capsys.readouterr().out.strip().endswith("OK")
+    assert cli(["versions", "list", "--store", str(cat.store_root / "t")]) == 0
