@@ -880,3 +880,51 @@ def test_17_the_lock_is_taken_before_a_first_run_creates_the_store(committed):
             c.run()
     assert not path.exists()  # nothing was created while the lock was held elsewhere
     assert c.run().committed
+
+
+# -- case and Unicode spellings (issue 15, item 9) ---------------------------------------
+
+
+def test_9_a_row_spelling_subject_and_clip_in_another_case_is_the_same_sample(committed):
+    c = committed
+    row = sheet_row(c.root, "spNO.1/a")
+    row_b = sheet_row(c.root, "spNO.1/b")
+
+    def respell(df):
+        again = df.loc[[row - 2]].copy()
+        again["Subject"], again["Filename"] = "SPNO.1", "A"
+        df.loc[row_b - 2, "Subject"] = "SpNo.1"  # another clip of the same subject, spelled otherwise
+        return pd.concat([df, again], ignore_index=True)
+
+    rewrite_annotation(c.root, respell)
+    res = c.run()
+    assert res.committed and res.recomputed == 0  # the same samples, the same arrays
+    assert set(res.manifest["subject"]) == {"spNO.1", "spNO.2", "spNO.3"}  # no second subject across folds
+    new_row = len(BASELINE) + 2  # appended after the five baseline rows (header = row 1)
+    stage, reason, detail = exclusions_of(res)[IDS["spNO.1/a"]]
+    assert (stage, reason) == ("ingest", "duplicate_row")
+    assert f"row {new_row}: same clip and onset/apex as row {row}" in detail
+    assert "spelled 'SPNO.1/A' here and 'spNO.1/a' in row" in detail
+    b = res.manifest.set_index("sample_id").loc[IDS["spNO.1/b"]]
+    assert b["status"] == "ok" and "spelled 'SpNo.1/b' here, spNO.1/b in an earlier row" in b["note"]
+
+
+def test_9_a_folder_named_in_nfd_is_found_for_a_sheet_in_nfc(committed):
+    import unicodedata
+
+    c = committed
+    nfc, nfd = unicodedata.normalize("NFC", "é"), unicodedata.normalize("NFD", "é")
+    assert nfc != nfd
+    clips = c.root / FRAMES / "spNO.3"
+    (clips / "a").rename(clips / nfd)  # as macOS names it
+    row = sheet_row(c.root, "spNO.3/a")
+
+    def rename(df):
+        df.loc[row - 2, "Filename"] = nfc
+        return df
+
+    rewrite_annotation(c.root, rename)
+    res = c.run()
+    assert res.committed
+    got = res.manifest[res.manifest["subject"] == "spNO.3"]
+    assert len(got) == 1 and got.iloc[0]["status"] == "ok" and len(res.excluded) == 0

@@ -10,6 +10,7 @@ and why any row does not (an exclusion with the sheet row number and the path).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -85,6 +86,7 @@ def annotated_samples(
     if missing:
         raise AnnotationError(f"{ann_file}: columns {missing} not found; header is {list(ann.columns)}")
     samples, excl, seen = [], [], {}
+    spellings = Spellings()
     find_clip = folder_finder(frame_index)
     find_depth = find_clip if depth_index is frame_index else folder_finder(depth_index or {})
 
@@ -97,7 +99,10 @@ def annotated_samples(
         if all(pd.isna(v) for v in r.values()):
             continue  # blank spreadsheet row
         subj, clip = layout.subject(cell(r, "subject")), safe_part(cell(r, "clip"))
-        if subj is None or clip is None:
+        written = None if subj is None or clip is None else f"{subj}/{clip}"  # as this row spells it
+        if written is not None:
+            subj, clip = spellings.first(subj, clip)
+        else:
             excl.append(
                 _excl(
                     dataset,
@@ -122,6 +127,8 @@ def annotated_samples(
             )
             continue
         notes = list((row_notes or {}).get(row, []))
+        if written != f"{subj}/{clip}":
+            notes.append(f"spelled {written!r} here, {subj}/{clip} in an earlier row: one subject and clip")
         if offset is None and "offset" in cols:
             notes.append(f"{_not_a_frame('offset', cell(r, 'offset'))}: offset unknown")
         if offset == 0:
@@ -204,7 +211,7 @@ def annotated_samples(
                     ann_file,
                     row,
                     "duplicate_row",
-                    _duplicate_detail(ann_file, row, seen[sid], (cell(r, "emotion"), cell(r, "au"))),
+                    _duplicate_detail(ann_file, row, seen[sid], (cell(r, "emotion"), cell(r, "au")), written),
                     sid,
                 )
             )
@@ -278,7 +285,7 @@ def annotated_samples(
                 )
                 continue
             dpaths = (dframes[onset], dframes[apex])
-        seen[sid] = (row, (emotion_raw, cell(r, "au")))
+        seen[sid] = (row, (emotion_raw, cell(r, "au")), written)
         end = offset if offset is not None else apex + (apex - onset)
         # bounded by the folder's files, not by the span (an offset typo of 10^9 costs nothing)
         present = [k for k in frames if onset <= k <= end]
@@ -324,19 +331,40 @@ KNOWN_BAD_NOTE = "on the known-bad list"
 LONG_NOTE = "longer than"  # a kept clip longer than a micro-expression can be
 
 
+def folded(text: str) -> str:
+    """Text compared without case or Unicode form (NFC; a folder named on macOS is often
+    NFD: ``é`` as ``e`` + combining accent)."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
 def canonical_name(rel: str) -> str:
-    """A folder path compared without case and without zero padding (``sub1`` = ``Sub01``)."""
-    return re.sub(r"\d+", lambda m: str(int(m.group())), rel.lower())
+    """A folder path compared without case, Unicode form and zero padding (``sub1`` = ``Sub01``)."""
+    return re.sub(r"\d+", lambda m: str(int(m.group())), folded(rel))
+
+
+class Spellings:
+    """The first spelling of each subject and clip in a sheet: later rows spelling them
+    in another case or Unicode form (``SPNO.1/A`` for ``spNO.1/a``) name the same
+    subject and clip, so they cannot become a second subject across LOSO folds."""
+
+    def __init__(self):
+        self.subjects: dict[str, str] = {}
+        self.clips: dict[tuple, str] = {}
+
+    def first(self, subj: str, clip: str) -> tuple[str, str]:
+        subj, clip = unicodedata.normalize("NFC", subj), unicodedata.normalize("NFC", clip)
+        s = self.subjects.setdefault(folded(subj), subj)
+        return s, self.clips.setdefault((s, folded(clip)), clip)
 
 
 def folder_finder(frame_index: dict):
     """f(folder as the sheet spells it) -> the folder of `frame_index` it names (as
-    written, else without case, else without zero padding), or None."""
-    folded = _unique_keys(frame_index, str.lower)  # folder names whose case differs from the sheet's
+    written, else without case or Unicode form, else without zero padding), or None."""
+    by_fold = _unique_keys(frame_index, folded)  # folder names whose case or form differs from the sheet's
     padded = _unique_keys(frame_index, canonical_name)  # ... or whose numbers are zero-padded (1 / 01)
 
     def find(rel: str) -> str | None:
-        return rel if rel in frame_index else folded.get(rel.lower()) or padded.get(canonical_name(rel))
+        return rel if rel in frame_index else by_fold.get(folded(rel)) or padded.get(canonical_name(rel))
 
     return find
 
@@ -375,11 +403,14 @@ def _apex_exclusion(layout: Layout, dataset, ann_file, row, clip: str, raw_apex)
     )
 
 
-def _duplicate_detail(ann_file, row, first: tuple, labels: tuple) -> str:
-    """A duplicated row names the row that is kept, and says when their labels disagree."""
-    first_row, first_labels = first
+def _duplicate_detail(ann_file, row, first: tuple, labels: tuple, written: str | None = None) -> str:
+    """A duplicated row names the row that is kept, both spellings when they differ only
+    in case or Unicode form, and says when their labels disagree."""
+    first_row, first_labels, first_written = (*first, None)[:3]
     same = all((_blank(a) and _blank(b)) or str(a).strip() == str(b).strip() for a, b in zip(first_labels, labels))
     detail = f"{ann_file} row {row}: same clip and onset/apex as row {first_row} (row {first_row} is kept)"
+    if written and first_written and written != first_written:
+        detail += f"; spelled {written!r} here and {first_written!r} in row {first_row}"
     if not same:
         detail += (
             f"; the labels differ: emotion/AU {labels[0]!r}/{labels[1]!r} here, "
