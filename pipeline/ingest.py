@@ -151,6 +151,56 @@ def read_annotation(path: Path, sheet, required: list[str], dataset: str) -> tup
     return df, h + 1
 
 
+def sheet_quirks(path: Path, sheet) -> dict[int, list[str]]:
+    """{sheet row: what is odd there} for the cells pandas reads as blank although the
+    file holds something: merged cells (only the top-left cell has the value) and
+    formulas saved without a computed value. .xlsx/.xlsm only (openpyxl); {} otherwise."""
+    if path.suffix.lower() not in (".xlsx", ".xlsm"):
+        return {}
+    import openpyxl
+
+    try:
+        wb, values = openpyxl.load_workbook(path), openpyxl.load_workbook(path, data_only=True)
+    except Exception:
+        return {}  # the reader above reports an unreadable file
+    name = sheet if isinstance(sheet, str) else wb.sheetnames[sheet or 0]
+    ws, wv = wb[name], values[name]
+    out: dict[int, list[str]] = {}
+    for rng in ws.merged_cells.ranges:
+        top = rng.start_cell
+        for row in range(rng.min_row, rng.max_row + 1):
+            if row != top.row or rng.max_col > rng.min_col:
+                out.setdefault(row, []).append(
+                    f"cells {rng.coord} are merged (the value {top.value!r} is in {top.coordinate} only)"
+                )
+    for row in ws.iter_rows():
+        for cell in row:
+            if cell.data_type == "f" and wv[cell.coordinate].value is None:
+                out.setdefault(cell.row, []).append(
+                    f"cell {cell.coordinate} holds the formula {cell.value!r} with no saved value (the program "
+                    "that wrote the file did not compute it; open and save it in a spreadsheet application)"
+                )
+    return out
+
+
+QUIRK_REASONS = {"unsafe_path", "frame_not_numeric", "apex_missing", "au_unparsable", "clip_missing"}
+
+
+def name_sheet_quirks(e: pd.DataFrame, quirks: dict, ann_file: str) -> pd.DataFrame:
+    """Exclusions of rows whose blank cell is really a merged cell or an uncomputed
+    formula say so (reason merged_cell / formula_without_value), with the original detail."""
+    if not quirks or not len(e):
+        return e
+    e = e.copy()
+    for i, r in e.iterrows():
+        found = quirks.get(int(r["ann_row"])) if pd.notna(r["ann_row"]) and r["ann_file"] == ann_file else None
+        if not found or r["reason"] not in QUIRK_REASONS:
+            continue
+        e.at[i, "reason"] = "merged_cell" if any("merged" in q for q in found) else "formula_without_value"
+        e.at[i, "detail"] = f"{ann_file} row {int(r['ann_row'])}: {'; '.join(found)} ({r['detail']})"
+    return e
+
+
 REMOVE = "去除"  # the authors' list: "我们目前的解决方法" (our solution) = "去除该张" (remove it)
 
 
@@ -350,6 +400,8 @@ def _ingest_annotated(ds: Dataset, index: dict, layouts: dict) -> Ingested:
     if layout is None:
         raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")
     ann, header_row, repairs, row_notes = _repaired_sheet(ds, layout)
+    quirks = sheet_quirks(ds.file("annotation"), ds.annotation_sheet)
+    row_notes = {r: [*row_notes.get(r, []), *quirks.get(r, [])] for r in set(row_notes) | set(quirks)}
     bad = read_known_bad(ds.file("known_bad")) if ds.known_bad else None
     try:
         s, e = annotated_samples(
@@ -365,6 +417,7 @@ def _ingest_annotated(ds: Dataset, index: dict, layouts: dict) -> Ingested:
         )
     except AnnotationError as ex:
         raise CatalogError(str(ex)) from ex
+    e = name_sheet_quirks(e, quirks, ds.file("annotation").name)
     return Ingested(s, e, layouts, repairs, _known_bad_report(ds, bad, s, e))
 
 

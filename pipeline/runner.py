@@ -104,8 +104,34 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+# sheet rows that could not be read as a sample (as opposed to rows read and then refused)
+UNREADABLE_ROWS = {"unsafe_path", "frame_not_numeric", "merged_cell", "formula_without_value", "au_unparsable"}
+
+
+class RunRefused(RuntimeError):
+    """The input is too broken to make a version of (nothing is computed or committed)."""
+
+
+def check_sheet_readable(got: Ingested, ds: Dataset) -> None:
+    """A sheet whose rows mostly cannot be read (merged cells, formulas without values,
+    a shifted header) would commit a version of a few samples: refuse instead."""
+    e = got.exclusions
+    at_ingest = e[(e["stage"] == "ingest") & e["ann_row"].notna()] if len(e) else e
+    unreadable = at_ingest[at_ingest["reason"].isin(UNREADABLE_ROWS)] if len(at_ingest) else at_ingest
+    s = got.samples
+    total = (int((s["source"] == "labelled").sum()) if len(s) else 0) + len(at_ingest)
+    if len(unreadable) and len(unreadable) / total > ds.max_failed_fraction:
+        reasons = unreadable["reason"].value_counts().to_dict()
+        raise RunRefused(
+            f"{len(unreadable)} of the {total} annotation rows cannot be read as samples ({reasons}; more than "
+            f"max_failed_fraction {ds.max_failed_fraction:.0%}), e.g. {unreadable['detail'].iloc[0]}. "
+            "Not a version worth committing: fix the sheet (`mepipe plan` lists every row)"
+        )
+
+
 def ingest_phase(cat: Catalog, ds: Dataset, log) -> Ingested:
-    """Read the dataset's sheets and folders (layout detected, repairs applied)."""
+    """Read the dataset's sheets and folders (layout detected, repairs applied); a sheet
+    whose rows mostly cannot be read stops the run (RunRefused)."""
     got = ingest_all(ds, cat, log)
     for name, found in got.layouts.items():
         log(f"[{name}] layout: {found.describe()}")
@@ -113,6 +139,7 @@ def ingest_phase(cat: Catalog, ds: Dataset, log) -> Ingested:
         f"[{ds.name}] {len(got.samples)} samples from the annotation, {len(got.exclusions)} rows excluded at ingest"
         + (f"; {sum(r['applied'] for r in got.repairs)} sheet repair(s) applied" if got.repairs else "")
     )
+    check_sheet_readable(got, got.datasets[ds.name])
     return got
 
 

@@ -928,3 +928,51 @@ def test_9_a_folder_named_in_nfd_is_found_for_a_sheet_in_nfc(committed):
     assert res.committed
     got = res.manifest[res.manifest["subject"] == "spNO.3"]
     assert len(got) == 1 and got.iloc[0]["status"] == "ok" and len(res.excluded) == 0
+
+
+# -- spreadsheet quirks (issue 15, item 12) ----------------------------------------------
+
+
+def _edit_workbook(root: Path, edit) -> None:
+    import openpyxl
+
+    path = root / ANNOTATION
+    wb = openpyxl.load_workbook(path)
+    edit(wb["label"])
+    wb.save(path)
+
+
+def test_12_merged_subject_cells_and_uncomputed_formulas_are_named_as_such(committed):
+    c = committed
+    r_a, r_b = sheet_row(c.root, "spNO.1/a"), sheet_row(c.root, "spNO.1/b")
+    r_c = sheet_row(c.root, "spNO.2/c")
+
+    def edit(ws):
+        assert r_b == r_a + 1 and ws.cell(r_a, 1).value == ws.cell(r_b, 1).value == "spNO.1"
+        ws.merge_cells(start_row=r_a, start_column=1, end_row=r_b, end_column=1)  # as people lay out subjects
+        ws.cell(r_c, 3).value = f"=D{r_c}-8"  # Onset as a formula, saved without a value
+
+    _edit_workbook(c.root, edit)
+    res = c.run()
+    assert res.committed
+    ex = exclusions_of(res)
+    stage, reason, detail = ex[f"row {r_b}"]
+    assert (stage, reason) == ("ingest", "merged_cell")
+    assert f"row {r_b}: cells A{r_a}:A{r_b} are merged (the value 'spNO.1' is in A{r_a} only)" in detail
+    stage, reason, detail = ex[f"row {r_c}"]
+    assert (stage, reason) == ("ingest", "formula_without_value")
+    assert f"cell C{r_c} holds the formula '=D{r_c}-8' with no saved value" in detail
+
+
+def test_12_a_sheet_whose_rows_mostly_cannot_be_read_is_a_failed_run_not_a_commit(committed):
+    from pipeline.runner import RunRefused
+
+    c = committed
+
+    def edit(ws):
+        ws.merge_cells(start_row=2, start_column=1, end_row=6, end_column=1)  # 4 of 5 subjects blank
+
+    _edit_workbook(c.root, edit)
+    with pytest.raises(RunRefused, match=r"4 of the 5 annotation rows cannot be read as samples \({'merged_cell': 4}"):
+        c.run()
+    assert_previous_version_intact(c, committed=False)
