@@ -18,7 +18,7 @@ METHOD ?= dvscl
 CONFIG ?= tiny
 VIEW ?= depth
 
-.PHONY: setup preprocess batch plan validate train lint test test-fast bench demo versions verify tag publish pull info clean
+.PHONY: setup preprocess batch plan validate train lint test test-fast bench demo versions verify tag publish pull info gc clean
 
 $(VENV)/.stamp: pyproject.toml Makefile
 	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.12 found (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -76,6 +76,9 @@ pull: $(VENV)/.stamp
 
 info: $(VENV)/.stamp
 	$(VENV)/bin/mepipe --catalog $(CATALOG) info --dataset $(DATASET)
+
+gc: $(VENV)/.stamp
+	$(VENV)/bin/mepipe --catalog $(CATALOG) gc --dataset $(DATASET)
 
 # ruff (configured in pyproject.toml): lint rules + the formatter's check; `make format` applies it
 lint: $(VENV)/.stamp

@@ -186,6 +186,26 @@ def cmd_versions(args) -> int:
     return 0
 
 
+def cmd_gc(args) -> int:
+    """Collect the objects no version reaches (killed runs, amended commits)."""
+    from pipeline.gc import collect, disk_bytes
+    from pipeline.store import store_lock
+
+    st = _store(args)
+    with store_lock(st.path, wait=args.wait):
+        before = disk_bytes(st.path)
+        done = collect(st, dry_run=args.dry_run)
+        after = disk_bytes(st.path)
+    verb = "would delete" if done.dry_run else "deleted"
+    print(
+        f"{st.path}: {verb} {done.objects_deleted} objects ({done.bytes_deleted / 1e6:.1f} MB) no branch or tag "
+        f"reaches"
+        + (f" and {len(done.branches_deleted)} killed run(s)' scratch branches" if done.branches_deleted else "")
+        + f"; {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB on disk"
+    )
+    return 0
+
+
 def cmd_verify(args) -> int:
     from pipeline.verify import verify
     from pipeline.versions import resolve
@@ -390,6 +410,12 @@ def _add_store_commands(sub) -> None:
     a.add_argument("--store", default="", help=STORE_HELP)
     a.add_argument("--ref", default=None)
     a.set_defaults(fn=cmd_verify)
+    a = sub.add_parser("gc", help="delete the objects no version reaches (killed runs, amended commits)")
+    a.add_argument("--dataset", default="demo")
+    a.add_argument("--store", default="", help="a local store folder (default: the catalog's store of --dataset)")
+    a.add_argument("--dry-run", action="store_true", help="count only")
+    a.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a run holding the store")
+    a.set_defaults(fn=cmd_gc)
     a = sub.add_parser("info", help="arrays (shape, dtype, bytes) and sample counts of a version")
     a.add_argument("--dataset", default="demo")
     a.add_argument("--store", default="", help=STORE_HELP)

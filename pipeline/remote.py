@@ -166,6 +166,23 @@ def _wrap(e: Exception, what: str, loc: Location) -> RemoteError:
     return RemoteError(f"{what} {loc.url}: {code or type(e).__name__}" + (f" - {_HINTS[code]}" if code else ""))
 
 
+def _upload(client, loc: Location, src: Path, have: dict) -> tuple[list, int, list]:
+    """Upload the objects of the local store `src` the remote lacks, then its refs (last:
+    the tag becomes visible only then). Returns (uploaded keys, bytes, all object keys)."""
+    data, refs = _local_objects(src)
+    up = [k for k in data if k not in have]
+    nbytes = 0
+    try:
+        for k in up:
+            client.upload_file(str(src / k), loc.bucket, f"{loc.prefix}/{k}")
+            nbytes += (src / k).stat().st_size
+        for k in refs:
+            client.upload_file(str(src / k), loc.bucket, f"{loc.prefix}/{k}")
+    except Exception as e:
+        raise _wrap(e, "cannot upload to", loc) from e
+    return up, nbytes, data
+
+
 def publish(store_path: Path, tag: str, url: str, log=print) -> dict:
     """Upload the local store at `store_path` to `url` so that `url@tag` opens remotely.
 
@@ -189,23 +206,21 @@ def publish(store_path: Path, tag: str, url: str, log=print) -> dict:
         have = _remote_keys(client, loc)
     except Exception as e:
         raise _wrap(e, "cannot list", loc) from e
+    remote_tags = set()
     if "repo" in have:
         remote = ic.Repository.open(icechunk_storage(loc))
         for t in remote.list_tags():
             if t not in local.list_tags() or local.lookup_tag(t) != remote.lookup_tag(t):
                 raise RemoteError(f"{loc.url} holds tag {t!r} that is not this store's; publish to another prefix")
-    data, refs = _local_objects(Path(store_path))
-    up = [k for k in data if k not in have]
-    nbytes = 0
-    try:
-        for k in up:
-            f = Path(store_path) / k
-            client.upload_file(str(f), loc.bucket, f"{loc.prefix}/{k}")
-            nbytes += f.stat().st_size
-        for k in refs:  # last: the tag becomes visible only now
-            client.upload_file(str(Path(store_path) / k), loc.bucket, f"{loc.prefix}/{k}")
-    except Exception as e:
-        raise _wrap(e, "cannot upload to", loc) from e
+            remote_tags.add(t)
+    import tempfile
+
+    from pipeline.gc import reachable_copy
+
+    # only what the tag (and the tags already there) reach: no other branch, no killed run's objects
+    with tempfile.TemporaryDirectory(dir=Path(store_path).parent, prefix=".publish-") as tmp:
+        src = reachable_copy(Path(store_path), tag, remote_tags, Path(tmp) / "store")
+        up, nbytes, data = _upload(client, loc, src, have)
     remote = ic.Repository.open(icechunk_storage(loc))
     if remote.lookup_tag(tag) != snap:
         raise RemoteError(f"{loc.url}: after upload, tag {tag!r} does not resolve to {snap}")

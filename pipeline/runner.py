@@ -32,6 +32,7 @@ from pipeline.commit import (
     write_run_folder,
 )
 from pipeline.execute import LazyClient, drop_scratch_branches, execute
+from pipeline.gc import collect_if_worth_it
 from pipeline.ingest import Ingested, ingest_all
 from pipeline.planning import (
     Previous,
@@ -88,6 +89,7 @@ class RunSettings:
     checkpoint_s: float = 120.0
     started: float = 0.0
     trust_model_files: bool = False  # accept model files whose sha256 differs from models.lock
+    gc_threshold_mb: float = 64.0  # the dataset's catalog gc_threshold_mb
 
 
 @dataclass
@@ -267,7 +269,17 @@ def _after_commit(store: Store, snap: str, meta: dict, plan: RunPlan, ex, tables
         write_run_folder(s.run_dir, tables, summary)
     except Exception as e:
         raise CommittedButFailed(snap, step, e) from e
+    _collect_garbage(store, s)
     return summary
+
+
+def _collect_garbage(store: Store, s: RunSettings) -> None:
+    """Collect what killed runs and amended commits left, once it is worth it; a failure
+    is a warning (the version is committed and complete)."""
+    try:
+        collect_if_worth_it(store, s.gc_threshold_mb, s.log)
+    except Exception as e:
+        s.log(f"warning: garbage collection failed ({type(e).__name__}: {e}); the version is committed")
 
 
 def _run_locked(
@@ -335,6 +347,7 @@ def run(
     s.run_dir.mkdir(parents=True, exist_ok=True)
     got = ingest_phase(cat, ds, log)
     ds = got.datasets[ds.name]  # with the layout ingest found
+    s.gc_threshold_mb = ds.gc_threshold_mb
     get_client = LazyClient(workers, log, cat.cluster(cluster) if cluster else None)
     try:
         with store_lock(cat.store_root / ds.name, wait=lock_wait, log=log):  # before a first run creates it

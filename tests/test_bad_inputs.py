@@ -976,3 +976,45 @@ def test_12_a_sheet_whose_rows_mostly_cannot_be_read_is_a_failed_run_not_a_commi
     with pytest.raises(RunRefused, match=r"4 of the 5 annotation rows cannot be read as samples \({'merged_cell': 4}"):
         c.run()
     assert_previous_version_intact(c, committed=False)
+
+
+# -- store hygiene (issue 15, item 15) ----------------------------------------------------
+
+
+def test_15_gc_deletes_what_a_failed_run_left_and_keeps_every_version(committed, monkeypatch, capsys):
+    from mepipe.cli import main
+    from pipeline.gc import disk_bytes
+    from pipeline.verify import verify
+
+    c = committed
+    path = c.cat.path
+    monkeypatch.setenv("MEPIPE_FAULT", "clip_error:*")  # every task of the next run fails
+    cat = load_catalog(write_catalog(path.parent, params="depth:\n  fill: min\n"))  # recompute depth
+    res = run(cat, cat.dataset("t"), workers=1, **QUIET)
+    assert res.failed_run and res.kept_branch
+    monkeypatch.delenv("MEPIPE_FAULT")
+    st = Store(cat.store_root / "t", create=False)
+    versions = [v["snapshot"] for v in st.versions()]
+    before = disk_bytes(st.path)
+    assert main(["--catalog", str(path), "gc", "--dataset", "t"]) == 0
+    out = capsys.readouterr().out
+    assert "and 1 killed run(s)' scratch branches" in out and "MB on disk" in out
+    st = Store(cat.store_root / "t", create=False)
+    assert disk_bytes(st.path) < before
+    assert list(st.repo.list_branches()) == ["main"]
+    assert [v["snapshot"] for v in st.versions()] == versions  # every version still there
+    assert verify(st, log=lambda *a: None).ok
+
+
+def test_15_a_run_collects_garbage_past_the_threshold(committed):
+    c = committed
+    path = c.cat.path
+    path.write_text(
+        path.read_text().replace("label_scheme: casme3_7", "label_scheme: casme3_7\n    gc_threshold_mb: 0")
+    )
+    _force_a_new_version(c)
+    cat = load_catalog(path)
+    said = []
+    res = run(cat, cat.dataset("t"), workers=1, **{**QUIET, "log": said.append})
+    assert res.committed
+    assert any(m.startswith("garbage collection: ") and "objects no version reaches were deleted" in m for m in said)

@@ -236,6 +236,10 @@ def test_publish_open_remote_train_and_pull(two_versions, s3, tmp_path, capsys):
             publish(local.path, "nope", "s3://labs/demo")
         res = publish(local.path, "v1", "s3://labs/demo", log=logs.append)
         assert res["uploaded"] > 0 and res["snapshot"] == r1.snapshot
+        # only what v1 reaches goes up: not the second version's new depth chunks (issue 15, item 15)
+        from pipeline.remote import _local_objects
+
+        assert res["uploaded"] < len(_local_objects(local.path)[0])
         again = publish(local.path, "v1", "s3://labs/demo", log=logs.append)
         assert again["uploaded"] == 0  # content-addressed: nothing twice
     secret_w = s3[1]["publisher"][1]
