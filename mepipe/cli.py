@@ -148,7 +148,13 @@ def _store(args, create=False):
     from pipeline.store import Store
 
     if getattr(args, "store", ""):
-        return Store(args.store, create=False)
+        from pipeline.remote import RemoteError
+
+        try:
+            return Store(args.store, create=False)
+        except Exception as e:  # a wrong URL, tag or credentials: one line, not a storage trace
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise RemoteError(f"{args.store}: cannot be opened ({type(e).__name__}: {first})") from e
     cat = load_catalog(args.catalog)
     return Store(cat.store_root / cat.dataset(args.dataset).name, create=create)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline.catalog import Dataset
 from pipeline.ingest import EMOTION_NOTE, ingest_all
 from pipeline.io import FrameReadError, read_depth, read_rgb
+from stages.adapters.common import is_blank
 from stages.depth import DepthError
 from stages.labels import class_index
 
@@ -41,7 +42,8 @@ def _where(r: dict):
 
 def _check_labels(r: dict, ds: Dataset, problems: dict, notes: dict) -> None:
     """The sample's ingest notes, and an emotion outside the label scheme (a problem)."""
-    for part in str(r.get("note") or "").split("; ") if r.get("note") else []:
+    note = r.get("note")
+    for part in [] if is_blank(note) else str(note).split("; "):
         if not part.startswith(EMOTION_NOTE):  # that one is reported below as a problem
             notes[part.split(":")[0]].append((_where(r), part))
     if class_index(r["emotion"], ds.scheme) is None:
@@ -82,6 +84,19 @@ def _check_depth(r: dict, root: Path, sizes: dict, problems: dict) -> None:
             )
 
 
+def _check_recordings(ds: Dataset, problems: dict) -> int:
+    """The unlabelled recordings (Part B) a run would screen: each opens and has frames
+    (an empty or undecodable video, a frame folder with clashing names, depth of another
+    size are problems naming the recording). Returns how many are usable."""
+    from pipeline.screening import list_recordings
+    from stages.adapters.unlabelled import unlabelled_videos
+
+    videos, excl = unlabelled_videos(list_recordings(ds), dataset=ds.name, fps=ds.fps)
+    for e in excl.itertuples():
+        problems[e.reason].append((e.ann_file, e.detail))
+    return len(videos)
+
+
 def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
     """{problems: {reason: [(where, detail)]}, notes: {...}, samples: n, blocking: bool,
     layout: {dataset: what was detected}, repairs: [applied repair records]}."""
@@ -95,10 +110,12 @@ def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
     for r in got.samples.to_dict("records"):
         _check_labels(r, ds, problems, notes)
         _check_depth(r, root, _check_frames(r, root, quick, problems), problems)
+    n_recordings = _check_recordings(ds, problems) if ds.unlabelled else 0
     return {
         "problems": dict(problems),
         "notes": dict(notes),
         "samples": len(got.samples),
+        "recordings": n_recordings,
         "blocking": any(k in BLOCKING for k in problems),
         "layout": {k: v.describe() for k, v in got.layouts.items()},
         "repairs": got.repairs,
@@ -106,7 +123,10 @@ def validate(ds: Dataset, quick: bool = False, catalog=None) -> dict:
 
 
 def print_report(ds: Dataset, rep: dict, examples: int = 3, out=print) -> None:
-    out(f"validate {ds.name} ({ds.adapter}) at {ds.root()}: {rep['samples']} usable samples")
+    out(
+        f"validate {ds.name} ({ds.adapter}) at {ds.root()}: {rep['samples']} usable samples"
+        + (f", {rep['recordings']} unlabelled recording(s) to screen" if rep.get("recordings") else "")
+    )
     for name, line in rep.get("layout", {}).items():
         out(f"  layout detected ({name}): {line}")
     if rep.get("repairs"):

@@ -1018,3 +1018,16 @@ def test_15_a_run_collects_garbage_past_the_threshold(committed):
     res = run(cat, cat.dataset("t"), workers=1, **{**QUIET, "log": said.append})
     assert res.committed
     assert any(m.startswith("garbage collection: ") and "objects no version reaches were deleted" in m for m in said)
+
+
+def test_17_validate_checks_part_b_recordings_and_prints_no_nan_notes(committed):
+    c = committed
+    part_b = c.root / "part_B" / "data" / "spNO.1"
+    part_b.mkdir(parents=True)
+    (part_b / "v1.mp4").write_bytes(b"not a video at all")
+    path = c.cat.path
+    path.write_text(path.read_text() + "    unlabelled:\n      frames_dir: part_B/data\n")
+    rep = validate(load_catalog(path).dataset("t"), quick=True)
+    assert "nan" not in rep["notes"]  # samples without a note have no note
+    assert [w for w, _ in rep["problems"]["video_empty"]] == ["part_B/data/spNO.1/v1.mp4"]
+    assert rep["recordings"] == 0 and rep["samples"] == len(BASELINE)

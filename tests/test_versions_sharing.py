@@ -355,3 +355,16 @@ def test_verify_and_versions_with_store_need_no_catalog(two_versions, tmp_path, 
     assert cli(["verify", "--store", str(cat.store_root / "t")]) == 0
     assert capsys.readouterr().out.strip().endswith("OK")
     assert cli(["versions", "list", "--store", str(cat.store_root / "t")]) == 0
+
+
+def test_a_store_url_that_cannot_be_opened_is_one_line(s3, capsys):
+    """Issue 15, item 17: a wrong prefix or credentials on S3 gives a one-line error."""
+    with pytest.MonkeyPatch.context() as mp:
+        as_user(mp, s3, "reader")
+        rc = cli(["verify", "--store", "s3://labs/nothing-here@v1"])
+        err = capsys.readouterr().err
+        assert rc == 1 and err.startswith("error: s3://labs/nothing-here@v1: ") and err.count("\n") == 1
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+        rc = cli(["info", "--store", "s3://labs/demo@v1"])
+        err = capsys.readouterr().err
+        assert rc == 1 and err.startswith("error: s3://labs/demo@v1: cannot be opened (") and err.count("\n") == 1
