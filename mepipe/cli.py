@@ -484,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from icechunk import IcechunkError
+
     from pipeline.remote import RemoteError
     from pipeline.versions import VersionError
 
@@ -494,6 +496,10 @@ def main(argv=None) -> int:
         return 2
     except (VersionError, RemoteError) as e:  # a wrong tag/snapshot, an S3 refusal: named, exit 1
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except IcechunkError as e:  # a damaged store file: one line (`mepipe verify` says more)
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: the store cannot be read ({type(e).__name__}: {first}); run `mepipe verify`", file=sys.stderr)
         return 1
 
 

@@ -368,3 +368,19 @@ def test_a_store_url_that_cannot_be_opened_is_one_line(s3, capsys):
         rc = cli(["info", "--store", "s3://labs/demo@v1"])
         err = capsys.readouterr().err
         assert rc == 1 and err.startswith("error: s3://labs/demo@v1: cannot be opened (") and err.count("\n") == 1
+
+
+def test_a_damaged_repo_file_is_one_error_line_and_verify_names_it(two_versions, capsys):
+    """Issue 15, item 16: a flipped byte in the repository's own file gave a raw trace."""
+    tmp, cat, r1, r2 = two_versions
+    bad = tmp / "damaged_repo"
+    shutil.copytree(cat.store_root / "t", bad)
+    data = bytearray((bad / "repo").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "repo").write_bytes(bytes(data))
+    rc = cli(["versions", "list", "--store", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+    rc = cli(["verify", "--store", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("error: ") and err.count("\n") == 1, err
