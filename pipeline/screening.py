@@ -33,7 +33,7 @@ from pipeline.io import (
     video_frame_count,
 )
 from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature, offline
-from stages.adapters.common import exclusion_row, index_frames
+from stages.adapters.common import exclusion_row, index_frames, is_hidden
 from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
 from stages.au import (
     AU_COLUMNS,
@@ -64,6 +64,18 @@ class Screening:
     timings: dict
 
 
+def _refuse_link_out(p: Path, real_root: str, ds: Dataset) -> None:
+    """A recording reached through a link leaving the dataset root is refused like a
+    link-out frame folder (pipeline.ingest), unless the catalog allows it."""
+    real = os.path.realpath(p)
+    if ds.allow_links_outside_root or real == real_root or real.startswith(real_root + os.sep):
+        return
+    raise CatalogError(
+        f"{p} leads outside the dataset root {real_root} (to {real}); "
+        "set allow_links_outside_root: true in the catalog to use it"
+    )
+
+
 def list_recordings(ds: Dataset) -> list[dict]:
     root = ds.root()
     rel = ds.unlabelled["frames_dir"]
@@ -71,12 +83,14 @@ def list_recordings(ds: Dataset) -> list[dict]:
     if not base.is_dir():
         raise CatalogError(f"datasets.{ds.name}.unlabelled.frames_dir: folder {base} not found")
     out = []
-    for subj in sorted(os.listdir(base)):
+    real_root = os.path.realpath(root)
+    for subj in sorted(s for s in os.listdir(base) if not is_hidden(s)):
         sdir = base / subj
         if not sdir.is_dir():
             continue
-        for name in sorted(os.listdir(sdir)):
+        for name in sorted(n for n in os.listdir(sdir) if not is_hidden(n)):
             p = sdir / name
+            _refuse_link_out(p, real_root, ds)
             if p.is_file() and p.suffix.lower() in VIDEO_EXT:
                 out.append(_video_file(p, subj, f"{rel}/{subj}/{name}"))
             elif p.is_dir() and (p / "color").is_dir():

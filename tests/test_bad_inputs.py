@@ -1031,3 +1031,16 @@ def test_17_validate_checks_part_b_recordings_and_prints_no_nan_notes(committed)
     assert "nan" not in rep["notes"]  # samples without a note have no note
     assert [w for w, _ in rep["problems"]["video_empty"]] == ["part_B/data/spNO.1/v1.mp4"]
     assert rep["recordings"] == 0 and rep["samples"] == len(BASELINE)
+
+
+def test_13_an_unlabelled_recording_linked_from_outside_the_root_is_refused(committed, tmp_path):
+    c = committed
+    outside = tmp_path / "elsewhere.mp4"
+    outside.write_bytes(b"whatever")
+    part_b = c.root / "part_B" / "data" / "spNO.1"
+    part_b.mkdir(parents=True)
+    (part_b / "v1.mp4").symlink_to(outside)
+    path = c.cat.path
+    path.write_text(path.read_text() + "    unlabelled:\n      frames_dir: part_B/data\n")
+    with pytest.raises(CatalogError, match=r"v1\.mp4 leads outside the dataset root .*allow_links_outside_root"):
+        list_recordings(load_catalog(path).dataset("t"))
