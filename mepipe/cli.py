@@ -304,6 +304,7 @@ def cmd_train(args) -> int:
         options,
         cache_dir=args.cache_dir or None,
         progress=not args.no_progress,
+        device=args.device or None,
     )
     print(f"predictions and summary in {out}")
     return 0 if summary else 1
@@ -332,6 +333,7 @@ def _train_parser(sub) -> None:
         "published s3://bucket/prefix@tag (read in place, not copied)",
     )
     a.add_argument("--out", default="")
+    a.add_argument("--device", default="", help="cuda, cuda:1 or cpu (default: cuda when present, else cpu)")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(fn=cmd_train)
 

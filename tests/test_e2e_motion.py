@@ -196,6 +196,58 @@ def test_all_feeds(dataset_copy):
         motion="learned",
     )
     assert s["motion"] == "learned" and s["samples"] == 20
+    every_method_trains_on_a_pretend_gpu(cat.store_root / "t", ds.scheme, root.parent / "fake_cuda")
+
+
+# one epoch (and the least of each method's other loops): enough to run every line of a
+# training step, forward, loss, backward and optimiser, on the pretend device
+ONE_STEP = {
+    "dvscl": {"epochs": 1, "probe_epochs": 3},
+    "selfme": {"epochs": 1, "motion_epochs": 1, "motion_pairs": 8},
+    "attrcl": {"epochs": 1, "runs": 1},
+    "fdp": {"epochs": 1},
+    "microauclip": {"epochs": 1},
+}
+
+
+def every_method_trains_on_a_pretend_gpu(store, scheme, out):
+    """Issue 16, item 1: each method's real trainer, with device="cuda", under a pretend
+    CUDA device that makes every operation check its inputs' devices (tests/fake_cuda.py):
+    a tensor left on the CPU (SelfME's thin-plate-spline parameters were) fails here as it
+    would on the first step on a GPU."""
+    import importlib
+
+    from tests.fake_cuda import FakeCuda
+    from training.registry import REGISTRY, get_method, train
+
+    assert set(ONE_STEP) == set(REGISTRY)
+    for name, small in ONE_STEP.items():
+        configs = importlib.import_module(f"training.{name}.configs").CONFIGS
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in small.items():
+                mp.setitem(configs["tiny"], k, v)
+            with FakeCuda() as mode:
+                options = {o.name: o.default for o in get_method(name).options}
+                s = train(name, store, scheme, out / name, "tiny", options, progress=False, log=lambda *a: None,
+                          device="cuda")  # fmt: skip
+            assert s and mode.checked > 1000, (name, mode.checked)
+
+
+def test_the_pretend_gpu_catches_a_tensor_left_on_the_cpu():
+    """The device check can fail: the bug SelfME had (a CPU tensor meeting the model's)."""
+    from tests.fake_cuda import DeviceMismatch, FakeCuda
+    from training.selfme.motion_learner import TPS
+
+    tps = TPS(2, generator=torch.Generator().manual_seed(0))
+    with FakeCuda():
+        z = torch.rand(2, 5, 2).to("cuda")
+        assert tps(z).device.type == "cuda"  # the fixed TPS moves its parameters to z's device
+        with pytest.raises(DeviceMismatch, match=r"aten\.add\.Tensor: inputs on \['cpu', 'cuda'\]"):
+            z + torch.rand(2, 5, 2)
+        conv = torch.nn.Conv2d(2, 2, 1).to("cuda")
+        assert conv(torch.rand(1, 2, 4, 4).to("cuda")).device.type == "cuda"
+        with pytest.raises(DeviceMismatch, match="convolution"):
+            conv(torch.rand(1, 2, 4, 4))
 
 
 def test_learned_magnifier_without_weights_is_a_clear_error(dataset_copy):

@@ -147,11 +147,13 @@ class TPS:
         self.w = w if w is not None else sigma_tps * torch.randn(n, points * points, 2, generator=g)
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        """z (N, P, 2) -> (N, P, 2)."""
-        aff = torch.einsum("nij,npj->npi", self.theta, torch.cat([torch.ones_like(z[..., :1]), z], -1))
-        r = (z[:, :, None] - self.ctrl[None, None]).norm(dim=-1)
+        """z (N, P, 2) -> (N, P, 2). The parameters are drawn on the CPU (one seeded
+        generator whatever the device) and follow `z` to its device here."""
+        theta, ctrl, w = (t.to(device=z.device, dtype=z.dtype) for t in (self.theta, self.ctrl, self.w))
+        aff = torch.einsum("nij,npj->npi", theta, torch.cat([torch.ones_like(z[..., :1]), z], -1))
+        r = (z[:, :, None] - ctrl[None, None]).norm(dim=-1)
         u = r**2 * torch.log(r + 1e-9)
-        return aff + torch.einsum("npc,ncd->npd", u, self.w)
+        return aff + torch.einsum("npc,ncd->npd", u, w)
 
     def warp_image(self, x: torch.Tensor) -> torch.Tensor:
         """Image sampled at T(z): (T x)(z) = x(T(z))."""
