@@ -162,7 +162,8 @@ class _CudaToCpu(TorchFunctionMode):
             if _is_cuda(kwargs.get("device")):
                 kwargs["device"] = "cpu"
         asked_cpu = want is None and (
-            isinstance(kwargs.get("device"), (str, torch.device)) or (func in FACTORIES and kwargs.get("device") is None)
+            isinstance(kwargs.get("device"), (str, torch.device))
+            or (func in FACTORIES and kwargs.get("device") is None)
         )
         out = func(*args, **kwargs)
         if want is not None:

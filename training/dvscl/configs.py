@@ -12,6 +12,8 @@ CONFIGS = {
         "wd": 1e-4,
         "tau": 0.07,
         "dim": 128,
+        "probe": "lbfgs",  # run to convergence (see train_probe); "adam" uses probe_epochs/probe_lr
+        "probe_c": 1.0,
         "probe_epochs": 300,
         "probe_lr": 0.01,
         "oversample": "half",
@@ -29,6 +31,8 @@ CONFIGS = {
         "wd": 1e-4,
         "tau": 0.07,
         "dim": 128,
+        "probe": "lbfgs",  # the paper's 100 Adam steps at 1e-4 do not converge: probe "adam" keeps them
+        "probe_c": 1.0,
         "probe_epochs": 100,
         "probe_lr": 1e-4,
         "oversample": "half",
