@@ -294,11 +294,20 @@ def cmd_train(args) -> int:
         )
         return 2
     options = {o.name: getattr(args, o.name) for o in method.options}  # other methods' options are ignored
-    out = Path(args.out) if args.out else cat.runs_root.parent / "train" / ds.name / method.tag(args.config, options)
+    scheme = args.scheme or method.scheme_for(ds.adapter, ds.label_scheme)
+    if scheme not in cat.label_schemes:
+        if args.scheme:
+            print(f"error: --scheme {scheme}: unknown; the catalog has {', '.join(cat.label_schemes)}", file=sys.stderr)
+            return 2
+        print(f"{method.name}: the paper's scheme {scheme} is not in this catalog; using {ds.label_scheme}")
+        scheme = ds.label_scheme
+    tag = method.tag(args.config, options) + ("" if scheme == ds.label_scheme else f"-{scheme}")
+    out = Path(args.out) if args.out else cat.runs_root.parent / "train" / ds.name / tag
+    print(f"{method.name}: label scheme {scheme} ({', '.join(cat.label_schemes[scheme])})")
     summary = train(
         method.name,
         store,
-        ds.scheme,
+        cat.label_schemes[scheme],
         out,
         args.config,
         options,
@@ -333,6 +342,12 @@ def _train_parser(sub) -> None:
         "published s3://bucket/prefix@tag (read in place, not copied)",
     )
     a.add_argument("--out", default="")
+    a.add_argument(
+        "--scheme",
+        default="",
+        help="label scheme of the catalog to train under (default: the method's paper scheme for the dataset, "
+        "e.g. casme3_4 for DVSCL on CAS(ME)^3, else the dataset's label_scheme)",
+    )
     a.add_argument("--device", default="", help="cuda, cuda:1 or cpu (default: cuda when present, else cpu)")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(fn=cmd_train)

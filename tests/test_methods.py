@@ -265,3 +265,32 @@ def test_the_cache_folder_is_an_argument_not_the_environment(fake_store, tmp_pat
     assert np.array_equal(cached[0]["frames"].numpy(), ref.numpy())
     files = sorted(p.name for p in (tmp_path / "c" / "snap1").glob("*.npy"))
     assert files == ["clips__frames72.npy", "fdp__dynamic_image.npy"]
+
+
+def test_train_takes_the_papers_scheme_or_the_one_asked_for(monkeypatch, tmp_path, capsys):
+    """Issue 16, items 3-4: DVSCL trains CAS(ME)^3 on its paper's 4 classes by default;
+    --scheme picks any scheme of the catalog (named in the run folder); unknown: exit 2."""
+    import training.registry
+    from mepipe.cli import main
+    from tests.conftest import write_catalog
+
+    catalog = write_catalog(tmp_path)
+    text = catalog.read_text().replace(
+        "label_schemes:\n",
+        "label_schemes:\n  casme3_4:\n    negative: [anger, disgust, fear, sad]\n    positive: [happy]\n"
+        "    surprise: [surprise]\n    others: [others]\n",
+    )
+    catalog.write_text(text)
+    got = {}
+    monkeypatch.setattr(training.registry, "train", lambda *a, **kw: got.update(args=a, kw=kw) or {"ok": 1})
+    argv = ["--catalog", str(catalog), "train", "--dataset", "t", "--store", str(tmp_path / "st"), "--no-progress"]
+    assert main(argv + ["--method", "dvscl"]) == 0
+    assert list(got["args"][2]) == ["negative", "positive", "surprise", "others"]
+    assert got["args"][3].name == "dvscl-tiny-depth-casme3_4"
+    assert main(argv + ["--method", "fdp"]) == 0  # no paper scheme declared: the dataset's
+    assert list(got["args"][2])[:3] == ["happiness", "disgust", "surprise"] and got["args"][3].name == "fdp-tiny"
+    assert main(argv + ["--method", "fdp", "--scheme", "casme3_4"]) == 0
+    assert got["args"][3].name == "fdp-tiny-casme3_4"
+    capsys.readouterr()
+    assert main(argv + ["--method", "fdp", "--scheme", "nope"]) == 2
+    assert "error: --scheme nope: unknown; the catalog has casme3_4, casme3_7" in capsys.readouterr().err

@@ -41,7 +41,9 @@ class Method:
     dataset / trainer: "module:attribute" of its feed Dataset class and of its train
     function, called trainer(store, scheme, out, config, *, <options>, cache_dir, log,
     progress) -> summary dict. options: the method-specific options it takes.
-    tag_options: the options whose values name its run folder after method and config."""
+    tag_options: the options whose values name its run folder after method and config.
+    schemes: {dataset adapter: the label scheme of the method's paper on that dataset}
+    (`mepipe train --scheme` overrides; otherwise the dataset's own label_scheme)."""
 
     name: str
     configs: dict
@@ -49,6 +51,11 @@ class Method:
     trainer: str
     options: tuple[Option, ...] = ()
     tag_options: tuple[str, ...] = ()
+    schemes: dict | None = None
+
+    def scheme_for(self, adapter: str, dataset_scheme: str) -> str:
+        """The label scheme this method trains under on a dataset read by `adapter`."""
+        return (self.schemes or {}).get(adapter, dataset_scheme)
 
     @property
     def feed(self) -> Feed:

@@ -15,4 +15,6 @@ METHOD = Method(
         Option("weights", "local ImageNet ResNet18 state_dict (optional)"),
     ),
     tag_options=("view",),
+    # the paper's CAS(ME)^3 task: negative / positive / surprise / others (sec. 5.4.4, table 6)
+    schemes={"casme3_part_a": "casme3_4"},
 )
