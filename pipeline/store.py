@@ -22,8 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-os.environ.setdefault("ICECHUNK_LOG", "error")  # before import: silence the local-storage warnings
-import icechunk as ic  # noqa: E402
+import icechunk as ic  # (pipeline/__init__.py sets ICECHUNK_LOG before any import of it)
 import numpy as np
 import pandas as pd
 import pyarrow as pa

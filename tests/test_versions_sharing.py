@@ -384,3 +384,17 @@ def test_a_damaged_repo_file_is_one_error_line_and_verify_names_it(two_versions,
     rc = cli(["verify", "--store", str(bad)])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_opening_a_store_prints_no_warning_the_user_cannot_act_on(two_versions):
+    """Issue 17: Icechunk's 'not safe for concurrent commits' on local storage (runs hold a
+    lock per store) is silenced however the store is reached first."""
+    tmp, cat, r1, r2 = two_versions
+    code = (
+        "import icechunk as ic; import pipeline.store as s; "
+        f"st = s.Store({str(cat.store_root / 't')!r}, create=False); st.group(); print('ok')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ICECHUNK_LOG"}
+    p = subprocess.run([sys.executable, "-c", "import pipeline; " + code], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+    assert "not safe for concurrent commits" not in p.stderr
