@@ -63,7 +63,7 @@ def test_options_resolve_to_defaults_and_refuse_what_a_method_does_not_take():
     with pytest.raises(ValueError, match="--view 'rgb': not one of"):
         m.resolve({"view": "rgb"})
     flags = {o.flag: h for o, h in cli_options()}
-    assert set(flags) == {"--view", "--weights", "--motion", "--protocol", "--text-model"}
+    assert set(flags) == {"--view", "--weights", "--motion", "--protocol", "--text-model", "--vgg-weights"}
     assert all(f"{m}:" in flags["--weights"] for m in ("dvscl", "microauclip", "selfme"))
 
 
@@ -135,7 +135,7 @@ def test_cli_names_the_run_folder_and_passes_the_method_options(monkeypatch, tmp
         "selfme",
         str(tmp_path / "st"),
         "tiny",
-        {"weights": "", "motion": "tvl1"},
+        {"weights": "", "motion": "tvl1", "vgg_weights": ""},
     )
     assert out == cat.runs_root.parent / "train" / "t" / "selfme-tiny-tvl1" and scheme == cat.dataset("t").scheme
     assert got["kw"] == {"cache_dir": "C", "progress": False, "device": None}

@@ -14,10 +14,12 @@ class DVSCLEncoder(nn.Module):
     def __init__(self, dim: int = 128, weights: str | None = None, log=print):
         super().__init__()
         net = torchvision.models.resnet18(weights=None)
+        self.loaded = None
         if weights:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            missing, unexpected = net.load_state_dict(state, strict=False)
-            log(f"ResNet18: loaded {weights} ({len(missing)} missing, {len(unexpected)} unexpected keys)")
+            from training.weights import load_weights
+
+            self.loaded = load_weights(net, weights, "ResNet18")
+            log(self.loaded.describe("ResNet18"))
         else:
             log("ResNet18: random initialisation (no local weights given; nothing is downloaded)")
         net.fc = nn.Identity()

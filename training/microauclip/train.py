@@ -59,12 +59,10 @@ def train_microauclip(
         [emo_classes.index(word[r["emotion"]]) if word.get(r["emotion"]) in emo_classes else -1 for r in ds.rows]
     )
     state = None
-    if weights:
-        if not Path(weights).is_file():
-            raise FileNotFoundError(
-                f"CLIP weights {weights} not found (a local open_clip ViT-B-32 state_dict; nothing is downloaded)"
-            )
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+    if weights:  # an open_clip ViT-B-32 state_dict (wrapped or DataParallel-prefixed is fine)
+        from training.weights import read_state_dict
+
+        state = read_state_dict(weights)
     log(
         f"MicroAUCLIP: config {config}, AUs {aus}, device {device}; CLIP ViT-B/32 "
         + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)")
@@ -76,9 +74,11 @@ def train_microauclip(
         manual_seed(cfg["seed"] + k)
         model = MicroAUCLIP(aus)
         if state is not None:
-            missing, unexpected = model.clip.load_state_dict(state, strict=False)
+            from training.weights import load_weights
+
+            loaded = load_weights(model.clip, weights, "CLIP ViT-B/32", state=state)
             if k == 0:
-                log(f"CLIP weights: {len(missing)} missing, {len(unexpected)} unexpected keys")
+                log(loaded.describe("CLIP ViT-B/32"))
         model = model.to(device)
         enc = [p for p in model.clip.parameters() if p.requires_grad]
         other = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("clip.")]

@@ -12,6 +12,7 @@ METHOD = Method(
     trainer="training.selfme.train:train_selfme",
     options=(
         Option("weights", "local timm ViT-S/16 weights (optional)"),
+        Option("vgg_weights", "local torchvision VGG-19 state_dict for the perceptual loss (optional)"),
         Option("motion", "the learned motion (default) or the TV-L1 baseline", "learned", ("learned", "tvl1")),
     ),
     tag_options=("motion",),

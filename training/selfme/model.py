@@ -109,6 +109,20 @@ def symmetric_contrastive_loss(e: torch.Tensor, y: torch.Tensor, tau: float = 0.
     return (total / count.clamp_min(1)).mean()
 
 
+def load_vit_weights(vit: nn.Module, weights: str, in_chans: int):
+    """A timm ViT-S/16 ImageNet checkpoint into SCViT: the RGB patch embedding becomes an
+    `in_chans` one (the filters' mean over RGB, repeated, scaled by 3/in_chans so a
+    constant input keeps its response), the 1000-class head is dropped (SCViT's head is
+    its own)."""
+    from training.weights import load_weights, read_state_dict
+
+    state = {k: v for k, v in read_state_dict(weights).items() if not k.startswith("head.")}
+    w = state.get("patch_embed.proj.weight")
+    if w is not None and w.shape[1] == 3 and in_chans != 3:
+        state["patch_embed.proj.weight"] = w.mean(1, keepdim=True).repeat(1, in_chans, 1, 1) * (3 / in_chans)
+    return load_weights(vit, weights, "SCViT (timm ViT-S/16)", state=state)
+
+
 class SCViT(nn.Module):
     """ViT-S/16 (timm) on a (2- or 3-channel) motion image of 224x224."""
 
@@ -119,9 +133,9 @@ class SCViT(nn.Module):
         self.vit = timm.create_model(
             "vit_small_patch16_224", pretrained=False, in_chans=in_chans, num_classes=n_classes, img_size=img_size
         )
+        self.loaded = None
         if weights:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            self.vit.load_state_dict(state, strict=False)
+            self.loaded = load_vit_weights(self.vit, weights, in_chans)
         self.grid = self.vit.patch_embed.grid_size[0]
 
     def forward(self, x):

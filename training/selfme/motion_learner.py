@@ -178,8 +178,11 @@ class Perceptual(nn.Module):
         import torchvision
 
         vgg = torchvision.models.vgg19(weights=None).features
-        if weights:
-            vgg.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=False)
+        self.loaded = None
+        if weights:  # torchvision's vgg19 state_dict: its "features." keys are this module's
+            from training.weights import load_weights
+
+            self.loaded = load_weights(vgg, weights, "VGG-19 features", strip=("features.",))
         self.slices = nn.ModuleList([vgg[:2], vgg[2:7], vgg[7:12], vgg[12:21], vgg[21:30]])
         for p in self.parameters():
             p.requires_grad = False

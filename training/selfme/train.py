@@ -34,6 +34,8 @@ def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool,
     device = rt.device
     manual_seed(cfg["seed"])
     model, perc = MotionLearner().to(device), Perceptual(vgg_weights).to(device)
+    if perc.loaded is not None:
+        log(perc.loaded.describe("VGG-19 (perceptual loss)"))
     opt = torch.optim.Adam(model.parameters(), lr=cfg["motion_lr"])
     g = torch.Generator().manual_seed(cfg["seed"])
     rng = np.random.default_rng(cfg["seed"])
@@ -86,6 +88,7 @@ def train_selfme(
     *,
     weights: str | None = None,
     motion: str = "learned",
+    vgg_weights: str | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
     log=print,
@@ -98,7 +101,12 @@ def train_selfme(
     classes = ds.classes
     if motion == "learned":
         learner = learn_motion(
-            SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir), cfg, rt, log, progress
+            SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir),
+            cfg,
+            rt,
+            log,
+            progress,
+            vgg_weights,
         )
         onset_apex = torch.stack([ds[i]["pair"] for i in range(len(ds))]).to(device)  # test mode: onset, apex
         motions = {
