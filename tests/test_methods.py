@@ -294,3 +294,22 @@ def test_train_takes_the_papers_scheme_or_the_one_asked_for(monkeypatch, tmp_pat
     capsys.readouterr()
     assert main(argv + ["--method", "fdp", "--scheme", "nope"]) == 2
     assert "error: --scheme nope: unknown; the catalog has casme3_4, casme3_7" in capsys.readouterr().err
+
+
+def test_the_papers_schemes_are_in_the_shipped_catalog():
+    """Each declared paper scheme exists in catalog.yaml with the paper's classes."""
+    from pipeline.catalog import load_catalog
+    from tests.conftest import REPO
+
+    cat = load_catalog(REPO / "catalog.yaml")
+    want = {
+        ("dvscl", "casme3_part_a"): ["negative", "positive", "surprise", "others"],  # seed 000 sec. 5.4.4
+        ("attrcl", "casme2"): ["happiness", "disgust", "repression", "surprise", "sadness"],  # seed 002 IV-A
+        ("attrcl", "mmew"): ["happiness", "disgust", "surprise", "sadness", "fear", "anger"],
+    }
+    for (name, adapter), classes in want.items():
+        scheme = get_method(name).scheme_for(adapter, "none")
+        assert list(cat.label_schemes[scheme]) == classes, (name, adapter)
+    adapters = {d.adapter for d in cat.datasets.values()}
+    for m in ("dvscl", "attrcl"):
+        assert set(get_method(m).schemes) <= adapters

@@ -15,4 +15,6 @@ METHOD = Method(
         Option("text_model", "local BERT/sentence-transformers folder"),
     ),
     tag_options=("protocol",),
+    # the paper's classes (sec. IV-A): CASME II happiness/disgust/repression/surprise/sadness; MMEW + fear, anger
+    schemes={"casme2": "casme2_attrcl", "mmew": "mmew_attrcl"},
 )
