@@ -314,6 +314,7 @@ def cmd_train(args) -> int:
         cache_dir=args.cache_dir or None,
         progress=not args.no_progress,
         device=args.device or None,
+        precision=args.precision or None,
     )
     print(f"predictions and summary in {out}")
     return 0 if summary else 1
@@ -349,6 +350,12 @@ def _train_parser(sub) -> None:
         "e.g. casme3_4 for DVSCL on CAS(ME)^3, else the dataset's label_scheme)",
     )
     a.add_argument("--device", default="", help="cuda, cuda:1 or cpu (default: cuda when present, else cpu)")
+    a.add_argument(
+        "--precision",
+        default="",
+        choices=["", "fp32", "bf16"],
+        help="fp32, or bf16 autocast (no loss scaling needed; default: the config's, else fp32)",
+    )
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(fn=cmd_train)
 

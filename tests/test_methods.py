@@ -138,9 +138,16 @@ def test_cli_names_the_run_folder_and_passes_the_method_options(monkeypatch, tmp
         {"weights": "", "motion": "tvl1", "vgg_weights": ""},
     )
     assert out == cat.runs_root.parent / "train" / "t" / "selfme-tiny-tvl1" and scheme == cat.dataset("t").scheme
-    assert got["kw"] == {"cache_dir": "C", "progress": False, "device": None}
+    assert got["kw"] == {"cache_dir": "C", "progress": False, "device": None, "precision": None}
     monkeypatch.delenv("MEPIPE_FEED_CACHE", raising=False)
-    assert main(argv + ["--method", "dvscl", "--view", "gray", "--config", "paper", "--device", "cuda:1"]) == 0
+    assert (
+        main(
+            argv
+            + ["--method", "dvscl", "--view", "gray", "--config", "paper", "--device", "cuda:1", "--precision", "bf16"]
+        )
+        == 0
+    )
+    assert got["kw"]["precision"] == "bf16"
     assert got["args"][3].name == "dvscl-paper-gray" and got["kw"]["cache_dir"] is None
     assert got["kw"]["device"] == "cuda:1"
 

@@ -166,3 +166,15 @@ def test_the_linear_probe_converges_like_scikit_learns_logistic_regression():
     assert want > 0.6  # the signal is there to be found
     assert abs(uar(ours) - want) < 0.03, (uar(ours), want)
     assert uar(adam) < want - 0.1, (uar(adam), want)  # why the default changed
+
+
+def test_bf16_autocast_trains_and_gives_finite_features(tmp_path):
+    """Issue 16, item 2: --precision bf16 runs the same step under autocast (CPU here)."""
+    cfg = {**CONFIGS["tiny"], "size": 32, "epochs": 1, "batch": 24, "oversample": None}
+    ds = PlantedPairs(shuffle=False)
+    rt = setup("cpu", 0, "bf16")
+    enc = pretrain(ds, cfg, rt, tmp_path / "ck.pt", log=lambda *a: None, progress=False)
+    x, _ = features(enc, ds, cfg, rt)
+    assert x.dtype == np.float32 and np.isfinite(x).all() and x.std() > 0
+    with pytest.raises(ValueError, match="precision 'fp16': unknown; known: fp32, bf16"):
+        setup("cpu", 0, "fp16")

@@ -61,15 +61,26 @@ def train(
     progress: bool = True,
     log=print,
     device: str | None = None,
+    precision: str | None = None,
 ) -> dict:
     """Train `method` on the store (a path, or s3://...@tag) under its `config`, with its
     method-specific `options` (the rest at their defaults), reading the feed through the
     local cache `cache_dir` when given, on `device` (default: cuda when present, else
-    cpu); predictions and summary.json go to `out`."""
+    cpu) and in `precision` (runtime.PRECISIONS; default the config's, else fp32);
+    predictions and summary.json go to `out`."""
     m = get_method(method)
     if config not in m.configs:
         raise ValueError(f"config {config!r} of {method}: unknown; known: {', '.join(m.configs)}")
     fn = m.train_function()
     return fn(
-        store, scheme, out, config, **m.resolve(options), cache_dir=cache_dir, log=log, progress=progress, device=device
+        store,
+        scheme,
+        out,
+        config,
+        **m.resolve(options),
+        cache_dir=cache_dir,
+        log=log,
+        progress=progress,
+        device=device,
+        precision=precision,
     )

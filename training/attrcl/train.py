@@ -92,11 +92,12 @@ def train_attrcl(
     text_model: str | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
+    precision: str | None = None,
     log=print,
     progress: bool = True,
 ) -> dict:
     cfg = CONFIGS[config]
-    rt = setup(device, cfg["seed"], cfg.get("precision", "fp32"))
+    rt = setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
     base = AttrCLDataset(store_path, scheme, cache_dir=cache_dir)
     enc = TextEncoder(text_model)
     texts = [describe(r["au_list"]) for r in base.rows]

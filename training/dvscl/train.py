@@ -162,11 +162,12 @@ def train_dvscl(
     weights: str | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
+    precision: str | None = None,
     log=print,
     progress: bool = True,
 ) -> dict:
     cfg = CONFIGS[config]
-    rt = setup(device, cfg["seed"], cfg.get("precision", "fp32"))
+    rt = setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
     log(f"DVSCL: config {config}, view RGB+{view}, device {rt.device}")
     pre = DVSCLDataset(store_path, scheme, view=view, sources=("labelled", "selected"), cache_dir=cache_dir)
     t0 = time.perf_counter()

@@ -28,11 +28,12 @@ def train_fdp(
     *,
     cache_dir: str | Path | None = None,
     device: str | None = None,
+    precision: str | None = None,
     log=print,
     progress: bool = True,
 ) -> dict:
     cfg = CONFIGS[config]
-    rt = setup(device, cfg["seed"], cfg.get("precision", "fp32"))
+    rt = setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
     device = rt.device
     mcfg = FDPConfig(**cfg["model"])
     train_ds = FDPDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir)

@@ -43,11 +43,12 @@ def train_microauclip(
     weights: str | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
+    precision: str | None = None,
     log=print,
     progress: bool = True,
 ) -> dict:
     cfg = CONFIGS[config]
-    rt = setup(device, cfg["seed"], cfg.get("precision", "fp32"))
+    rt = setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
     device = rt.device
     sp = spec()
     aus = sp["aus"][cfg["aus"]]
