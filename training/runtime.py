@@ -42,3 +42,10 @@ def setup(device: str | None = None, seed: int | None = None, precision: str = "
     if seed is not None:
         manual_seed(seed)
     return Runtime(device or ("cuda" if torch.cuda.is_available() else "cpu"), precision)
+
+
+def start(configs: dict, config: str, device: str | None, precision: str | None) -> tuple[dict, Runtime]:
+    """What every trainer does first: its config `config` of `configs`, and the runtime
+    for `device` seeded with the config's seed, in `precision` (else the config's, else fp32)."""
+    cfg = configs[config]
+    return cfg, setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))

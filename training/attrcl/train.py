@@ -20,7 +20,7 @@ from training.attrcl.text import TextEncoder, describe
 from training.loop import step
 from training.loso import run_loso
 from training.metrics import scores
-from training.runtime import Runtime, manual_seed, setup
+from training.runtime import Runtime, manual_seed, start
 from training.splits import subject_split
 
 
@@ -96,8 +96,7 @@ def train_attrcl(
     log=print,
     progress: bool = True,
 ) -> dict:
-    cfg = CONFIGS[config]
-    rt = setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
+    cfg, rt = start(CONFIGS, config, device, precision)
     base = AttrCLDataset(store_path, scheme, cache_dir=cache_dir)
     enc = TextEncoder(text_model)
     texts = [describe(r["au_list"]) for r in base.rows]

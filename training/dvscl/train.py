@@ -19,7 +19,7 @@ from training.dvscl.losses import dual_view_infonce
 from training.dvscl.model import DVSCLEncoder
 from training.loop import step
 from training.loso import run_loso
-from training.runtime import Runtime, manual_seed, setup
+from training.runtime import Runtime, manual_seed, start
 from training.samplers import HALF_OVERSAMPLING, factors_for, replicate
 
 
@@ -166,8 +166,7 @@ def train_dvscl(
     log=print,
     progress: bool = True,
 ) -> dict:
-    cfg = CONFIGS[config]
-    rt = setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
+    cfg, rt = start(CONFIGS, config, device, precision)
     log(f"DVSCL: config {config}, view RGB+{view}, device {rt.device}")
     pre = DVSCLDataset(store_path, scheme, view=view, sources=("labelled", "selected"), cache_dir=cache_dir)
     t0 = time.perf_counter()

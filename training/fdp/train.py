@@ -17,7 +17,7 @@ from training.fdp.feed import FDPDataset
 from training.fdp.model import FDP, FDPConfig, count_parameters, fdp_loss
 from training.loop import step
 from training.loso import run_loso
-from training.runtime import manual_seed, setup
+from training.runtime import manual_seed, start
 
 
 def train_fdp(
@@ -32,8 +32,7 @@ def train_fdp(
     log=print,
     progress: bool = True,
 ) -> dict:
-    cfg = CONFIGS[config]
-    rt = setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
+    cfg, rt = start(CONFIGS, config, device, precision)
     device = rt.device
     mcfg = FDPConfig(**cfg["model"])
     train_ds = FDPDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir)

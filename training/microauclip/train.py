@@ -18,7 +18,7 @@ from training.metrics import scores
 from training.microauclip.configs import CONFIGS
 from training.microauclip.feed import MicroAUCLIPDataset
 from training.microauclip.model import MicroAUCLIP, emotion_scores, spec, total_loss
-from training.runtime import manual_seed, setup
+from training.runtime import manual_seed, start
 
 
 def au_metrics(y: np.ndarray, p: np.ndarray, aus: list[int]) -> dict:
@@ -47,8 +47,7 @@ def train_microauclip(
     log=print,
     progress: bool = True,
 ) -> dict:
-    cfg = CONFIGS[config]
-    rt = setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
+    cfg, rt = start(CONFIGS, config, device, precision)
     device = rt.device
     sp = spec()
     aus = sp["aus"][cfg["aus"]]

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from training.loop import shuffled_batches, step
 from training.loso import run_loso
-from training.runtime import Runtime, manual_seed, setup
+from training.runtime import Runtime, manual_seed, start
 from training.selfme.configs import CONFIGS
 from training.selfme.feed import SelfMEDataset
 from training.selfme.model import SCViT, scvit_loss
@@ -95,8 +95,7 @@ def train_selfme(
     log=print,
     progress: bool = True,
 ) -> dict:
-    cfg = CONFIGS[config]
-    rt = setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
+    cfg, rt = start(CONFIGS, config, device, precision)
     device = rt.device
     ds = SelfMEDataset(store_path, scheme, cache_dir=cache_dir)
     classes = ds.classes
