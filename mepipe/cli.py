@@ -149,12 +149,12 @@ def _store(args, create=False):
 
     if getattr(args, "store", ""):
         from pipeline.remote import RemoteError
+        from pipeline.store import one_line
 
         try:
             return Store(args.store, create=False)
         except Exception as e:  # a wrong URL, tag or credentials: one line, not a storage trace
-            first = (str(e).strip().splitlines() or [""])[0]
-            raise RemoteError(f"{args.store}: cannot be opened ({type(e).__name__}: {first})") from e
+            raise RemoteError(f"{args.store}: cannot be opened ({one_line(e)})") from e
     cat = load_catalog(args.catalog)
     return Store(cat.store_root / cat.dataset(args.dataset).name, create=create)
 
@@ -511,6 +511,7 @@ def main(argv=None) -> int:
     from icechunk import IcechunkError
 
     from pipeline.remote import RemoteError
+    from pipeline.store import one_line
     from pipeline.versions import VersionError
 
     try:
@@ -522,8 +523,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except IcechunkError as e:  # a damaged store file: one line (`mepipe verify` says more)
-        first = (str(e).strip().splitlines() or [""])[0]
-        print(f"error: the store cannot be read ({type(e).__name__}: {first}); run `mepipe verify`", file=sys.stderr)
+        print(f"error: the store cannot be read ({one_line(e)}); run `mepipe verify`", file=sys.stderr)
         return 1
 
 

@@ -84,6 +84,8 @@ _COMP = {
 # a run whose failed clip tasks exceed this fraction of those it computed does not become
 # `main` (its result stays on the run's scratch branch for inspection; exit status 1)
 DEFAULT_MAX_FAILED_FRACTION = 0.5
+# after a committed run, collect the objects no version reaches once at least this many MB are
+DEFAULT_GC_THRESHOLD_MB = 64.0
 
 
 class CatalogError(ValueError):
@@ -119,7 +121,7 @@ class Dataset:
     max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION
     # frames, clip folders and the annotation may be symlinks leaving the root (refused unless true)
     allow_links_outside_root: bool = False
-    gc_threshold_mb: float = 64.0  # after a committed run, collect unreachable objects past this size
+    gc_threshold_mb: float = DEFAULT_GC_THRESHOLD_MB
     composite_root: Path | None = None
     base_dir: Path = Path(".")
 
@@ -350,7 +352,7 @@ def _check_dataset(d: dict, schemes: dict, where: str) -> None:
     limit = d.get("max_duration_s", DEFAULT_MAX_DURATION_S)
     if not (limit > 0 and limit < float("inf")):
         raise CatalogError(f"{where}.max_duration_s: expected a positive number of seconds, got {limit!r}")
-    if not d.get("gc_threshold_mb", 64.0) >= 0:
+    if not d.get("gc_threshold_mb", DEFAULT_GC_THRESHOLD_MB) >= 0:
         raise CatalogError(f"{where}.gc_threshold_mb: expected a size >= 0 (MB), got {d['gc_threshold_mb']!r}")
     bad = [x for x in d.get("extra_schemes") or [] if x not in schemes]
     if bad:
@@ -388,7 +390,7 @@ def _dataset(name: str, d: dict, schemes: dict, base: Path) -> Dataset:
         schemes={k: schemes[k] for k in dict.fromkeys([d["label_scheme"], *extra])},
         max_failed_fraction=_failed_fraction(d, where),
         allow_links_outside_root=bool(d.get("allow_links_outside_root", False)),
-        gc_threshold_mb=float(d.get("gc_threshold_mb", 64.0)),
+        gc_threshold_mb=float(d.get("gc_threshold_mb", DEFAULT_GC_THRESHOLD_MB)),
     )
 
 

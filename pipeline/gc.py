@@ -21,8 +21,6 @@ import icechunk as ic
 
 from pipeline.store import BRANCH, Store
 
-DEFAULT_GC_THRESHOLD_MB = 64.0  # after a run, collect when at least this much is unreachable
-
 
 def disk_bytes(path: Path) -> int:
     """Bytes of the files under a local folder."""

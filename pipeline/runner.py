@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.assemble import Assembled, assemble
-from pipeline.catalog import Catalog, Dataset
+from pipeline.catalog import DEFAULT_GC_THRESHOLD_MB, Catalog, Dataset
 from pipeline.commit import (
     CommittedButFailed,
     RunRecord,
@@ -46,7 +46,7 @@ from pipeline.planning import (
     source_checksums,
 )
 from pipeline.screening import Screening
-from pipeline.store import Store, store_lock
+from pipeline.store import Store, one_line, store_lock
 from pipeline.tasks import check_models
 from products import groups_for
 from schemas.arrays import ARRAYS
@@ -89,7 +89,7 @@ class RunSettings:
     checkpoint_s: float = 120.0
     started: float = 0.0
     trust_model_files: bool = False  # accept model files whose sha256 differs from models.lock
-    gc_threshold_mb: float = 64.0  # the dataset's catalog gc_threshold_mb
+    gc_threshold_mb: float = DEFAULT_GC_THRESHOLD_MB  # the dataset's catalog gc_threshold_mb
 
 
 @dataclass
@@ -279,7 +279,7 @@ def _collect_garbage(store: Store, s: RunSettings) -> None:
     try:
         collect_if_worth_it(store, s.gc_threshold_mb, s.log)
     except Exception as e:
-        s.log(f"warning: garbage collection failed ({type(e).__name__}: {e}); the version is committed")
+        s.log(f"warning: garbage collection failed ({one_line(e)}); the version is committed")
 
 
 def _run_locked(

@@ -144,6 +144,12 @@ def sample_sha(value, dtype: str) -> str:
     return hashlib.sha256(np.ascontiguousarray(value, dtype=dtype).tobytes()).hexdigest()
 
 
+def one_line(e: BaseException) -> str:
+    """An error as one line, "Type: first line" (storage errors carry multi-line traces)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
 @contextmanager
 def store_lock(path: Path, wait: float = 0.0, log=print):
     """Hold the run lock of the store at `path` (a file beside it, so it can be taken

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline.store import Store, array_metadata_sha, read_text_array, sample_sha
+from pipeline.store import Store, array_metadata_sha, one_line, read_text_array, sample_sha
 from schemas.arrays import ARRAYS, SHARD_SAMPLES
 from schemas.tables import CARD, TABLES
 
@@ -76,12 +76,6 @@ def _check_array(name: str, arr, grp: pd.DataFrame, region: dict, rep: VerifyRep
         rep.checked += 1
         if sample_sha(np.asarray(value), str(arr.dtype)) != want:
             rep.problems.append(f"{where}: values differ from the checksum recorded at write time")
-
-
-def one_line(e: BaseException) -> str:
-    """An error as one line (storage errors carry multi-line traces and spans)."""
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
 def _check_recorded(g, meta: dict, problems: list) -> None:

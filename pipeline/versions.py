@@ -10,7 +10,7 @@ import json
 
 import pandas as pd
 
-from pipeline.store import Store, read_text_array
+from pipeline.store import Store, one_line, read_text_array
 from schemas.arrays import ARRAYS
 from schemas.tables import CARD
 
@@ -55,8 +55,7 @@ def tag(store: Store, name: str, ref: str | None = None) -> str:
     try:
         store.repo.create_tag(name, snap)
     except Exception as e:  # e.g. a read-only folder
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise VersionError(f"{store.path}: tag {name!r} could not be written ({type(e).__name__}: {first})") from e
+        raise VersionError(f"{store.path}: tag {name!r} could not be written ({one_line(e)})") from e
     return snap
 
 
@@ -82,10 +81,8 @@ def card(store: Store, ref: str | None = None) -> str:
     try:
         return read_text_array(g[CARD])
     except Exception as e:  # a damaged card chunk: say so, `mepipe verify` names the rest
-        first = (str(e).strip().splitlines() or [""])[0]
         raise VersionError(
-            f"{store.path}@{ref or 'head'}: the dataset card cannot be read ({type(e).__name__}: {first}); "
-            "run `mepipe verify`"
+            f"{store.path}@{ref or 'head'}: the dataset card cannot be read ({one_line(e)}); run `mepipe verify`"
         ) from e
 
 
