@@ -49,25 +49,31 @@ class FrameIndex(dict):
         self.outside: list[str] = []  # folders / frames reached through links leaving the dataset root
 
 
-def _leaves_root(path: str, root: str) -> bool:
+def leads_outside(path: str | Path, real_root: str, allow: bool) -> bool:
+    """Whether `path` resolves outside the dataset root (`real_root`, already resolved).
+    Such a path (a frame folder, a frame, a recording reached through a symlink) is
+    refused like a link-out annotation - a CatalogError naming it - unless the catalog
+    allows it (`allow_links_outside_root`): then True."""
     real = os.path.realpath(path)
-    return real != root and not real.startswith(root + os.sep)
+    if real == real_root or real.startswith(real_root + os.sep):
+        return False
+    if not allow:
+        raise CatalogError(
+            f"{shown(path)} leads outside the dataset root {shown(real_root)} (to {shown(real)}); "
+            "set allow_links_outside_root: true in the catalog to use it"
+        )
+    return True
 
 
 def _check_links(dirpath: str, names: list[str], root: str, allow: bool, out: FrameIndex) -> None:
-    """A folder or frame file reached through a symlink that leaves the dataset root is
-    refused (as a link-out annotation is), unless the catalog allows it: then recorded."""
-    for p in [dirpath] + [os.path.join(dirpath, n) for n in names if os.path.islink(os.path.join(dirpath, n))]:
-        if not _leaves_root(p, root):
-            continue
-        if not allow:
-            raise CatalogError(
-                f"{shown(p)} leads outside the dataset root {shown(root)} (to {shown(os.path.realpath(p))}); "
-                "set allow_links_outside_root: true in the catalog to use it"
-            )
-        out.outside.append(shown(p))
-        if p == dirpath:
-            return
+    """A frame folder, and each frame in it that is a symlink, must stay in the dataset
+    root (leads_outside); the ones the catalog allows outside are recorded."""
+    if leads_outside(dirpath, root, allow):
+        out.outside.append(shown(dirpath))
+        return
+    for p in [os.path.join(dirpath, n) for n in names if os.path.islink(os.path.join(dirpath, n))]:
+        if leads_outside(p, root, allow):
+            out.outside.append(shown(p))
 
 
 def exclude_clashing_folders(s: pd.DataFrame, e: pd.DataFrame, clashes: dict, dataset: str) -> tuple:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from pipeline.catalog import CatalogError, Dataset
 from pipeline.face_models import landmark_backend_for
+from pipeline.ingest import leads_outside
 from pipeline.io import (
     FrameReadError,
     decoded_frame_count,
@@ -64,18 +65,6 @@ class Screening:
     timings: dict
 
 
-def _refuse_link_out(p: Path, real_root: str, ds: Dataset) -> None:
-    """A recording reached through a link leaving the dataset root is refused like a
-    link-out frame folder (pipeline.ingest), unless the catalog allows it."""
-    real = os.path.realpath(p)
-    if ds.allow_links_outside_root or real == real_root or real.startswith(real_root + os.sep):
-        return
-    raise CatalogError(
-        f"{p} leads outside the dataset root {real_root} (to {real}); "
-        "set allow_links_outside_root: true in the catalog to use it"
-    )
-
-
 def list_recordings(ds: Dataset) -> list[dict]:
     root = ds.root()
     rel = ds.unlabelled["frames_dir"]
@@ -90,7 +79,7 @@ def list_recordings(ds: Dataset) -> list[dict]:
             continue
         for name in sorted(n for n in os.listdir(sdir) if not is_hidden(n)):
             p = sdir / name
-            _refuse_link_out(p, real_root, ds)
+            leads_outside(p, real_root, ds.allow_links_outside_root)
             if p.is_file() and p.suffix.lower() in VIDEO_EXT:
                 out.append(_video_file(p, subj, f"{rel}/{subj}/{name}"))
             elif p.is_dir() and (p / "color").is_dir():
