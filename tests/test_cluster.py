@@ -108,7 +108,7 @@ def test_gpu_stage_is_routed_to_gpu_workers_by_submit_resources():
         return await Worker(addr, resources={"GPU": 1}, nthreads=1)
 
     with (
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc,
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0") as lc,
         Client(lc) as c,
     ):
         gpu_w = c.sync(add_gpu_worker, lc.scheduler_address)
