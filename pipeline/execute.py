@@ -23,7 +23,7 @@ from pipeline.faults import fault_point
 from pipeline.planning import RunPlan, SamplePlan
 from pipeline.shards import Slot, write_shard
 from pipeline.store import Store, ensure_arrays, write_table_array
-from pipeline.tasks import process_clip, uses_gpu
+from pipeline.tasks import excluded_result, process_clip, uses_gpu
 from schemas.arrays import ARRAYS, SHARD_SAMPLES
 from schemas.tables import CHECKPOINT, CHECKPOINT_SCHEMA, conform
 
@@ -167,14 +167,7 @@ def checkpoint(store: Store, session, branch: str, written: Written, plan: RunPl
 def failed_task(sample_id: str, exc: BaseException) -> dict:
     """The result standing for a clip task that failed after its retries."""
     detail = f"sample {sample_id}: task failed after retries: {type(exc).__name__}: {exc}"
-    return {
-        "status": "excluded",
-        "stage": "task",
-        "reason": "task_failed",
-        "detail": detail,
-        "arrays": {},
-        "timings": {},
-    }
+    return excluded_result("task", "task_failed", detail, {})
 
 
 class _Execution:

@@ -25,7 +25,8 @@ from stages.depth import DepthError
 GROUP_VERSIONS = versions()
 
 
-def _excluded(stage: str, reason: str, detail: str, timings: dict) -> dict:
+def excluded_result(stage: str, reason: str, detail: str, timings: dict) -> dict:
+    """A clip task's result for a sample it excludes (or that failed): no arrays."""
     return {"status": "excluded", "stage": stage, "reason": reason, "detail": detail, "arrays": {}, "timings": timings}
 
 
@@ -129,14 +130,14 @@ def process_clip(
                 continue
             res = product.compute(ctx)
             if isinstance(res, Excluded):
-                return _excluded(res.stage, res.reason, res.detail, ctx.timings)
+                return excluded_result(res.stage, res.reason, res.detail, ctx.timings)
             arrays.update(res)
     except DepthError as e:
-        return _excluded("depth", "depth_unusable", str(e), ctx.timings)
+        return excluded_result("depth", "depth_unusable", str(e), ctx.timings)
     except FrameReadError as e:
-        return _excluded("read", e.reason, str(e), ctx.timings)
+        return excluded_result("read", e.reason, str(e), ctx.timings)
     except SizeMismatch as e:
-        return _excluded("read", "frame_unreadable", str(e), ctx.timings)
+        return excluded_result("read", "frame_unreadable", str(e), ctx.timings)
     return {
         "status": "ok",
         "arrays": arrays,
