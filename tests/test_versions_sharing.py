@@ -371,13 +371,14 @@ def test_a_store_url_that_cannot_be_opened_is_one_line(s3, capsys):
 
 
 def test_a_damaged_repo_file_is_one_error_line_and_verify_names_it(two_versions, capsys):
-    """Issue 15, item 16: a flipped byte in the repository's own file gave a raw trace."""
+    """Issue 15, item 16: a damaged repository file gave a raw trace. The file is cut in
+    half: a single flipped byte may land where Icechunk does not look (a commit message),
+    so whether it is noticed depends on the run's snapshot ids; a cut file always is."""
     tmp, cat, r1, r2 = two_versions
     bad = tmp / "damaged_repo"
     shutil.copytree(cat.store_root / "t", bad)
-    data = bytearray((bad / "repo").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (bad / "repo").write_bytes(bytes(data))
+    data = (bad / "repo").read_bytes()
+    (bad / "repo").write_bytes(data[: len(data) // 2])
     rc = cli(["versions", "list", "--store", str(bad)])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: ") and err.count("\n") == 1, err
