@@ -5,6 +5,7 @@ returns the shapes its method card states."""
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -197,6 +198,7 @@ def test_all_feeds(dataset_copy):
     )
     assert s["motion"] == "learned" and s["samples"] == 20
     every_method_trains_on_a_pretend_gpu(cat.store_root / "t", ds.scheme, root.parent / "fake_cuda")
+    every_method_resumes_bit_for_bit(cat.store_root / "t", ds.scheme, root.parent / "resume")
 
 
 # one epoch (and the least of each method's other loops): enough to run every line of a
@@ -231,6 +233,69 @@ def every_method_trains_on_a_pretend_gpu(store, scheme, out):
                 s = train(name, store, scheme, out / name, "tiny", options, progress=False, log=lambda *a: None,
                           device="cuda")  # fmt: skip
             assert s and mode.checked > 1000, (name, mode.checked)
+
+
+# two epochs of each loop: a kill in the middle lands inside an epoch after a checkpoint
+TWO_EPOCHS = {
+    "dvscl": {"epochs": 2, "batch": 8},
+    "selfme": {"epochs": 2, "motion_epochs": 2, "motion_pairs": 16},
+    "attrcl": {"epochs": 2, "runs": 2},
+    "fdp": {"epochs": 2, "batch": 4},
+    "microauclip": {"epochs": 2},
+}
+
+
+class Killed(Exception):
+    pass
+
+
+def every_method_resumes_bit_for_bit(store, scheme, out):
+    """Issue 16, item 7: each method's real trainer, killed at its middle optimiser step
+    (inside an epoch of some fold, or of pretraining / motion learning) and run again in
+    the same folder, takes exactly the steps the uninterrupted run took from its last
+    checkpoint on (every loss bit-equal: they depend on the weights, the batch order,
+    the augmentations and dropout) and writes the same predictions."""
+    import importlib
+
+    from training.registry import REGISTRY, get_method, train
+
+    assert set(TWO_EPOCHS) == set(REGISTRY)
+    for name, small in TWO_EPOCHS.items():
+        module = importlib.import_module(f"training.{name}.train")
+        configs = importlib.import_module(f"training.{name}.configs").CONFIGS
+        options = {o.name: o.default for o in get_method(name).options}
+
+        def run(folder, losses, kill_at=None):
+            def counted_step(opt, loss):
+                if len(losses) == kill_at:
+                    raise Killed
+                losses.append(loss.item())
+                real_step(opt, loss)
+
+            with pytest.MonkeyPatch.context() as mp:
+                for k, v in small.items():
+                    mp.setitem(configs["tiny"], k, v)
+                mp.setattr(module, "step", counted_step)
+                return train(name, store, scheme, folder, "tiny", options, progress=False, log=lambda *a: None)
+
+        real_step = module.step
+        full: list[float] = []
+        want = run(out / name / "full", full)
+        first: list[float] = []
+        with pytest.raises(Killed):
+            run(out / name / "killed", first, kill_at=len(full) // 2)
+        resumed: list[float] = []
+        got = run(out / name / "killed", resumed)
+        assert first == full[: len(first)], name
+        assert len(full) - len(first) <= len(resumed) < len(full), name  # finished work is not redone
+        assert resumed == full[len(full) - len(resumed) :], name
+        for part in ("folds", "runs"):
+            for f in sorted((out / name / "full" / part).glob("*.parquet")):
+                pd.testing.assert_frame_equal(
+                    pd.read_parquet(f), pd.read_parquet(out / name / "killed" / part / f.name)
+                )
+        for key in ("UF1", "UAR", "Acc", "runs", "au_detection"):
+            assert want.get(key) == got.get(key), (name, key)
 
 
 def test_the_pretend_gpu_catches_a_tensor_left_on_the_cpu():

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from schemas.feeds import FEEDS
 from stages.labels import class_index
 from training.cache import CachedGroup
+from training.samplers import item_rng
 
 
 class FeedDataset(Dataset):
@@ -71,8 +72,15 @@ class FeedDataset(Dataset):
                 continue
             r["label"] = c
             self.rows.append(r)
-        self.train, self.rng = train, np.random.default_rng(seed)
+        self.train, self.seed = train, seed
         self._g, self._arrays = None, {}
+
+    def draw(self, key) -> tuple[int, np.random.Generator | None]:
+        """The row of `key` (an index, or an EpochSampler's (index, seed) pair) and the
+        generator of its random augmentations: at test time none; in training the pair's
+        seed (a new draw every epoch, the same in every worker and on resume), or for a
+        plain index a fixed draw per sample."""
+        return item_rng(key, self.train, self.seed)
 
     def arrays(self) -> tuple[str, ...]:
         """The store arrays this Dataset reads (and caches)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -49,3 +50,20 @@ def start(configs: dict, config: str, device: str | None, precision: str | None)
     for `device` seeded with the config's seed, in `precision` (else the config's, else fp32)."""
     cfg = configs[config]
     return cfg, setup(device, cfg["seed"], precision or cfg.get("precision", "fp32"))
+
+
+def stream_seed(*keys: int | str) -> int:
+    """The seed of the random stream named by `keys` (ints or strings, e.g. run seed, fold,
+    epoch, purpose): numpy's SeedSequence of the keys, so streams with different keys are
+    independent and a stream is the same on every machine, worker layout and resume.
+    Returns an int in [0, 2**63)."""
+    entropy = [
+        k if isinstance(k, int) else int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], "little") for k in keys
+    ]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def torch_generator(*keys: int | str) -> torch.Generator:
+    """A CPU torch.Generator seeded with stream_seed(*keys) (random parameters are drawn
+    on the CPU, so they are the same whatever device the computation runs on)."""
+    return torch.Generator().manual_seed(stream_seed(*keys))

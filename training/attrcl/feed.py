@@ -13,8 +13,8 @@ class AttrCLDataset(FeedDataset):
 
     method = "attrcl"
 
-    def __getitem__(self, i):
-        r = self.rows[i]
+    def __getitem__(self, key):
+        r = self.rows[self.draw(key)[0]]
         k = int(r["index"])
         rgb = torch.from_numpy(self.array("attrcl/rgb16")[k]).permute(3, 0, 1, 2).float() / 255.0
         flow = torch.from_numpy(self.array("attrcl/flow16")[k].astype(np.float32)).permute(3, 0, 1, 2)

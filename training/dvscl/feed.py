@@ -59,6 +59,7 @@ class DVSCLDataset(FeedDataset):
     def __getitems__(self, ids: list[int]) -> list[dict]:
         """Batched read (DataLoader calls this with a whole batch): one concurrent
         orthogonal selection per array instead of one request per sample."""
+        ids = [self.draw(key)[0] for key in ids]
         rows = np.array([int(self.rows[i]["index"]) for i in ids])
         rgb, v = (take_rows(self.array(n), rows) for n in self.arrays())
         return [self._item(i, rgb[k], v[k]) for k, i in enumerate(ids)]
@@ -66,6 +67,7 @@ class DVSCLDataset(FeedDataset):
     def _item(self, i: int, rgb: np.ndarray, v: np.ndarray) -> dict:
         return {**pair_tensors(rgb, v, self.view), **self.base(self.rows[i])}
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key) -> dict:
+        i = self.draw(key)[0]
         index = int(self.rows[i]["index"])
         return self._item(i, self.array(RGB_DIFF)[index], self.array(VIEWS[self.view])[index])

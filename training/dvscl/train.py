@@ -3,7 +3,6 @@ AU-selected pairs, then a linear probe on the frozen encoder under LOSO."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -12,15 +11,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.augment import augment_pair, resize
+from training.augment import augment_batch, resize
+from training.checkpoint import EpochCheckpoint
 from training.dvscl.configs import CONFIGS
 from training.dvscl.feed import DVSCLDataset
 from training.dvscl.losses import dual_view_infonce
 from training.dvscl.model import DVSCLEncoder
-from training.loop import step
-from training.loso import run_loso
-from training.runtime import Runtime, manual_seed, start
-from training.samplers import HALF_OVERSAMPLING, factors_for, replicate
+from training.loop import data_loader, step, to_device
+from training.loso import check_identity, run_loso
+from training.runtime import Runtime, manual_seed, start, torch_generator
+from training.samplers import HALF_OVERSAMPLING, EpochSampler, factors_for, replicate
 
 
 def _views(batch, view: str, scale: float):
@@ -31,6 +31,10 @@ def _views(batch, view: str, scale: float):
 def pretrain(
     ds: DVSCLDataset, cfg: dict, rt: Runtime, ckpt: Path, weights: str | None = None, log=print, progress: bool = True
 ) -> DVSCLEncoder:
+    """Self-supervised dual-view pretraining (eq. 10) for cfg["epochs"] epochs, resumed
+    from `ckpt` (written after every epoch) when it exists. Each epoch's order and
+    augmentations come from the streams (seed, "pretrain", epoch), so a resumed run
+    repeats the uninterrupted one exactly."""
     device = rt.device
     manual_seed(cfg["seed"])
     enc = DVSCLEncoder(cfg["dim"], weights, log).to(device)
@@ -38,29 +42,21 @@ def pretrain(
     bs = min(cfg["batch"], len(ds))
     steps = cfg["epochs"] * max(1, len(ds) // bs)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    start = 0
-    if ckpt.is_file():
-        st = torch.load(ckpt, map_location=device, weights_only=True)
-        enc.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        start = int(st["epoch"])
+    ck = EpochCheckpoint(ckpt, model=enc, opt=opt, sched=sched)
+    start = ck.resume(device)
+    if start:
         log(f"pretraining resumed after epoch {start}")
-    kw = {"num_workers": cfg["workers"]}
-    if cfg["workers"]:
-        kw["multiprocessing_context"] = "spawn"  # forked workers can hang on Icechunk
-    g = torch.Generator().manual_seed(cfg["seed"])
-    loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, generator=g, **kw)
-    aug_g = torch.Generator().manual_seed(cfg["seed"] + 1)
+    sampler = EpochSampler(range(len(ds)), (cfg["seed"], "pretrain"))
+    loader = data_loader(ds, sampler, bs, cfg["workers"], device, drop_last=True)
     for epoch in range(start, cfg["epochs"]):
         enc.train()
+        sampler.set_epoch(epoch)
+        aug_g = torch_generator(cfg["seed"], "pretrain augment", epoch)
         bar = tqdm(loader, desc=f"DVSCL pretrain {epoch + 1}/{cfg['epochs']}", disable=not progress, leave=False)
         t0, n, tot = time.perf_counter(), 0, 0.0
         for batch in bar:
             rgb, view = _views(batch, ds.view, cfg["depth_scale"])
-            pairs = [augment_pair(a, b, cfg["size"], aug_g) for a, b in zip(rgb, view)]
-            x1 = torch.stack([p[0] for p in pairs]).to(device)
-            x2 = torch.stack([p[1] for p in pairs]).to(device)
+            x1, x2 = augment_batch(to_device(rgb, device), to_device(view, device), cfg["size"], aug_g)
             with rt.autocast():
                 loss = dual_view_infonce(enc(x1), enc(x2), cfg["tau"])
             step(opt, loss)
@@ -71,17 +67,7 @@ def pretrain(
         log(
             f"pretrain epoch {epoch + 1}: InfoNCE {tot / max(n, 1):.4f}, {n / (time.perf_counter() - t0):.1f} samples/s"
         )
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "model": enc.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "epoch": epoch + 1,
-                "config": json.dumps(cfg),
-            },
-            ckpt,
-        )
+        ck.save(epoch + 1)
     return enc
 
 
@@ -169,10 +155,12 @@ def train_dvscl(
     cfg, rt = start(CONFIGS, config, device, precision)
     log(f"DVSCL: config {config}, view RGB+{view}, device {rt.device}")
     pre = DVSCLDataset(store_path, scheme, view=view, sources=("labelled", "selected"), cache_dir=cache_dir)
+    lab = DVSCLDataset(store_path, scheme, view=view, sources=("labelled",), cache_dir=cache_dir)
+    identity = {"method": "dvscl", "config": cfg, "view": view, "weights": weights}
+    check_identity(out, {**identity, "samples": list(lab.samples()["sample_id"])})  # before resuming its pretraining
     t0 = time.perf_counter()
     enc = pretrain(pre, cfg, rt, out / "pretrain.pt", weights, log, progress)
     t_pre = time.perf_counter() - t0
-    lab = DVSCLDataset(store_path, scheme, view=view, sources=("labelled",), cache_dir=cache_dir)
     x, y = features(enc, lab, cfg, rt)
 
     def fold(tr, te, k):
@@ -195,5 +183,5 @@ def train_dvscl(
             "device": rt.device,
             "weights": weights,
         },
-        identity={"method": "dvscl", "config": cfg, "view": view, "weights": weights},
+        identity=identity,
     )

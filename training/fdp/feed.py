@@ -18,14 +18,15 @@ class FDPDataset(FeedDataset):
 
     method = "fdp"
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        i, rng = self.draw(key)
         r = self.rows[i]
         clip = self.clip(r)
-        idx = uniform_indices(len(clip), DI_FRAMES, self.rng.random() if self.train else 0.0)
+        idx = uniform_indices(len(clip), DI_FRAMES, rng.random() if rng else 0.0)
         f = clip[idx]
-        y0, x0 = self.rng.integers(0, 9, 2) if self.train else (4, 4)
+        y0, x0 = rng.integers(0, 9, 2) if rng else (4, 4)
         f = f[:, y0 : y0 + 64, x0 : x0 + 64]
-        if self.train and self.rng.random() < 0.5:
+        if rng and rng.random() < 0.5:
             f = f[:, :, ::-1]
         gray = f.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         di = dynamic_image(gray)

@@ -12,12 +12,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training.checkpoint import EpochCheckpoint
 from training.fdp.configs import CONFIGS
 from training.fdp.feed import FDPDataset
 from training.fdp.model import FDP, FDPConfig, count_parameters, fdp_loss
-from training.loop import step
+from training.loop import data_loader, step, to_device
 from training.loso import run_loso
-from training.runtime import manual_seed, start
+from training.runtime import manual_seed, start, stream_seed
+from training.samplers import EpochSampler
 
 
 def train_fdp(
@@ -44,29 +46,23 @@ def train_fdp(
         f"(paper: 14.82 M), random initialisation"
     )
     rates = []
-    kw = {"num_workers": cfg["workers"]}
-    if cfg["workers"]:
-        kw["multiprocessing_context"] = "spawn"
 
     def fold(tr, te, k):
-        manual_seed(cfg["seed"] + k)
+        manual_seed(stream_seed(cfg["seed"], "fold", k))
         model = FDP(len(classes), mcfg).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-        g = torch.Generator().manual_seed(cfg["seed"] + k)
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(train_ds, tr.tolist()),
-            batch_size=min(cfg["batch"], len(tr)),
-            shuffle=True,
-            drop_last=len(tr) > cfg["batch"],
-            generator=g,
-            **kw,
+        ck = EpochCheckpoint(out / "checkpoints" / f"fold_{k:03d}.pt", model=model, opt=opt)
+        sampler = EpochSampler(tr, (cfg["seed"], "fold", k))  # the fold's own stream: order and augmentations
+        loader = data_loader(
+            train_ds, sampler, min(cfg["batch"], len(tr)), cfg["workers"], device, len(tr) > cfg["batch"]
         )
-        for epoch in range(cfg["epochs"]):
+        for epoch in range(ck.resume(device), cfg["epochs"]):
             model.train()
+            sampler.set_epoch(epoch)
             t0, n = time.perf_counter(), 0
             bar = tqdm(loader, desc=f"FDP fold {k + 1} epoch {epoch + 1}", disable=not progress, leave=False)
             for b in bar:
-                x, y, d = b["frames"].to(device), b["label"].to(device), b["dynamic_image"].to(device)
+                x, y, d = (to_device(b[c], device) for c in ("frames", "label", "dynamic_image"))
                 with rt.autocast():
                     logits, dh, s = model(x)
                     loss = fdp_loss(logits, dh, s, y, d, cfg["lambda_d"], cfg["lambda_r"], mcfg.rank_c)
@@ -74,10 +70,12 @@ def train_fdp(
                 n += len(x)
                 bar.set_postfix(loss=f"{loss.item():.3f}", sps=f"{n / (time.perf_counter() - t0):.1f}")
             rates.append(n / (time.perf_counter() - t0))
+            ck.save(epoch + 1)
         (out / "models").mkdir(parents=True, exist_ok=True)  # the fold's final model (fixed epochs)
         torch.save(
             {"model": model.state_dict(), "config": cfg, "classes": classes}, out / "models" / f"fold_{k:03d}.pt"
         )
+        ck.discard()  # the fold's model is kept above
         model.eval()
         preds = []
         with torch.no_grad(), rt.autocast():

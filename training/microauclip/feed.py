@@ -14,8 +14,8 @@ class MicroAUCLIPDataset(FeedDataset):
 
     method = "microauclip"
 
-    def __getitem__(self, i):
-        r = self.rows[i]
+    def __getitem__(self, key):
+        r = self.rows[self.draw(key)[0]]
         k = int(r["index"])
         flow = torch.from_numpy(self.array("micro/flow224")[k].astype(np.float32)).permute(2, 0, 1)
         lm = torch.from_numpy(self.array("micro/apex_landmarks224")[k])

@@ -11,14 +11,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.checkpoint import EpochCheckpoint
 from training.feeds import au_list
-from training.loop import shuffled_batches, step
+from training.loop import epoch_batches, step
 from training.loso import run_folds
 from training.metrics import scores
 from training.microauclip.configs import CONFIGS
 from training.microauclip.feed import MicroAUCLIPDataset
 from training.microauclip.model import MicroAUCLIP, emotion_scores, spec, total_loss
-from training.runtime import manual_seed, start
+from training.runtime import manual_seed, start, stream_seed
+from training.samplers import EpochSampler
 
 
 def au_metrics(y: np.ndarray, p: np.ndarray, aus: list[int]) -> dict:
@@ -71,7 +73,7 @@ def train_microauclip(
     rates = []
 
     def fold(tr, te, k):
-        manual_seed(cfg["seed"] + k)
+        manual_seed(stream_seed(cfg["seed"], "fold", k))
         model = MicroAUCLIP(aus)
         if state is not None:
             from training.weights import load_weights
@@ -86,11 +88,13 @@ def train_microauclip(
             [{"params": enc, "lr": cfg["lr_enc"]}, {"params": other, "lr": cfg["lr_other"]}], momentum=0.9
         )
         sched = torch.optim.lr_scheduler.StepLR(opt, cfg.get("step", 10**9), 0.1)
-        g = np.random.default_rng(cfg["seed"] + k)
-        for ep in range(cfg["epochs"]):
+        ck = EpochCheckpoint(out / "checkpoints" / f"fold_{k:03d}.pt", model=model, opt=opt, sched=sched)
+        sampler = EpochSampler(tr, (cfg["seed"], "fold", k))  # the fold's own stream
+        for ep in range(ck.resume(device), cfg["epochs"]):
             model.train()
             t0 = time.perf_counter()
-            for idx in shuffled_batches(tr, cfg["batch"], g, f"MicroAUCLIP fold {k + 1} epoch {ep + 1}", progress):
+            for keys in epoch_batches(sampler, ep, cfg["batch"], f"MicroAUCLIP fold {k + 1} epoch {ep + 1}", progress):
+                idx = [i for i, _ in keys]
                 b = [ds[j] for j in idx]
                 flow = torch.stack([x["flow"] for x in b]).to(device)
                 lm = torch.stack([x["landmarks"] for x in b]).to(device)
@@ -103,6 +107,7 @@ def train_microauclip(
                 step(opt, loss)
             sched.step()
             rates.append(len(tr) / (time.perf_counter() - t0))
+            ck.save(ep + 1)
         model.eval()
         with torch.no_grad(), rt.autocast():
             b = [ds[j] for j in te]
@@ -114,6 +119,7 @@ def train_microauclip(
         cols = {"emotion_true": emo[te], "emotion_pred": pe}
         for n, a in enumerate(aus):
             cols[f"AU{a}_true"], cols[f"AU{a}_pred"] = y[te, n], pa[:, n]
+        ck.discard()
         return cols
 
     preds = run_folds(

@@ -19,11 +19,12 @@ class SelfMEDataset(FeedDataset):
         super().__init__(*args, **kw)
         self.gamma = gamma
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        i, rng = self.draw(key)
         r = self.rows[i]
         clip = self.clip(r)
-        if self.train:
-            a, b = sorted(self.rng.choice(len(clip), 2, replace=len(clip) < 2))
+        if rng:
+            a, b = sorted(rng.choice(len(clip), 2, replace=len(clip) < 2))
         else:
             a, b = 0, min(int(r["apex"]) - int(r["onset"]), len(clip) - 1)
         pair = torch.from_numpy(clip[[a, b]]).permute(0, 3, 1, 2).float() / 255.0

@@ -19,16 +19,20 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.loop import shuffled_batches, step
-from training.loso import run_loso
-from training.runtime import Runtime, manual_seed, start
+from training.checkpoint import EpochCheckpoint
+from training.loop import epoch_batches, step
+from training.loso import check_identity, run_loso
+from training.runtime import Runtime, manual_seed, start, stream_seed, torch_generator
+from training.samplers import EpochSampler
 from training.selfme.configs import CONFIGS
 from training.selfme.feed import SelfMEDataset
 from training.selfme.model import SCViT, scvit_loss
 
 
-def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool, vgg_weights=None):
-    """Train the motion learner on random frame pairs of the stored clips (64x64)."""
+def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool, vgg_weights=None, ckpt=None):
+    """Train the motion learner on random frame pairs of the stored clips (64x64), each
+    epoch's pairs and thin-plate splines from the streams (seed, "motion", epoch),
+    checkpointed after every epoch in `ckpt` (a path; None: no checkpoint)."""
     from training.selfme.motion_learner import TPS, MotionLearner, Perceptual, equivariance_loss
 
     device = rt.device
@@ -37,13 +41,15 @@ def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool,
     if perc.loaded is not None:
         log(perc.loaded.describe("VGG-19 (perceptual loss)"))
     opt = torch.optim.Adam(model.parameters(), lr=cfg["motion_lr"])
-    g = torch.Generator().manual_seed(cfg["seed"])
-    rng = np.random.default_rng(cfg["seed"])
+    ck = EpochCheckpoint(ckpt, model=model, opt=opt) if ckpt else None
     n = max(1, cfg["motion_pairs"] // 8)
-    for ep in range(cfg["motion_epochs"]):
+    for ep in range(ck.resume(device) if ck else 0, cfg["motion_epochs"]):
+        g = torch_generator(cfg["seed"], "motion tps", ep)
+        rng = np.random.default_rng(stream_seed(cfg["seed"], "motion pairs", ep))
         t0, tot = time.perf_counter(), 0.0
         for _ in tqdm(range(n), desc=f"motion learning epoch {ep + 1}", disable=not progress, leave=False):
-            pairs = torch.stack([ds[int(i)]["pair"] for i in rng.integers(0, len(ds), 8)])  # random frame pairs
+            keys = zip(rng.integers(0, len(ds), 8).tolist(), rng.integers(0, 2**63 - 1, 8).tolist())
+            pairs = torch.stack([ds[key]["pair"] for key in keys])  # random clips, random frame pairs
             pairs = (
                 F.interpolate(pairs.flatten(0, 1), size=(64, 64), mode="bilinear", align_corners=False)
                 .reshape(8, 2, 3, 64, 64)
@@ -58,6 +64,8 @@ def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool,
             step(opt, loss)
             tot += loss.item()
         log(f"motion learning epoch {ep + 1}: loss {tot / n:.4f} ({8 * n / (time.perf_counter() - t0):.1f} pairs/s)")
+        if ck:
+            ck.save(ep + 1)
     return model.eval()
 
 
@@ -99,6 +107,8 @@ def train_selfme(
     device = rt.device
     ds = SelfMEDataset(store_path, scheme, cache_dir=cache_dir)
     classes = ds.classes
+    identity = {"method": "selfme", "config": cfg, "motion": motion, "weights": weights}
+    check_identity(out, {**identity, "samples": list(ds.samples()["sample_id"])})  # before resuming motion learning
     if motion == "learned":
         learner = learn_motion(
             SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir),
@@ -107,6 +117,7 @@ def train_selfme(
             log,
             progress,
             vgg_weights,
+            out / "checkpoints" / "motion_learner.pt",
         )
         onset_apex = torch.stack([ds[i]["pair"] for i in range(len(ds))]).to(device)  # test mode: onset, apex
         motions = {
@@ -126,15 +137,17 @@ def train_selfme(
     rates = []
 
     def fold(tr, te, k):
-        manual_seed(cfg["seed"] + k)
+        manual_seed(stream_seed(cfg["seed"], "fold", k))
         model = SCViT(len(classes), 2, weights, cfg["size"]).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, cfg.get("decay", 1.0))
-        rng = np.random.default_rng(cfg["seed"] + k)
-        for ep in range(cfg["epochs"]):
+        ck = EpochCheckpoint(out / "checkpoints" / f"fold_{k:03d}.pt", model=model, opt=opt, sched=sched)
+        sampler = EpochSampler(tr, (cfg["seed"], "fold", k))  # the fold's own stream
+        for ep in range(ck.resume(device), cfg["epochs"]):
             model.train()
             t0 = time.perf_counter()
-            for idx in shuffled_batches(tr, cfg["batch"], rng, f"SCViT fold {k + 1} epoch {ep + 1}", progress):
+            for keys in epoch_batches(sampler, ep, cfg["batch"], f"SCViT fold {k + 1} epoch {ep + 1}", progress):
+                idx = [i for i, _ in keys]
                 x = motions[cfg["gamma_train"]][idx].to(device)
                 with rt.autocast():
                     logits, regions = model(x)
@@ -142,9 +155,12 @@ def train_selfme(
                 step(opt, loss)
             sched.step()
             rates.append(len(tr) / (time.perf_counter() - t0))
+            ck.save(ep + 1)
         model.eval()
         with torch.no_grad(), rt.autocast():
-            return model(motions[cfg["gamma_test"]][te].to(device))[0].argmax(1).cpu().numpy()
+            pred = model(motions[cfg["gamma_test"]][te].to(device))[0].argmax(1).cpu().numpy()
+        ck.discard()
+        return pred
 
     return run_loso(
         ds.samples(),
@@ -158,5 +174,5 @@ def train_selfme(
             "motion": motion,
             "train_samples_per_s": float(np.mean(rates)) if rates else None,
         },
-        identity={"method": "selfme", "config": cfg, "motion": motion, "weights": weights},
+        identity=identity,
     )
