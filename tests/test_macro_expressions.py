@@ -5,11 +5,16 @@ frames as the labelled ME sheet does; its macro rows become samples of source 'm
 (no emotion) through the shipped casme3_pretrain entry; DVSCL pretrains on them, its
 probe never sees them."""
 
+import hashlib
+
 import pandas as pd
 import pytest
 import yaml
 
-from pipeline.fixtures import ALL_SHEET, ALL_SHEET_NAME, V2_SHEET
+from pipeline.catalog import CatalogError, load_catalog
+from pipeline.fixtures import ALL_SHEET, ALL_SHEET_NAME, V2_SHEET, casme3_release, catalog_copy
+from pipeline.ingest import ingest_all
+from pipeline.plan import make_plan, print_plan
 from schemas.tables import MACRO
 from stages.adapters.annotated import AnnotationError
 from stages.adapters.layouts import MACRO_SHEETS
@@ -143,3 +148,119 @@ def test_a_sheet_of_another_release_or_numbering_is_refused():
     macro_only = all_expressions().query("`Expression type` == 'Macro-expression'")
     with pytest.raises(AnnotationError, match="no 'Micro-expression' rows in column 'Expression type'"):
         adapter(macro_only, [lab, fixed])
+
+
+# ------------------------------------------------------------------ a copy laid out as released
+
+LABEL_ROWS = {2, 3}  # label sheet: spNO.1 a 355/359 (others), spNO.1 b 166/175 (disgust)
+# all-expressions sheet: spNO.1 a 37/63, 268/289, 596/615 and spNO.1 b 348/359 (macro, kept);
+# row 13 spNO.1 e spans 64.8 s; row 3606 spNO.215 l has onset 0
+MACRO_ROWS = {2, 3, 5, 7, 13, 3606}
+
+
+def shipped(tmp_path, edit=None):
+    """The repository's casme3_pretrain entry without Part B (no recordings in this copy)."""
+    return load_catalog(
+        catalog_copy(REPO / "catalog.yaml", tmp_path, {"casme3_pretrain": {"unlabelled": None, **(edit or {})}})
+    )
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    root = tmp_path_factory.mktemp("casme3_macro") / "CASME3"
+    frames = casme3_release(root, CASME3_REAL, REPAIRS, rows=LABEL_ROWS, macro_rows=MACRO_ROWS)
+    import shutil
+
+    for kind, ext in (("color", "jpg"), ("depth", "png")):  # frame 1 of spNO.215 l, for a repaired onset
+        shutil.copy(
+            next((frames / "spNO.215" / "l" / kind).glob(f"*.{ext}")), frames / "spNO.215" / "l" / kind / f"1.{ext}"
+        )
+    return root
+
+
+def test_the_plan_lists_the_macro_samples_apart_from_the_labelled(release, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CASME3_ROOT", str(release))
+    cat = shipped(tmp_path)
+    ds = cat.dataset("casme3_pretrain")
+    plan = make_plan(cat, ds)
+    print_plan(ds, plan)
+    text = capsys.readouterr().out
+    s = plan.got.samples
+    mac, lab = s[s["source"] == MACRO], s[s["source"] == "labelled"]
+    sheet = all_expressions().set_index("row")
+    kept = sorted({2, 3, 5, 7})
+    assert sorted(mac["ann_row"]) == kept and sorted(lab["ann_row"]) == sorted(LABEL_ROWS)
+    for r in mac.itertuples():  # the sheet's own frame numbers, its folders
+        want = sheet.loc[r.ann_row]
+        assert (r.subject, r.clip, r.onset, r.apex, r.offset) == tuple(want[["Subject", "Filename", *FRAMES]])
+        assert r.onset_path == f"part_A/data/part_A/{r.subject}/{r.clip}/color/{r.onset}.jpg"
+        assert r.apex_depth_path == f"part_A/data/part_A/{r.subject}/{r.clip}/depth/{r.apex}.png"
+    assert mac["emotion"].isna().all() and (mac["ann_file"] == ALL_SHEET).all()
+    assert not set(mac["sample_id"]) & set(lab["sample_id"])
+    # never in a label scheme: the class counts are the labelled rows' (others, disgust)
+    assert sum(plan.counts["casme3_7"].values()) == 2 and plan.counts["casme3_7"]["disgust"] == 1
+    assert "  samples: 6 (labelled 2, macro 4)" in text
+    assert (
+        f"  macro-expression sheet {ALL_SHEET}: 4 sample(s) (source 'macro', no emotion: pretraining only) of its "
+        f"3346 macro-expression rows, 3342 excluded ("
+        in text
+        and f"its 860 micro-expression rows are rows of {V2_SHEET} (same frame numbering)" in text
+    )
+    assert f"macro-expression sheet part_A/annotation/{ALL_SHEET}" in text  # found where the release keeps it
+    ex = plan.got.exclusions
+    ex = ex[ex["ann_file"] == ALL_SHEET].set_index("ann_row")
+    assert (ex.loc[13, "reason"], ex.loc[3606, "reason"]) == ("too_long", "onset_zero")
+    assert ex.loc[3606, "detail"] == f"{ALL_SHEET} row 3606 (spNO.215/l): onset 0 (apex 357) is not a coded frame"
+    # the sheet is a source file of the version: a changed sheet makes a new one
+    from pipeline.planning import source_checksums
+
+    sums = source_checksums(plan.got.datasets["casme3_pretrain"], plan.got.datasets)
+    assert sums[f"part_A/annotation/{ALL_SHEET}"] == hashlib.sha256(ALL.read_bytes()).hexdigest()
+    # the same copy read as `casme3` (no macro_annotation): labelled samples only
+    got = ingest_all(cat.dataset("casme3"), cat, log=lambda *a: None)
+    assert set(got.samples["source"]) == {"labelled"} and got.macro is None
+
+
+def test_validate_does_not_hold_a_macro_sample_to_the_label_scheme(release, tmp_path, monkeypatch):
+    from pipeline.validate import validate
+
+    monkeypatch.setenv("CASME3_ROOT", str(release))
+    rep = validate(shipped(tmp_path).dataset("casme3_pretrain"), quick=True)
+    assert rep["samples"] == 6 and "emotion_not_in_scheme" not in rep["problems"]
+
+
+def test_macro_repairs_work_as_the_label_sheets(release, tmp_path, monkeypatch):
+    """A `macro_repairs` entry repairs a row of the all-expressions sheet (here: a made-up
+    fix of row 3606's onset 0 to frame 1), checked against the sheet like `repairs`."""
+    monkeypatch.setenv("CASME3_ROOT", str(release))
+    fix = {"row": 3606, "column": "Onset", "old": 0, "new": 1, "match": {"Subject": "spNO.215", "Filename": "l"}}
+    got = ingest_all(
+        shipped(tmp_path / "a", {"macro_repairs": [{**fix, "source": "a test"}]}).dataset("casme3_pretrain"),
+        log=lambda *a: None,
+    )
+    r = got.samples.set_index("ann_row").loc[3606]
+    assert (r["source"], r["onset"], r["apex"]) == (MACRO, 1, 357) and r["note"].startswith("repaired: Onset 0 -> 1")
+    assert [(x["file"], x["row"], x["applied"]) for x in got.repairs if x["file"] == ALL_SHEET] == [
+        (ALL_SHEET, 3606, True)
+    ]
+    bad = shipped(tmp_path / "b", {"macro_repairs": [{**fix, "old": 5, "source": "a test"}]}).dataset("casme3_pretrain")
+    with pytest.raises(CatalogError, match=r"datasets.casme3_pretrain.macro_repairs: .*row 3606: Onset is 0"):
+        ingest_all(bad, log=lambda *a: None)
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        ({"adapter": "casme2"}, r"datasets\.x\.macro_annotation: adapter casme2 has no all-expressions sheet layout"),
+        ({"macro_annotation": None}, r"datasets\.x\.macro_annotation_sheet: given without macro_annotation"),
+        ({"macro_repairs": [{"row": 3}]}, r"datasets\.x\.macro_repairs\[0\]\.column: required key missing"),
+    ],
+)
+def test_the_catalog_keys_are_checked(tmp_path, edit, match):
+    entry = dict(SHIPPED["datasets"]["casme3_pretrain"], **edit)
+    entry = {k: v for k, v in entry.items() if v is not None and k not in ("repairs", "unlabelled")}
+    raw = {k: v for k, v in SHIPPED.items() if not k.startswith("x-")}
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump({**raw, "datasets": {"x": entry}}, sort_keys=False))
+    with pytest.raises(CatalogError, match=match):
+        load_catalog(path)
