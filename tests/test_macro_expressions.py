@@ -15,7 +15,7 @@ from pipeline.catalog import CatalogError, load_catalog
 from pipeline.fixtures import ALL_SHEET, ALL_SHEET_NAME, V2_SHEET, casme3_release, catalog_copy
 from pipeline.ingest import ingest_all
 from pipeline.plan import make_plan, print_plan
-from schemas.tables import MACRO
+from schemas.tables import MACRO, SOURCES
 from stages.adapters.annotated import AnnotationError
 from stages.adapters.layouts import MACRO_SHEETS
 from stages.adapters.macro import macro_samples
@@ -264,3 +264,53 @@ def test_the_catalog_keys_are_checked(tmp_path, edit, match):
     path.write_text(yaml.safe_dump({**raw, "datasets": {"x": entry}}, sort_keys=False))
     with pytest.raises(CatalogError, match=match):
         load_catalog(path)
+
+
+# ------------------------------------------------------------------ DVSCL pretrains on them
+
+
+@pytest.mark.slow
+def test_dvscl_pretrains_on_the_macro_pairs_and_its_probe_never_sees_them(tmp_path, monkeypatch):
+    """A run of the shipped casme3_pretrain entry (face frames stand in) stores the macro
+    pairs with the labelled ones; DVSCL's pretraining set holds both (macro label -1),
+    the set its LOSO probe is fit and scored on holds the labelled only."""
+    import cv2
+
+    import training.dvscl.train as dvscl
+    from pipeline.media import feat_test_data
+    from pipeline.runner import run
+    from training.dvscl.feed import DVSCLDataset
+
+    face = cv2.cvtColor(cv2.imread(str(feat_test_data() / "single_face.jpg")), cv2.COLOR_BGR2RGB)
+    root = tmp_path / "CASME3"
+    casme3_release(root, CASME3_REAL, REPAIRS, rows=LABEL_ROWS, macro_rows={3, 7}, face=face)
+    monkeypatch.setenv("CASME3_ROOT", str(root))
+    cat = shipped(tmp_path / "cat")
+    ds = cat.dataset("casme3_pretrain")
+    res = run(cat, ds, workers=1, log=lambda *a: None, progress=False, methods=["dvscl"])
+    assert res.committed
+    man = res.manifest[res.manifest["status"] == "ok"]
+    macro_ids = set(man.loc[man["source"] == MACRO, "sample_id"])
+    label_ids = set(man.loc[man["source"] == "labelled", "sample_id"])
+    assert macro_ids == {"casme3_pretrain/macro/spNO.1/a/268-289", "casme3_pretrain/macro/spNO.1/b/348-359"}
+    assert len(label_ids) == 2
+    store = cat.store_root / "casme3_pretrain"
+    pre = DVSCLDataset(store, ds.scheme, sources=SOURCES)
+    assert {r["sample_id"]: r["label"] for r in pre.rows if r["source"] == MACRO} == dict.fromkeys(macro_ids, -1)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def pretrain(data, *a, **kw):
+        seen["pretrain"] = {r["sample_id"] for r in data.rows}
+
+    def features(enc, data, *a, **kw):
+        seen["probe"] = {r["sample_id"] for r in data.rows}
+        raise Stop
+
+    monkeypatch.setattr(dvscl, "pretrain", pretrain)
+    monkeypatch.setattr(dvscl, "features", features)
+    with pytest.raises(Stop):
+        dvscl.train_dvscl(store, ds.scheme, tmp_path / "out", "tiny", device="cpu", log=lambda *a: None, progress=False)
+    assert seen == {"pretrain": macro_ids | label_ids, "probe": label_ids}

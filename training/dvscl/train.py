@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from schemas.tables import SOURCES
 from training.augment import augment_pair, resize
 from training.dvscl.configs import CONFIGS
 from training.dvscl.feed import DVSCLDataset
@@ -168,7 +169,7 @@ def train_dvscl(
 ) -> dict:
     cfg, rt = start(CONFIGS, config, device, precision)
     log(f"DVSCL: config {config}, view RGB+{view}, device {rt.device}")
-    pre = DVSCLDataset(store_path, scheme, view=view, sources=("labelled", "selected"), cache_dir=cache_dir)
+    pre = DVSCLDataset(store_path, scheme, view=view, sources=SOURCES, cache_dir=cache_dir)  # every pair, labels unused
     t0 = time.perf_counter()
     enc = pretrain(pre, cfg, rt, out / "pretrain.pt", weights, log, progress)
     t_pre = time.perf_counter() - t0
