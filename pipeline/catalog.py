@@ -14,7 +14,7 @@ import yaml
 
 from pipeline.io import symlink_loop
 from pipeline.params import ParamError, resolve
-from stages.adapters.layouts import LAYOUTS
+from stages.adapters.layouts import LAYOUTS, MACRO_SHEETS
 
 # the sheet layouts of stages.adapters.layouts, plus the two adapters with their own code
 ADAPTERS = (*LAYOUTS, "casme2_sq", "smic_hs")
@@ -51,6 +51,11 @@ _DS = {
     "max_failed_fraction": ((int, float), False),
     "allow_links_outside_root": (bool, False),
     "gc_threshold_mb": ((int, float), False),
+    # an all-expressions sheet whose macro-expression rows join as source 'macro' (no emotion;
+    # pretraining only; stages.adapters.macro), its sheet and the repairs of its rows
+    "macro_annotation": (str, False),
+    "macro_annotation_sheet": (str, False),
+    "macro_repairs": (list, False),
 }
 _REPAIR = {
     "row": (int, True),
@@ -122,6 +127,9 @@ class Dataset:
     # frames, clip folders and the annotation may be symlinks leaving the root (refused unless true)
     allow_links_outside_root: bool = False
     gc_threshold_mb: float = DEFAULT_GC_THRESHOLD_MB
+    macro_annotation: str | None = None  # all-expressions sheet: its macro rows as source 'macro'
+    macro_annotation_sheet: str | None = None
+    macro_repairs: list = field(default_factory=list)  # repairs of that sheet's rows (as `repairs`)
     composite_root: Path | None = None
     base_dir: Path = Path(".")
 
@@ -319,18 +327,34 @@ def _composite(name: str, d: dict, raw: dict, base: Path) -> Dataset:
     )
 
 
-def _check_repairs(d: dict, where: str) -> None:
-    """Each sheet repair is well formed and names its source."""
-    for i, rep in enumerate(d.get("repairs") or []):
-        _check(rep, _SWAP if isinstance(rep, dict) and "swap" in rep else _REPAIR, f"{where}.repairs[{i}]")
+def _check_repairs(d: dict, where: str, key: str = "repairs") -> None:
+    """Each sheet repair of `key` is well formed and names its source."""
+    for i, rep in enumerate(d.get(key) or []):
+        _check(rep, _SWAP if isinstance(rep, dict) and "swap" in rep else _REPAIR, f"{where}.{key}[{i}]")
         if "swap" in rep and (len(rep["swap"]) != 2 or not all(isinstance(r, int) for r in rep["swap"])):
-            raise CatalogError(f"{where}.repairs[{i}].swap: expected two sheet row numbers, got {rep['swap']!r}")
+            raise CatalogError(f"{where}.{key}[{i}].swap: expected two sheet row numbers, got {rep['swap']!r}")
         if "swap" in rep and bool(rep.get("columns")) == bool(rep.get("columns_from")):
-            raise CatalogError(f"{where}.repairs[{i}]: a swap names either columns or columns_from")
+            raise CatalogError(f"{where}.{key}[{i}]: a swap names either columns or columns_from")
         if not str(rep["source"]).strip():
-            raise CatalogError(f"{where}.repairs[{i}].source: say where the repair comes from")
+            raise CatalogError(f"{where}.{key}[{i}].source: say where the repair comes from")
     if d["adapter"] in ("smic_hs", "casme2_sq") and d.get("repairs"):
         raise CatalogError(f"{where}.repairs: adapter {d['adapter']} has no sheet rows to repair")
+
+
+def _check_macro(d: dict, where: str) -> None:
+    """`macro_annotation` only where the adapter knows an all-expressions sheet; its sheet
+    and repairs only with it."""
+    if "macro_annotation" not in d:
+        extra = [k for k in ("macro_annotation_sheet", "macro_repairs") if k in d]
+        if extra:
+            raise CatalogError(f"{where}.{extra[0]}: given without macro_annotation (the sheet it is about)")
+        return
+    if d["adapter"] not in MACRO_SHEETS:
+        raise CatalogError(
+            f"{where}.macro_annotation: adapter {d['adapter']} has no all-expressions sheet layout "
+            f"(stages/adapters/layouts.py MACRO_SHEETS: {sorted(MACRO_SHEETS)})"
+        )
+    _check_repairs(d, where, "macro_repairs")
 
 
 def _check_dataset(d: dict, schemes: dict, where: str) -> None:
@@ -349,6 +373,7 @@ def _check_dataset(d: dict, schemes: dict, where: str) -> None:
     if "unlabelled" in d:
         _check(d["unlabelled"], _UNL, f"{where}.unlabelled")
     _check_repairs(d, where)
+    _check_macro(d, where)
     limit = d.get("max_duration_s", DEFAULT_MAX_DURATION_S)
     if not (limit > 0 and limit < float("inf")):
         raise CatalogError(f"{where}.max_duration_s: expected a positive number of seconds, got {limit!r}")
@@ -391,6 +416,9 @@ def _dataset(name: str, d: dict, schemes: dict, base: Path) -> Dataset:
         max_failed_fraction=_failed_fraction(d, where),
         allow_links_outside_root=bool(d.get("allow_links_outside_root", False)),
         gc_threshold_mb=float(d.get("gc_threshold_mb", DEFAULT_GC_THRESHOLD_MB)),
+        macro_annotation=d.get("macro_annotation"),
+        macro_annotation_sheet=d.get("macro_annotation_sheet"),
+        macro_repairs=list(d.get("macro_repairs") or []),
     )
 
 

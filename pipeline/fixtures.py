@@ -300,6 +300,8 @@ def write_fixture(name: str, root: Path, seed: int = 0) -> tuple[dict, set]:
 # ------------------------------------------------------------------ CAS(ME)^3 as released
 V2_SHEET = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
 KNOWN_BAD = "casme3_partA_error_list_ZhouJu.xlsx"
+ALL_SHEET = "CAS(ME)3_part_A_v2.xls"  # every coded expression, macro and micro (sheet AU+Emotion)
+ALL_SHEET_NAME = "AU+Emotion"
 
 
 def casme3_release(
@@ -312,6 +314,7 @@ def casme3_release(
     sheets_under_annotation: bool = True,
     depth_in_clip: bool = False,
     seed: int = 0,
+    macro_rows: set[int] = frozenset(),
 ) -> Path:
     """A CAS(ME)^3 Part A copy laid out as the release unpacks, written from the REAL sheets
     in `real_dir` (../shared/datasets/casme3): the v2 ME sheet and the authors' known-bad
@@ -322,25 +325,23 @@ def casme3_release(
     in `rows` (all rows when None), plus the frames its `repairs` point to; frame 0 is
     never written (the release numbers from 1: the authors' list says 0.jpg does not
     exist). `face`: an RGB image used for every colour frame (else tiny noise images).
-    Returns the frames folder."""
+    The authors' all-expressions sheet (ALL_SHEET, as released) lies beside the ME sheet;
+    `macro_rows`: its sheet rows whose onset, apex and offset frames are written too (a
+    .xls cannot be written here: the real file is copied whole, its other rows have no
+    frames). Returns the frames folder."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     ann_dir = root / "part_A" / "annotation" if sheets_under_annotation else root
     ann_dir.mkdir(parents=True, exist_ok=True)
-    for name in (V2_SHEET, KNOWN_BAD):
+    for name in (V2_SHEET, KNOWN_BAD, ALL_SHEET):
         (ann_dir / name).write_bytes((Path(real_dir) / name).read_bytes())
     ann = pd.read_excel(Path(real_dir) / V2_SHEET, sheet_name="label")
     frames = root / "part_A" / "data" / ("part_A" if extra_level else "")
     fixed = {(r["row"], r["column"]): r["new"] for r in repairs if "row" in r}
     wanted: dict[tuple, set] = {}
-    for i, r in enumerate(ann.to_dict("records")):
-        row = i + 2
-        if rows is not None and row not in rows:
-            continue
-        nums = {r[c] for c in ("Onset", "Apex", "Offset")} | {
-            fixed[(row, c)] for c in ("Onset", "Apex", "Offset") if (row, c) in fixed
-        }
-        wanted.setdefault((r["Subject"], r["Filename"]), set()).update(int(n) for n in nums if n and n > 0)
+    _want_frames(wanted, ann, rows, fixed)
+    if macro_rows:
+        _want_frames(wanted, pd.read_excel(Path(real_dir) / ALL_SHEET, sheet_name=ALL_SHEET_NAME), set(macro_rows), {})
     img = None if face is None else cv2.cvtColor(face, cv2.COLOR_RGB2BGR)
     for (subj, clip), nums in sorted(wanted.items()):
         cdir = frames / subj / clip / "color"
@@ -354,10 +355,25 @@ def casme3_release(
     return frames
 
 
+def _want_frames(wanted: dict, ann: pd.DataFrame, rows: set[int] | None, fixed: dict) -> None:
+    """Add to `wanted` ({(subject, clip): frame numbers}) the onset, apex and offset frames
+    of the sheet rows `rows` of `ann` (header = row 1; None: all), and the frames the
+    repairs `fixed` ({(row, column): new}) point to; frame 0 never (the release numbers from 1)."""
+    for i, r in enumerate(ann.to_dict("records")):
+        row = i + 2
+        if rows is not None and row not in rows:
+            continue
+        nums = {r[c] for c in ("Onset", "Apex", "Offset")} | {
+            fixed[(row, c)] for c in ("Onset", "Apex", "Offset") if (row, c) in fixed
+        }
+        wanted.setdefault((r["Subject"], r["Filename"]), set()).update(int(n) for n in nums if n and n > 0)
+
+
 def catalog_copy(src: Path, folder: Path, edit: dict | None = None) -> Path:
     """The catalog `src` written into `folder` with its store and runs folders there, its
-    dataset entries updated by `edit` ({dataset: {key: value}}); returns the new file.
-    (Anchors are resolved on reading, so the x-... keys that held them are dropped.)"""
+    dataset entries updated by `edit` ({dataset: {key: value}}, a value None removes the
+    key); returns the new file. (Anchors are resolved on reading, so the x-... keys that
+    held them are dropped.)"""
     import yaml
 
     raw = yaml.safe_load(Path(src).read_text())
@@ -365,6 +381,8 @@ def catalog_copy(src: Path, folder: Path, edit: dict | None = None) -> Path:
     raw["store_root"], raw["runs_root"] = str(Path(folder) / "stores"), str(Path(folder) / "runs")
     for name, changes in (edit or {}).items():
         raw["datasets"][name].update(changes)
+        for key in [k for k, v in changes.items() if v is None]:
+            del raw["datasets"][name][key]
     Path(folder).mkdir(parents=True, exist_ok=True)
     out = Path(folder) / "catalog.yaml"
     out.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))

@@ -16,7 +16,8 @@ from stages.adapters.annotated import EXCLUSION_COLUMNS, KNOWN_BAD_NOTE, Annotat
 from stages.adapters.casme2_sq import casme2_sq_samples
 from stages.adapters.common import as_frame, exclusion_row, index_frames, is_hidden, safe_part
 from stages.adapters.composite import match_official_list, parse_official_list
-from stages.adapters.layouts import LAYOUTS
+from stages.adapters.layouts import LAYOUTS, MACRO_SHEETS
+from stages.adapters.macro import MacroReport, macro_samples
 from stages.adapters.repairs import RepairError, apply_repairs, from_catalog
 from stages.adapters.smic import smic_samples
 from stages.labels import class_index
@@ -34,6 +35,7 @@ class Ingested:
     known_bad: dict = field(default_factory=dict)  # dataset -> {file, listed, on_list, excluded, policy}
     composite: dict = field(default_factory=dict)  # composite: official list matching report
     datasets: dict = field(default_factory=dict)  # dataset name -> Dataset with its layout resolved
+    macro: MacroReport | None = None  # what the all-expressions sheet gave (None: no macro_annotation)
 
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
@@ -139,18 +141,21 @@ def _walk_error(e: OSError):
     raise CatalogError(f"{e.filename}: cannot be listed ({e.strerror})")
 
 
-def read_annotation(path: Path, sheet, required: list[str], dataset: str) -> tuple[pd.DataFrame, int]:
-    """The sheet as a DataFrame with its header row found (1-based sheet row returned)."""
+def read_annotation(
+    path: Path, sheet, required: list[str], dataset: str, key: str = "annotation"
+) -> tuple[pd.DataFrame, int]:
+    """The sheet as a DataFrame with its header row found (1-based sheet row returned).
+    Errors name catalog key `key` (the file) or `<key>_sheet`."""
     try:
         raw = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, header=None)
     except ValueError as e:
-        raise CatalogError(f"datasets.{dataset}.annotation_sheet: {path}: {e}") from e
+        raise CatalogError(f"datasets.{dataset}.{key}_sheet: {path}: {e}") from e
     except Exception as e:  # not a spreadsheet, truncated file, ...
-        raise CatalogError(f"datasets.{dataset}.annotation: {path} cannot be read as a spreadsheet: {e}") from e
+        raise CatalogError(f"datasets.{dataset}.{key}: {path} cannot be read as a spreadsheet: {e}") from e
     try:
         h = find_header(raw, required)
     except AnnotationError as e:
-        raise CatalogError(f"datasets.{dataset}.annotation: {path}: {e}") from e
+        raise CatalogError(f"datasets.{dataset}.{key}: {path}: {e}") from e
     df = raw.iloc[h + 1 :].reset_index(drop=True)
     df.columns = [str(c).strip() if not pd.isna(c) else f"_blank{i}" for i, c in enumerate(raw.iloc[h])]
     df = df.infer_objects()
@@ -265,6 +270,8 @@ def ingest_all(ds: Dataset, catalog=None, log=print, scheme_notes: bool = True) 
                     else "kept and noted (exclude_known_bad: false; true would exclude them)"
                 )
             )
+    if got.macro is not None:
+        log(f"[{ds.name}] {got.macro.describe()}")
     got.samples, got.exclusions = s, e
     return got
 
@@ -369,19 +376,35 @@ def _ingest_casme2_sq(ds: Dataset, index: dict) -> tuple:
     return casme2_sq_samples(*_read_casme2_sq_sheets(ds), **_sheet_args(ds, index))
 
 
-def _repaired_sheet(ds: Dataset, layout) -> tuple:
-    """(sheet, header row, repairs applied, notes per row) of an annotated dataset."""
-    if not ds.annotation:
-        raise CatalogError(f"datasets.{ds.name}.annotation: adapter {ds.adapter} needs an annotation file")
-    ann_path = ds.file("annotation")
-    required = [layout.columns[k] for k in ("subject", "clip", "onset")]
-    ann, header_row = read_annotation(ann_path, ds.annotation_sheet, required, ds.name)
-    rows = [header_row + 1 + i for i in range(len(ann))]
+@dataclass
+class Sheet:
+    """An annotation sheet as read and as repaired by the catalog's repairs."""
+
+    file: str  # its file name (exclusions and notes name it)
+    read: pd.DataFrame  # as the file holds it (header row found)
+    rows: pd.DataFrame  # repaired
+    header_row: int  # 1-based sheet row of the header
+    repairs: list  # records of stages.adapters.repairs.apply_repairs
+    row_notes: dict  # sheet row -> [note]: the repairs applied and the sheet's quirks there
+    quirks: dict  # sheet row -> [merged cell / formula without value]
+
+
+def _repaired_sheet(ds: Dataset, required: list[str], key: str = "annotation", repairs_key: str = "repairs") -> Sheet:
+    """The sheet named by catalog key `key` (sheet `<key>_sheet`; header: the row holding
+    `required`), repaired by the catalog's `repairs_key`."""
+    if not getattr(ds, key):
+        raise CatalogError(f"datasets.{ds.name}.{key}: adapter {ds.adapter} needs an annotation file")
+    path = ds.file(key)
+    sheet = getattr(ds, f"{key}_sheet")
+    read, header_row = read_annotation(path, sheet, required, ds.name, key)
+    rows = [header_row + 1 + i for i in range(len(read))]
     try:
-        ann, repairs, row_notes = apply_repairs(ann, rows, from_catalog(ds.repairs), ann_path.name)
+        ann, repairs, row_notes = apply_repairs(read, rows, from_catalog(getattr(ds, repairs_key)), path.name)
     except RepairError as e:
-        raise CatalogError(f"datasets.{ds.name}.repairs: {e}") from e
-    return ann, header_row, repairs, row_notes
+        raise CatalogError(f"datasets.{ds.name}.{repairs_key}: {e}") from e
+    quirks = sheet_quirks(path, sheet)
+    row_notes = {r: [*row_notes.get(r, []), *quirks.get(r, [])] for r in set(row_notes) | set(quirks)}
+    return Sheet(path.name, read, ann, header_row, repairs, row_notes, quirks)
 
 
 def _known_bad_report(ds: Dataset, bad, s: pd.DataFrame, e: pd.DataFrame) -> dict:
@@ -405,26 +428,58 @@ def _ingest_annotated(ds: Dataset, index: dict, layouts: dict) -> Ingested:
     layout = LAYOUTS.get(ds.adapter)
     if layout is None:
         raise CatalogError(f"datasets.{ds.name}.adapter: {ds.adapter!r} not implemented")
-    ann, header_row, repairs, row_notes = _repaired_sheet(ds, layout)
-    quirks = sheet_quirks(ds.file("annotation"), ds.annotation_sheet)
-    row_notes = {r: [*row_notes.get(r, []), *quirks.get(r, [])] for r in set(row_notes) | set(quirks)}
+    sh = _repaired_sheet(ds, [layout.columns[k] for k in ("subject", "clip", "onset")])
     bad = read_known_bad(ds.file("known_bad")) if ds.known_bad else None
     try:
         s, e = annotated_samples(
-            ann,
+            sh.rows,
             layout,
             **_sheet_args(ds, index),
             depth_index=index if ds.has_depth else None,
             bad_frames=bad,
-            header_row=header_row,
-            row_notes=row_notes,
+            header_row=sh.header_row,
+            row_notes=sh.row_notes,
             flag_duration_s=DEFAULT_MAX_DURATION_S if ds.max_duration_s > DEFAULT_MAX_DURATION_S else None,
             exclude_bad=ds.exclude_known_bad,
         )
     except AnnotationError as ex:
         raise CatalogError(str(ex)) from ex
-    e = name_sheet_quirks(e, quirks, ds.file("annotation").name)
-    return Ingested(s, e, layouts, repairs, _known_bad_report(ds, bad, s, e))
+    e = name_sheet_quirks(e, sh.quirks, sh.file)
+    repairs, macro = sh.repairs, None
+    if ds.macro_annotation:
+        ms, me, macro_repairs, macro = _ingest_macro(ds, index, sh, bad)
+        s = pd.concat([s, ms], ignore_index=True) if len(ms) else s
+        e = pd.concat([e, me], ignore_index=True) if len(me) else e
+        repairs = repairs + macro_repairs
+    return Ingested(s, e, layouts, repairs, _known_bad_report(ds, bad, s, e), macro=macro)
+
+
+def _ingest_macro(ds: Dataset, index: dict, labelled: Sheet, bad) -> tuple:
+    """(samples, exclusions, repairs applied, MacroReport) of the macro-expression rows of
+    the dataset's all-expressions sheet (catalog `macro_annotation`): samples of source
+    'macro' without emotion, read like the labelled rows (frame folders, depth, known-bad
+    list, max_duration_s, `macro_repairs`) once its micro-expression rows are rows of the
+    `labelled` sheet (as read or as repaired), i.e. it numbers frames alike
+    (stages.adapters.macro); otherwise a CatalogError naming the rows that differ."""
+    mac = MACRO_SHEETS[ds.adapter]
+    required = [mac.layout.columns[k] for k in ("subject", "clip", "onset", "apex")] + [mac.type_column]
+    sh = _repaired_sheet(ds, required, "macro_annotation", "macro_repairs")
+    try:
+        s, e, report = macro_samples(
+            sh.rows,
+            mac,
+            row_numbers=[sh.header_row + 1 + i for i in range(len(sh.rows))],
+            labelled=[labelled.read, labelled.rows],
+            label_file=labelled.file,
+            **{**_sheet_args(ds, index), "ann_file": sh.file},
+            depth_index=index if ds.has_depth else None,
+            bad_frames=bad,
+            row_notes=sh.row_notes,
+            exclude_bad=ds.exclude_known_bad,
+        )
+    except AnnotationError as ex:
+        raise CatalogError(f"datasets.{ds.name}.macro_annotation: {ex}") from ex
+    return s, name_sheet_quirks(e, sh.quirks, sh.file), sh.repairs, report
 
 
 def _ingest(ds: Dataset, found: Detected, log=print) -> Ingested:

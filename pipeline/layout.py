@@ -98,6 +98,7 @@ class Detected:
     frames_dir: str
     annotation: str | None = None
     known_bad: str | None = None
+    macro_annotation: str | None = None  # the all-expressions sheet (macro-expression rows)
     unlabelled_frames_dir: str | None = None
     lines: list[str] = field(default_factory=list)  # what was found, for plan/validate/run logs
 
@@ -231,12 +232,19 @@ def detect(ds: Dataset) -> Detected:
         raise CatalogError(f"{where}.frames_dir: frames folder {root / ds.frames_dir} is a symlink loop")
     ann = find_file(root, ds.annotation, ds.frames_dir, f"{where}.annotation") if ds.annotation else None
     bad = find_file(root, ds.known_bad, ds.frames_dir, f"{where}.known_bad") if ds.known_bad else None
+    mac = (
+        find_file(root, ds.macro_annotation, ds.frames_dir, f"{where}.macro_annotation")
+        if ds.macro_annotation
+        else None
+    )
     frames, line = find_frames_dir(root, ds.frames_dir, sig, f"{where}.frames_dir")
-    out = Detected(frames_dir=frames, annotation=ann, known_bad=bad, lines=[line])
+    out = Detected(frames_dir=frames, annotation=ann, known_bad=bad, macro_annotation=mac, lines=[line])
     if ann:
         out.lines.append(f"annotation {ann}")
     if bad:
         out.lines.append(f"known-bad list {bad}")
+    if mac:
+        out.lines.append(f"macro-expression sheet {mac}")
     if ds.has_depth and ds.adapter == "casme3_part_a":
         out.lines.append(f"depth {_depth_layout(root / frames)}")
     if ds.unlabelled:
@@ -275,5 +283,6 @@ def resolve(ds: Dataset) -> tuple[Dataset, Detected | None]:
         frames_dir=found.frames_dir,
         annotation=found.annotation or ds.annotation,
         known_bad=found.known_bad or ds.known_bad,
+        macro_annotation=found.macro_annotation or ds.macro_annotation,
         unlabelled=unl,
     ), found

@@ -141,6 +141,8 @@ def print_plan(ds: Dataset, p: PlanReport, examples: int = 3, out=print) -> None
     for scheme, counts in p.counts.items():
         cls = ", ".join(f"{k} {v}" for k, v in counts.items() if k != OUTSIDE)
         out(f"  classes under {scheme}: {cls}" + (f"; {counts[OUTSIDE]} not in the scheme" if counts[OUTSIDE] else ""))
+    if got.macro is not None:
+        out(f"  {got.macro.describe()}")
     _print_composite(got, out)
     _print_repairs(got, out)
     for name, kb in got.known_bad.items():

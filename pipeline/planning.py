@@ -199,13 +199,14 @@ def source_checksums(ds: Dataset, resolved: dict) -> dict[str, str]:
     parts = [resolved[p] for p in ds.parts if p in resolved] if ds.parts else [resolved[ds.name]]
     for d in parts:
         prefix = f"{d.name}:" if ds.parts else ""
-        for key in ("annotation", "known_bad"):
+        for key in ("annotation", "known_bad", "macro_annotation"):
             if getattr(d, key, None):
                 out[prefix + getattr(d, key)] = sha256_file(d.file(key))
-        if d.repairs:  # a catalog repair edits the sheet as much as the file itself
-            out[prefix + "catalog:repairs"] = hashlib.sha256(
-                json.dumps(d.repairs, sort_keys=True, default=str).encode()
-            ).hexdigest()
+        for key in ("repairs", "macro_repairs"):  # a catalog repair edits the sheet as much as the file itself
+            if getattr(d, key, None):
+                out[prefix + f"catalog:{key}"] = hashlib.sha256(
+                    json.dumps(getattr(d, key), sort_keys=True, default=str).encode()
+                ).hexdigest()
     if ds.official_list is not None:
         out["official_list:" + ds.official_list.name] = sha256_file(ds.official_list)
     return out

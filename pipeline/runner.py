@@ -50,6 +50,7 @@ from pipeline.store import Store, one_line, store_lock
 from pipeline.tasks import check_models
 from products import groups_for
 from schemas.arrays import ARRAYS
+from schemas.tables import LABELLED, MACRO
 
 
 @dataclass
@@ -121,7 +122,7 @@ def check_sheet_readable(got: Ingested, ds: Dataset) -> None:
     at_ingest = e[(e["stage"] == "ingest") & e["ann_row"].notna()] if len(e) else e
     unreadable = at_ingest[at_ingest["reason"].isin(UNREADABLE_ROWS)] if len(at_ingest) else at_ingest
     s = got.samples
-    total = (int((s["source"] == "labelled").sum()) if len(s) else 0) + len(at_ingest)
+    total = (int(s["source"].isin((LABELLED, MACRO)).sum()) if len(s) else 0) + len(at_ingest)  # the sheets' rows
     if len(unreadable) and len(unreadable) / total > ds.max_failed_fraction:
         reasons = unreadable["reason"].value_counts().to_dict()
         raise RunRefused(

@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline.catalog import Dataset
 from pipeline.ingest import EMOTION_NOTE, ingest_all
 from pipeline.io import FrameReadError, read_depth, read_rgb
+from schemas.tables import LABELLED
 from stages.adapters.common import is_blank
 from stages.depth import DepthError
 from stages.labels import class_index
@@ -41,12 +42,13 @@ def _where(r: dict):
 
 
 def _check_labels(r: dict, ds: Dataset, problems: dict, notes: dict) -> None:
-    """The sample's ingest notes, and an emotion outside the label scheme (a problem)."""
+    """The sample's ingest notes, and a labelled sample's emotion outside the label scheme
+    (a problem; AU-selected and macro-expression samples have none)."""
     note = r.get("note")
     for part in [] if is_blank(note) else str(note).split("; "):
         if not part.startswith(EMOTION_NOTE):  # that one is reported below as a problem
             notes[part.split(":")[0]].append((_where(r), part))
-    if class_index(r["emotion"], ds.scheme) is None:
+    if r["source"] == LABELLED and class_index(r["emotion"], ds.scheme) is None:
         problems["emotion_not_in_scheme"].append(
             (_where(r), f"{r['sample_id']}: emotion {r['emotion_raw']!r} is not in label scheme {ds.label_scheme}")
         )

@@ -9,13 +9,24 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
+# Where a sample comes from: the manifest's `source` column holds one of these.
+LABELLED = "labelled"  # a row of the dataset's annotation sheet, with its emotion
+SELECTED = "selected"  # an onset/apex pair AU screening picked in an unlabelled recording (no emotion)
+# a macro-expression row of an all-expressions sheet (catalog `macro_annotation`: CAS(ME)^3
+# Part A's CAS(ME)3_part_A_v2.xls): onset/apex/offset coded, no emotion. For unsupervised
+# pretraining only (DVSCL, seed 000 sec. 4.1: "both micro- and macro-expression in Part A");
+# never in a supervised scheme (readers label only LABELLED rows)
+MACRO = "macro"
+SOURCES = (LABELLED, SELECTED, MACRO)
+
 # One row per annotated sample, as an adapter produces it (before any image is read).
 SAMPLE_FIELDS = [
-    pa.field("sample_id", pa.string(), nullable=False),  # unique and stable: dataset/subject/clip/onset-apex
+    # unique and stable: dataset/subject/clip/onset-apex (AU-selected: dataset/sel/..., macro: dataset/macro/...)
+    pa.field("sample_id", pa.string(), nullable=False),
     pa.field("dataset", pa.string(), nullable=False),
     pa.field("subject", pa.string(), nullable=False),
     pa.field("clip", pa.string(), nullable=False),  # clip folder / video name
-    pa.field("source", pa.string(), nullable=False),  # 'labelled' (annotation) or 'selected' (AU screening)
+    pa.field("source", pa.string(), nullable=False),  # one of SOURCES above
     pa.field("ann_file", pa.string()),  # annotation file the row came from
     pa.field("ann_row", pa.int32()),  # 1-based spreadsheet row (header = row 1)
     pa.field("onset", pa.int64()),

@@ -16,6 +16,7 @@ from itertools import islice
 
 import pandas as pd
 
+from schemas.tables import LABELLED
 from stages.adapters.common import EXCLUSION_COLUMNS, as_frame, exclusion_row, is_blank, safe_part
 from stages.aus import AUParseError, au_marked, au_numbers
 from stages.labels import normalise_emotion
@@ -72,6 +73,7 @@ def annotated_samples(
     max_duration_s: float | None = None,
     flag_duration_s: float | None = None,
     exclude_bad: bool = True,
+    source: str = LABELLED,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Turn an annotation sheet into (samples, exclusions). `header_row` is the sheet row
     (1-based) of the header, so data row i is reported as sheet row header_row + 1 + i,
@@ -80,7 +82,10 @@ def annotated_samples(
     spans more than `max_duration_s` seconds cannot be a micro-expression: excluded as
     `too_long`; one longer than `flag_duration_s` but within the limit is kept with a
     LONG_NOTE. Onset/apex frames on the `bad_frames` list are excluded
-    (`known_bad_frame`) when `exclude_bad`, else kept with a note."""
+    (`known_bad_frame`) when `exclude_bad`, else kept with a note. `source`
+    (schemas.tables.SOURCES): the samples' source; other than LABELLED (a macro-expression
+    sheet's rows) their sample ids carry it (``<dataset>/macro/<subject>/<clip>/<onset>-<apex>``,
+    never an id of the labelled sheet) and the layout has no emotion column."""
     cols = layout.columns
     missing = [c for r, c in cols.items() if r in ("subject", "clip", "onset") and c not in ann.columns]
     if missing:
@@ -146,7 +151,11 @@ def annotated_samples(
             else:
                 excl.append(_apex_exclusion(layout, dataset, ann_file, row, f"{subj}/{clip}", raw_apex))
                 continue
-        sid = f"{dataset}/{subj}/{clip}/{onset}-{apex}"
+        sid = (
+            f"{dataset}/{subj}/{clip}/{onset}-{apex}"
+            if source == LABELLED
+            else f"{dataset}/{source}/{subj}/{clip}/{onset}-{apex}"
+        )
         if onset == 0:
             excl.append(
                 _excl(
@@ -194,7 +203,12 @@ def annotated_samples(
                     "too_long",
                     f"{ann_file} row {row} ({subj}/{clip}): onset {onset} .. offset {offset} spans "
                     f"{offset - onset + 1} frames = {(offset - onset + 1) / fps:.1f} s at {fps:g} fps, longer "
-                    f"than max_duration_s {max_duration_s:g} s: not a micro-expression",
+                    f"than max_duration_s {max_duration_s:g} s"
+                    + (
+                        ": not a micro-expression"
+                        if source == LABELLED
+                        else f" ({source} row: the limit applies as to labelled rows)"
+                    ),
                     sid,
                 )
             )
@@ -300,7 +314,7 @@ def annotated_samples(
                 "dataset": dataset,
                 "subject": subj,
                 "clip": clip,
-                "source": "labelled",
+                "source": source,
                 "ann_file": ann_file,
                 "ann_row": row,
                 "onset": onset,

@@ -1,6 +1,9 @@
 """The layouts of the annotated ME datasets (DATASETS.md), as data for stages.adapters.annotated."""
 
+import dataclasses
+
 from stages.adapters.annotated import Layout
+from stages.adapters.macro import MacroSheet
 
 LAYOUTS = {
     # CAS(ME)^3 Part A: part_A/data/spNO.1/a/color/{n}.jpg, depth in a/depth/ or a/
@@ -82,5 +85,21 @@ LAYOUTS = {
             "emotion": "Emotion",
         },
         clip_dir="{subject}/{clip}",
+    ),
+}
+
+# All-expressions sheets whose macro-expression rows a dataset's `macro_annotation` adds
+# (stages.adapters.macro). CAS(ME)^3 Part A: CAS(ME)3_part_A_v2.xls, sheet AU+Emotion, has
+# the labelled sheet's columns (Subject, Filename, Onset, Apex, Offset, AU), no emotion, and
+# `Expression type` Macro-expression / Micro-expression; the same frame folders.
+MACRO_SHEETS = {
+    "casme3_part_a": MacroSheet(
+        dataclasses.replace(
+            LAYOUTS["casme3_part_a"],
+            columns={k: v for k, v in LAYOUTS["casme3_part_a"].columns.items() if k != "emotion"},
+        ),
+        type_column="Expression type",
+        macro="Macro-expression",
+        micro="Micro-expression",
     ),
 }

@@ -31,11 +31,12 @@ class DVSCLDataset(FeedDataset):
       rgb_diff  float32 (3, 310, 310), apex - onset in 8-bit intensity units / 255, in [-1, 1]
       view_diff float32 (1, 310, 310), depth: apex - onset in sensor units (about mm);
                 gray: apex - onset luma / 255
-      label     int64 class index in `scheme` order; -1 for AU-selected (unlabelled) pairs
+      label     int64 class index in `scheme` order; -1 for unlabelled (AU-selected, macro) pairs
       subject   str
       sample_id str
-    `sources`: ('labelled',) for supervised use; ('labelled', 'selected') for DVSCL's
-    pretraining set (annotated pairs + pairs selected by AU screening). The arrays read
+    `sources`: ('labelled',) for supervised use; schemas.tables.SOURCES for DVSCL's
+    pretraining set (annotated pairs, pairs selected by AU screening, Part A
+    macro-expressions). The arrays read
     are the RGB difference and the `view`'s; samples without them (excluded, or no depth
     for this sample) are left out and listed in `skipped`.
     """

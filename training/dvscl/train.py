@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from schemas.tables import SOURCES
 from training.augment import augment_batch, resize
 from training.checkpoint import EpochCheckpoint
 from training.dvscl.configs import CONFIGS
@@ -154,7 +155,7 @@ def train_dvscl(
 ) -> dict:
     cfg, rt = start(CONFIGS, config, device, precision)
     log(f"DVSCL: config {config}, view RGB+{view}, device {rt.device}")
-    pre = DVSCLDataset(store_path, scheme, view=view, sources=("labelled", "selected"), cache_dir=cache_dir)
+    pre = DVSCLDataset(store_path, scheme, view=view, sources=SOURCES, cache_dir=cache_dir)  # every pair, labels unused
     lab = DVSCLDataset(store_path, scheme, view=view, sources=("labelled",), cache_dir=cache_dir)
     identity = {"method": "dvscl", "config": cfg, "view": view, "weights": weights}
     check_identity(out, {**identity, "samples": list(lab.samples()["sample_id"])})  # before resuming its pretraining
