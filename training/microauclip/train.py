@@ -17,7 +17,8 @@ from training.loso import run_folds
 from training.metrics import scores
 from training.microauclip.configs import CONFIGS
 from training.microauclip.feed import MicroAUCLIPDataset
-from training.microauclip.model import MicroAUCLIP, emotion_scores, spec, total_loss
+from training.microauclip.model import MicroAUCLIP, emotion_scores, total_loss
+from training.microauclip.settings import dataset_settings, spec
 from training.runtime import manual_seed, start
 
 
@@ -41,6 +42,10 @@ def train_microauclip(
     config: str = "tiny",
     *,
     weights: str | None = None,
+    aus: str | None = None,
+    alpha: str | float | None = None,
+    beta: str | float | None = None,
+    adapter: str | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
     precision: str | None = None,
@@ -50,7 +55,10 @@ def train_microauclip(
     cfg, rt = start(CONFIGS, config, device, precision)
     device = rt.device
     sp = spec()
-    aus = sp["aus"][cfg["aus"]]
+    settings, note = dataset_settings(adapter, aus, alpha, beta, sp)  # the paper's for this dataset
+    if note:
+        log(note)
+    aus = settings.aus
     ds = MicroAUCLIPDataset(store_path, scheme, cache_dir=cache_dir)
     y = np.array([[1 if a in au_list(r) else 0 for a in aus] for r in ds.rows])
     word = {w: c for c, ws in sp["emotion_words"].items() for w in ws}
@@ -64,7 +72,7 @@ def train_microauclip(
 
         state = read_state_dict(weights)
     log(
-        f"MicroAUCLIP: config {config}, AUs {aus}, device {device}; CLIP ViT-B/32 "
+        f"MicroAUCLIP: config {config}, device {device}; {settings.describe()}; CLIP ViT-B/32 "
         + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)")
         + ", last 3 layers of both encoders trainable"
     )
@@ -98,7 +106,7 @@ def train_microauclip(
                 with rt.autocast():
                     o = model(flow, lm)
                     loss = total_loss(
-                        o, model.text_features(), yb, model.clip.logit_scale.exp(), cfg["alpha"], cfg["beta"]
+                        o, model.text_features(), yb, model.clip.logit_scale.exp(), settings.alpha, settings.beta
                     )
                 step(opt, loss)
             sched.step()
@@ -117,7 +125,16 @@ def train_microauclip(
         return cols
 
     preds = run_folds(
-        ds.samples(), fold, out, log, identity={"method": "microauclip", "config": cfg, "weights": weights}
+        ds.samples(),
+        fold,
+        out,
+        log,
+        identity={
+            "method": "microauclip",
+            "config": cfg,
+            "weights": weights,
+            **{k: getattr(settings, k) for k in ("aus", "alpha", "beta")},
+        },
     )
     yt = preds[[f"AU{a}_true" for a in aus]].to_numpy()
     yp = preds[[f"AU{a}_pred" for a in aus]].to_numpy()
@@ -128,6 +145,10 @@ def train_microauclip(
         "method": "microauclip",
         "config": config,
         "aus": aus,
+        "alpha": settings.alpha,
+        "beta": settings.beta,
+        "settings_source": settings.source,
+        "dataset_adapter": adapter,
         "au_detection": au,
         "emotion_label_free": {"classes": emo_classes, **{k: mer[k] for k in ("UF1", "UAR", "Acc", "n")}},
         "train_samples_per_s": float(np.mean(rates)) if rates else None,
