@@ -11,7 +11,7 @@ METHOD = Method(
     dataset="training.microauclip.feed:MicroAUCLIPDataset",
     trainer="training.microauclip.train:train_microauclip",
     options=(
-        Option("weights", "local open_clip ViT-B-32 state_dict (optional)"),
+        Option("weights", "local open_clip ViT-B-32 state_dict or Hugging Face CLIP folder (optional)"),
         Option(
             "aus", "AU set: casme2, samm, default or numbers such as 2,4,7,12 (default: the paper's for the dataset)"
         ),
