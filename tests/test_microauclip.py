@@ -253,3 +253,23 @@ def test_bad_overrides_are_errors_naming_the_option():
         dataset_settings("samm", beta="x")
     with pytest.raises(ValueError, match=r"--alpha '-1': a loss weight must be >= 0"):
         dataset_settings("samm", alpha="-1")
+
+
+def test_the_summary_counts_what_the_clip_weights_gave(tmp_path, monkeypatch, capsys, fake_store):
+    torch.manual_seed(7)
+    sd = tiny_clip().state_dict()
+    torch.save({"state_dict": sd}, tmp_path / "clip.pth")
+    s, printed, _ = run_cli(tmp_path, monkeypatch, capsys, "samm", "--weights", str(tmp_path / "clip.pth"))
+    assert s["weights_loaded"] == {
+        "path": str(tmp_path / "clip.pth"),
+        "matched": len(sd),
+        "missing": 0,
+        "unexpected": 0,
+        "shape_mismatch": 0,
+        "what": "CLIP ViT-B/32",
+    }
+    summary_part = printed[printed.index("AU detection: mean F1") :]  # the run's closing lines
+    assert f"CLIP ViT-B/32: loaded {len(sd)} tensors from {tmp_path / 'clip.pth'} (0 missing" in summary_part
+    (tmp_path / "none").mkdir()
+    s, _, _ = run_cli(tmp_path / "none", monkeypatch, capsys, "samm")  # no weights given
+    assert s["weights_loaded"] is None

@@ -216,3 +216,106 @@ def test_folders_that_are_not_a_hugging_face_clip_are_refused_naming_them(tmp_pa
     (clip / "model.safetensors.index.json").write_text("{}")
     with pytest.raises(WeightsError, match=r"clip-no-weights: a Hugging Face folder needs model.safetensors or "):
         load_weights(_open_clip(0), clip, "CLIP")
+
+
+# --- what the weight files gave, in summary.json and the run's summary log ---------------
+
+
+class FakeStore:
+    """What the DVSCL and SelfME Datasets read of a store: 6 samples of 3 subjects."""
+
+    arrays: dict = {}
+    manifest = None
+
+    def __init__(self, path, create=False):
+        pass
+
+    def head(self):
+        return "snap1"
+
+    def group(self, snapshot=None):
+        return self.arrays
+
+    def table(self, name, snapshot=None):
+        return self.manifest if name == "manifest" else None
+
+
+@pytest.fixture
+def fake_store(monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    import pipeline.store
+    from schemas.arrays import ARRAYS
+
+    g = np.random.default_rng(0)
+    n = 6
+
+    def arr(name, rows=n):
+        return (g.random((rows, *ARRAYS[name].shape)) * 50).astype(ARRAYS[name].dtype)
+
+    FakeStore.arrays = {a: arr(a) for a in ("pairs/rgb_diff", "pairs/gray_diff", "pairs/depth_diff", "pairs/flow_tvl1")}
+    FakeStore.arrays["clips/frames72"] = arr("clips/frames72", 3 * n)
+    FakeStore.manifest = pd.DataFrame(
+        [
+            {"sample_id": f"s{i}", "subject": f"p{i % 3}", "emotion": ("happy", "disgust")[i % 2], "index": i,
+             "status": "ok", "reason": None, "source": "labelled", "clip_start": 3 * i, "clip_len": 3, "onset": 0,
+             "apex": 2, **{f"fp_{p}": "f" * 32 for p in ("crop", "depth", "flow", "clip", "micro")}}
+            for i in range(n)
+        ]
+    )  # fmt: skip
+    monkeypatch.setattr(pipeline.store, "Store", FakeStore)
+    return {"happiness": ["happy"], "disgust": ["disgust"]}
+
+
+def _after_the_metrics(msgs: list[str], line: str) -> bool:
+    """`line` is logged with the run's summary: after the pooled metrics."""
+    metrics = max(i for i, m in enumerate(msgs) if "UF1" in m)
+    return any(line in m for m in msgs[metrics + 1 :])
+
+
+def test_dvscl_records_what_its_resnet_file_gave(fake_store, tmp_path, monkeypatch):
+    from training.dvscl.configs import CONFIGS
+    from training.dvscl.train import train_dvscl
+
+    monkeypatch.setitem(CONFIGS, "tiny", {**CONFIGS["tiny"], "epochs": 1, "size": 32})
+    state = _resnet_state()
+    torch.save({"state_dict": state}, tmp_path / "r18.pth")
+    msgs = []
+    s = train_dvscl("st", fake_store, tmp_path / "out", "tiny", view="gray", weights=str(tmp_path / "r18.pth"),
+                    log=msgs.append, progress=False)  # fmt: skip
+    want = {"path": str(tmp_path / "r18.pth"), "matched": len(state), "missing": 0, "unexpected": 0,
+            "shape_mismatch": 0, "what": "ResNet18"}  # fmt: skip
+    assert s["weights_loaded"] == want
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["weights_loaded"] == want
+    assert _after_the_metrics(msgs, f"ResNet18: loaded {len(state)} tensors from {tmp_path / 'r18.pth'} (0 missing")
+    s = train_dvscl("st", fake_store, tmp_path / "out2", "tiny", view="gray", log=msgs.append, progress=False)
+    assert s["weights_loaded"] is None
+
+
+def test_selfme_records_what_its_vit_and_vgg_files_gave(fake_store, tmp_path, monkeypatch):
+    import timm
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from training.selfme.configs import CONFIGS
+    from training.selfme.train import train_selfme
+
+    small = {"size": 64, "epochs": 1, "motion_epochs": 1, "motion_pairs": 8}
+    monkeypatch.setitem(CONFIGS, "tiny", {**CONFIGS["tiny"], **small})
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=1000).state_dict()
+    torch.save(vit, tmp_path / "vits.pth")
+    vgg = make_layers(cfgs["E"]).state_dict()  # torchvision's vgg19().features, without its 120M-weight classifier
+    torch.save({f"features.{k}": v for k, v in vgg.items()}, tmp_path / "vgg19.pth")
+    msgs = []
+    s = train_selfme("st", fake_store, tmp_path / "out", "tiny", weights=str(tmp_path / "vits.pth"),
+                     vgg_weights=str(tmp_path / "vgg19.pth"), log=msgs.append, progress=False)  # fmt: skip
+    # every tensor of the ImageNet ViT but its 1000-class head and its position embedding (1 + 14 x 14 tokens at
+    # 224 px, 1 + 4 x 4 in SCViT at 64 px): those two stay as initialised
+    assert {k: s["weights_loaded"][k] for k in ("matched", "missing", "unexpected", "shape_mismatch")} == {
+        "matched": len(vit) - 3, "missing": 3, "unexpected": 0, "shape_mismatch": 1}  # fmt: skip
+    # VGG-19: 16 convolutions, weight and bias each
+    assert s["vgg_weights_loaded"]["matched"] == 32 == len(vgg) and s["vgg_weights_loaded"]["missing"] == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["vgg_weights_loaded"]["matched"] == 32
+    assert _after_the_metrics(msgs, f"VGG-19 features: loaded 32 tensors from {tmp_path / 'vgg19.pth'}")
+    assert _after_the_metrics(msgs, f"SCViT (timm ViT-S/16): loaded {len(vit) - 3} tensors")

@@ -38,10 +38,11 @@ class Loaded:
     missing: int  # module tensors the file does not hold (left as initialised)
     unexpected: int  # file tensors the module does not have (ignored)
     shape_mismatch: int  # same name, other shape (ignored)
+    what: str = ""  # the module, as the log names it
 
-    def describe(self, what: str) -> str:
+    def describe(self, what: str | None = None) -> str:
         return (
-            f"{what}: loaded {self.matched} tensors from {self.path} ({self.missing} missing, "
+            f"{what or self.what}: loaded {self.matched} tensors from {self.path} ({self.missing} missing, "
             f"{self.unexpected} unexpected, {self.shape_mismatch} of another shape)"
         )
 
@@ -219,4 +220,17 @@ def load_weights(module: nn.Module, path: str | Path, what: str, strip: tuple[st
         )
     module.load_state_dict(fit, strict=False)
     unexpected = len([k for k in state if k not in own])
-    return Loaded(str(path), len(fit), len(own) - len(fit), unexpected, len(other_shape))
+    return Loaded(str(path), len(fit), len(own) - len(fit), unexpected, len(other_shape), what)
+
+
+def loaded_counts(loaded: Loaded | None) -> dict | None:
+    """summary.json's record of a weight file (`weights_loaded`, ...): path, matched,
+    missing, unexpected, shape_mismatch, what; None when no file was given (or loaded)."""
+    return None if loaded is None else loaded.as_dict()
+
+
+def log_loaded(log, *loaded: Loaded | None) -> None:
+    """The run summary's line for each weight file loaded (module, file, counts)."""
+    for got in loaded:
+        if got is not None:
+            log(got.describe())

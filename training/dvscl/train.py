@@ -21,6 +21,7 @@ from training.loop import step
 from training.loso import run_loso
 from training.runtime import Runtime, manual_seed, start
 from training.samplers import HALF_OVERSAMPLING, factors_for, replicate
+from training.weights import loaded_counts, log_loaded
 
 
 def _views(batch, view: str, scale: float):
@@ -179,7 +180,7 @@ def train_dvscl(
         lin = train_probe(x[tr], y[tr], len(lab.classes), cfg, cfg["seed"] + k, lab.classes)
         return probe_predict(lin, x[te])
 
-    return run_loso(
+    summary = run_loso(
         lab.samples(),
         fold,
         lab.classes,
@@ -194,6 +195,9 @@ def train_dvscl(
             "pretrain_samples_per_s": cfg["epochs"] * len(pre) / t_pre,
             "device": rt.device,
             "weights": weights,
+            "weights_loaded": loaded_counts(enc.loaded),
         },
         identity={"method": "dvscl", "config": cfg, "view": view, "weights": weights},
     )
+    log_loaded(log, enc.loaded)
+    return summary

@@ -20,6 +20,7 @@ from training.microauclip.feed import MicroAUCLIPDataset
 from training.microauclip.model import MicroAUCLIP, emotion_scores, total_loss
 from training.microauclip.settings import dataset_settings, spec
 from training.runtime import manual_seed, start
+from training.weights import load_weights, loaded_counts, log_loaded, read_state_dict
 
 
 def au_metrics(y: np.ndarray, p: np.ndarray, aus: list[int]) -> dict:
@@ -66,10 +67,8 @@ def train_microauclip(
     emo = np.array(
         [emo_classes.index(word[r["emotion"]]) if word.get(r["emotion"]) in emo_classes else -1 for r in ds.rows]
     )
-    state = None
-    if weights:  # an open_clip ViT-B-32 state_dict (wrapped or DataParallel-prefixed is fine)
-        from training.weights import read_state_dict
-
+    state, loaded = None, []  # what the weight file gave (the first fold run; summary.json)
+    if weights:  # an open_clip ViT-B-32 state_dict (wrapped or DataParallel-prefixed) or a Hugging Face CLIP folder
         state = read_state_dict(weights)
     log(
         f"MicroAUCLIP: config {config}, device {device}; {settings.describe()}; CLIP ViT-B/32 "
@@ -82,11 +81,10 @@ def train_microauclip(
         manual_seed(cfg["seed"] + k)
         model = MicroAUCLIP(aus)
         if state is not None:
-            from training.weights import load_weights
-
-            loaded = load_weights(model.clip, weights, "CLIP ViT-B/32", state=state)
-            if k == 0:
-                log(loaded.describe("CLIP ViT-B/32"))
+            got = load_weights(model.clip, weights, "CLIP ViT-B/32", state=state)
+            if not loaded:
+                loaded.append(got)
+                log(got.describe())
         model = model.to(device)
         enc = [p for p in model.clip.parameters() if p.requires_grad]
         other = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("clip.")]
@@ -152,10 +150,12 @@ def train_microauclip(
         "au_detection": au,
         "emotion_label_free": {"classes": emo_classes, **{k: mer[k] for k in ("UF1", "UAR", "Acc", "n")}},
         "train_samples_per_s": float(np.mean(rates)) if rates else None,
+        "weights_loaded": loaded_counts(loaded[0] if loaded else None),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log(
         f"AU detection: mean F1 {au['mean_F1']:.4f}, mean ACC {au['mean_ACC']:.4f}; "
         f"emotion-label-free MER ({mer['n']} samples): UF1 {mer['UF1']:.4f} UAR {mer['UAR']:.4f}"
     )
+    log_loaded(log, *loaded)
     return summary
