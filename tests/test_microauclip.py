@@ -227,6 +227,7 @@ def test_another_dataset_falls_back_to_the_default_and_says_so(tmp_path, monkeyp
     s, printed, used = run_cli(tmp_path, monkeypatch, capsys, "casme3_part_a")
     assert (s["aus"], s["alpha"], s["beta"]) == ([1, 2, 4, 7, 12, 14, 15, 17], 1.0, 1.0) and used == {(1.0, 1.0)}
     assert s["settings_source"]["aus"] == "default: the paper has none for dataset adapter casme3_part_a"
+    assert "AUs [1, 2, 4, 7, 12, 14, 15, 17], alpha 1.0, beta 1.0 (default: the paper has none for" in printed
     assert (
         "MicroAUCLIP: the paper gives no AU set or loss weights for dataset adapter 'casme3_part_a' "
         "(only for casme2, samm); using the default aus, alpha, beta" in printed

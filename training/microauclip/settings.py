@@ -31,10 +31,11 @@ class Settings:
     source: dict
 
     def describe(self) -> str:
-        return (
-            f"AUs {self.aus} ({self.source['aus']}); alpha {self.alpha} ({self.source['alpha']}); "
-            f"beta {self.beta} ({self.source['beta']})"
-        )
+        """For the log: each value with its source (one source, named once)."""
+        values = {"aus": f"AUs {self.aus}", "alpha": f"alpha {self.alpha}", "beta": f"beta {self.beta}"}
+        if len(set(self.source.values())) == 1:
+            return f"{', '.join(values.values())} ({self.source['aus']})"
+        return "; ".join(f"{v} ({self.source[k]})" for k, v in values.items())
 
 
 def parse_aus(value: str, sp: dict) -> list[int]:
