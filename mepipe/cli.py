@@ -315,6 +315,7 @@ def cmd_train(args) -> int:
         progress=not args.no_progress,
         device=args.device or None,
         precision=args.precision or None,
+        adapter=ds.adapter,
     )
     print(f"predictions and summary in {out}")
     return 0 if summary else 1

@@ -31,7 +31,7 @@ def test_every_trainer_takes_its_declared_options_and_the_cache_folder():
     for m in REGISTRY.values():
         params = inspect.signature(m.train_function()).parameters
         assert list(params)[:4] == ["store_path", "scheme", "out", "config"], m.name
-        for name in [o.name for o in m.options] + ["cache_dir", "log", "progress"]:
+        for name in [o.name for o in m.options] + ["cache_dir", "log", "progress"] + ["adapter"] * m.takes_adapter:
             assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, (m.name, name)
 
 
@@ -63,7 +63,8 @@ def test_options_resolve_to_defaults_and_refuse_what_a_method_does_not_take():
     with pytest.raises(ValueError, match="--view 'rgb': not one of"):
         m.resolve({"view": "rgb"})
     flags = {o.flag: h for o, h in cli_options()}
-    assert set(flags) == {"--view", "--weights", "--motion", "--protocol", "--text-model", "--vgg-weights"}
+    shared = {"--view", "--weights", "--motion", "--protocol", "--text-model", "--vgg-weights"}
+    assert set(flags) == shared | {"--aus", "--alpha", "--beta"}  # microauclip's overrides of its paper's settings
     assert all(f"{m}:" in flags["--weights"] for m in ("dvscl", "microauclip", "selfme"))
 
 
@@ -82,6 +83,8 @@ def test_train_passes_options_and_cache_dir_to_the_trainer(monkeypatch, tmp_path
     }
     assert got["args"] == ("st", {"a": []}, tmp_path, "paper")
     assert got["kw"]["cache_dir"] == tmp_path / "c" and got["kw"]["motion"] == "tvl1" and got["kw"]["weights"] is None
+    train("selfme", "st", {}, tmp_path, "paper", adapter="samm")
+    assert "adapter" not in got["kw"]  # only a method that picks settings by the dataset takes it
     with pytest.raises(ValueError, match="config 'huge' of selfme: unknown; known: tiny, paper"):
         train("selfme", "st", {}, tmp_path, "huge")
 
@@ -138,7 +141,13 @@ def test_cli_names_the_run_folder_and_passes_the_method_options(monkeypatch, tmp
         {"weights": "", "motion": "tvl1", "vgg_weights": ""},
     )
     assert out == cat.runs_root.parent / "train" / "t" / "selfme-tiny-tvl1" and scheme == cat.dataset("t").scheme
-    assert got["kw"] == {"cache_dir": "C", "progress": False, "device": None, "precision": None}
+    assert got["kw"] == {
+        "cache_dir": "C",
+        "progress": False,
+        "device": None,
+        "precision": None,
+        "adapter": "casme3_part_a",
+    }
     monkeypatch.delenv("MEPIPE_FEED_CACHE", raising=False)
     assert (
         main(

@@ -1,6 +1,7 @@
 """MicroAUCLIP (seed 004): patch lookup, GD and MiAUC losses against explicit loops,
 eq. 13 against a direct sum, and the model's shapes."""
 
+import json
 import math
 
 import numpy as np
@@ -112,3 +113,164 @@ def test_planted_signal_au_detection(shuffle):
     with torch.no_grad():
         acc = (m(xte, lm.expand(24, -1, -1))["logits"].argmax(-1) == yte).float().mean().item()
     assert (acc < 0.75) if shuffle else (acc > 0.9), (shuffle, acc)
+
+
+# --- the AU set and alpha / beta of the dataset trained on (issue 16) -----------------------
+
+# seed 004 sec. IV-A.1: "Select AU1, 2, 4, 7, 12, 14, 15, 17 on CASME II; select AU2, 4, 7, 12 on SAMM."
+# sec. IV-C.1 (table IV): "the optimal alpha on CASME II dataset is 0.6 ... On SAMM dataset, the optimal alpha is 1";
+# sec. IV-C.2 (table V, "based on alpha is set to 0.6 on CASME II and 1 on SAMM"): "on the CASME II dataset, the
+# model achieves optimal performance at beta = 1 ... On the SAMM dataset ... a better performance at beta = 0.6".
+PAPER = {
+    "casme2": ([1, 2, 4, 7, 12, 14, 15, 17], 0.6, 1.0),
+    "samm": ([2, 4, 7, 12], 1.0, 0.6),
+}
+
+
+class FakeStore:
+    """What MicroAUCLIPDataset reads of a store: 4 samples of 2 subjects."""
+
+    arrays: dict = {}
+    manifest = None
+
+    def __init__(self, path, create=False):
+        pass
+
+    def head(self):
+        return "snap1"
+
+    def group(self, snapshot=None):
+        return self.arrays
+
+    def table(self, name, snapshot=None):
+        return self.manifest if name == "manifest" else None
+
+
+@pytest.fixture
+def fake_store(monkeypatch):
+    import pandas as pd
+
+    import pipeline.store
+
+    g = np.random.default_rng(0)
+    FakeStore.arrays = {
+        "micro/flow224": g.normal(0, 1, (4, 224, 224, 2)).astype(np.float16),
+        "micro/apex_landmarks224": g.uniform(0, 223, (4, 68, 2)).astype(np.float32),
+    }
+    FakeStore.manifest = pd.DataFrame(
+        [
+            {"sample_id": f"s{i}", "subject": f"p{i % 2}", "emotion": e, "index": i, "status": "ok",
+             "reason": None, "source": "labelled", "au_list": aus, "fp_micro": "f" * 32}
+            for i, (e, aus) in enumerate([("happiness", [12]), ("disgust", [4, 7]), ("surprise", [1, 2]), ("happiness", [12, 15])])
+        ]
+    )  # fmt: skip
+    monkeypatch.setattr(pipeline.store, "Store", FakeStore)
+
+
+CATALOG = """\
+store_root: stores
+runs_root: runs
+label_schemes:
+  three:
+    happiness: [happiness]
+    disgust: [disgust]
+    surprise: [surprise]
+datasets:
+"""
+
+
+def run_cli(tmp_path, monkeypatch, capsys, adapter: str, *extra: str):
+    """`mepipe train --method microauclip` on a dataset read by `adapter` (a tiny CLIP in
+    the model, the fake store): summary.json, the printed log, the (alpha, beta) that
+    reached eq. 12."""
+    import training.microauclip.train as tm
+    from mepipe.cli import main
+    from training.microauclip.model import MicroAUCLIP
+    from training.microauclip.model import total_loss as real_total_loss
+
+    cat = tmp_path / "catalog.yaml"
+    cat.write_text(
+        CATALOG + f"  d:\n    adapter: {adapter}\n    root_env: T_ROOT\n    fps: 200\n    modalities: [rgb]\n"
+        "    annotation: a.xlsx\n    frames_dir: f\n    label_scheme: three\n"
+    )
+    weights = []
+
+    def total_loss(o, t, y, scale, alpha=1.0, beta=1.0):
+        weights.append((alpha, beta))
+        return real_total_loss(o, t, y, scale, alpha, beta)
+
+    monkeypatch.setattr(tm, "MicroAUCLIP", lambda aus: MicroAUCLIP(aus, clip_model=tiny_clip()))
+    monkeypatch.setattr(tm, "total_loss", total_loss)
+    out = tmp_path / "out"
+    argv = ["--catalog", str(cat), "train", "--method", "microauclip", "--dataset", "d", "--store", "st"]
+    assert main([*argv, "--out", str(out), "--no-progress", "--device", "cpu", *extra]) == 0
+    return json.loads((out / "summary.json").read_text()), capsys.readouterr().out, set(weights)
+
+
+@pytest.mark.parametrize("adapter", ["casme2", "samm"])
+def test_the_cli_trains_with_the_papers_aus_and_loss_weights_of_the_dataset(
+    tmp_path, monkeypatch, capsys, fake_store, adapter
+):
+    aus, alpha, beta = PAPER[adapter]
+    s, printed, used = run_cli(tmp_path, monkeypatch, capsys, adapter)
+    assert (s["aus"], s["alpha"], s["beta"]) == (aus, alpha, beta) and s["dataset_adapter"] == adapter
+    assert used == {(alpha, beta)}  # what eq. 12 was given, every step
+    assert list(s["au_detection"]) == [f"AU{a}" for a in aus] + ["mean_F1", "mean_ACC"]
+    src = s["settings_source"]
+    assert "IV-A.1" in src["aus"] and "table IV" in src["alpha"] and "table V" in src["beta"]
+    assert all(v.endswith(f", for dataset adapter {adapter}") for v in src.values())
+    assert f"AUs {aus} (seed 004 sec. IV-A.1" in printed and f"alpha {alpha} (seed 004 sec. IV-C.1" in printed
+    assert "the paper gives no" not in printed
+
+
+def test_another_dataset_falls_back_to_the_default_and_says_so(tmp_path, monkeypatch, capsys, fake_store):
+    s, printed, used = run_cli(tmp_path, monkeypatch, capsys, "casme3_part_a")
+    assert (s["aus"], s["alpha"], s["beta"]) == ([1, 2, 4, 7, 12, 14, 15, 17], 1.0, 1.0) and used == {(1.0, 1.0)}
+    assert s["settings_source"]["aus"] == "default: the paper has none for dataset adapter casme3_part_a"
+    assert "AUs [1, 2, 4, 7, 12, 14, 15, 17], alpha 1.0, beta 1.0 (default: the paper has none for" in printed
+    assert (
+        "MicroAUCLIP: the paper gives no AU set or loss weights for dataset adapter 'casme3_part_a' "
+        "(only for casme2, samm); using the default aus, alpha, beta" in printed
+    )
+
+
+def test_options_override_the_papers_settings(tmp_path, monkeypatch, capsys, fake_store):
+    s, printed, used = run_cli(tmp_path, monkeypatch, capsys, "samm", "--aus", "4,12", "--alpha", "0.2")
+    assert (s["aus"], s["alpha"], s["beta"]) == ([4, 12], 0.2, 0.6) and used == {(0.2, 0.6)}
+    assert s["settings_source"]["aus"] == "--aus option" and s["settings_source"]["alpha"] == "--alpha option"
+    assert "table V" in s["settings_source"]["beta"]
+
+
+def test_bad_overrides_are_errors_naming_the_option():
+    from training.microauclip.settings import dataset_settings
+
+    assert dataset_settings("x", aus="samm", alpha=0.6, beta="1")[0].aus == PAPER["samm"][0]
+    assert dataset_settings("x", aus="samm", alpha=0.6, beta="1")[1] is None  # nothing fell back to the default
+    with pytest.raises(ValueError, match=r"--aus '4,9': .*unknown: \[9\]"):
+        dataset_settings("samm", aus="4,9")
+    with pytest.raises(ValueError, match=r"--aus 'AU4': neither a named set \(casme2, samm, default\)"):
+        dataset_settings("samm", aus="AU4")
+    with pytest.raises(ValueError, match=r"--beta 'x': not a number"):
+        dataset_settings("samm", beta="x")
+    with pytest.raises(ValueError, match=r"--alpha '-1': a loss weight must be >= 0"):
+        dataset_settings("samm", alpha="-1")
+
+
+def test_the_summary_counts_what_the_clip_weights_gave(tmp_path, monkeypatch, capsys, fake_store):
+    torch.manual_seed(7)
+    sd = tiny_clip().state_dict()
+    torch.save({"state_dict": sd}, tmp_path / "clip.pth")
+    s, printed, _ = run_cli(tmp_path, monkeypatch, capsys, "samm", "--weights", str(tmp_path / "clip.pth"))
+    assert s["weights_loaded"] == {
+        "path": str(tmp_path / "clip.pth"),
+        "matched": len(sd),
+        "missing": 0,
+        "unexpected": 0,
+        "shape_mismatch": 0,
+        "what": "CLIP ViT-B/32",
+    }
+    summary_part = printed[printed.index("AU detection: mean F1") :]  # the run's closing lines
+    assert f"CLIP ViT-B/32: loaded {len(sd)} tensors from {tmp_path / 'clip.pth'} (0 missing" in summary_part
+    (tmp_path / "none").mkdir()
+    s, _, _ = run_cli(tmp_path / "none", monkeypatch, capsys, "samm")  # no weights given
+    assert s["weights_loaded"] is None

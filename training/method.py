@@ -43,7 +43,9 @@ class Method:
     progress) -> summary dict. options: the method-specific options it takes.
     tag_options: the options whose values name its run folder after method and config.
     schemes: {dataset adapter: the label scheme of the method's paper on that dataset}
-    (`mepipe train --scheme` overrides; otherwise the dataset's own label_scheme)."""
+    (`mepipe train --scheme` overrides; otherwise the dataset's own label_scheme).
+    takes_adapter: the trainer also takes `adapter`, the catalog dataset's adapter (e.g.
+    casme2), to pick settings its paper gives per dataset (MicroAUCLIP's AU set, alpha, beta)."""
 
     name: str
     configs: dict
@@ -52,6 +54,7 @@ class Method:
     options: tuple[Option, ...] = ()
     tag_options: tuple[str, ...] = ()
     schemes: dict | None = None
+    takes_adapter: bool = False
 
     def scheme_for(self, adapter: str, dataset_scheme: str) -> str:
         """The label scheme this method trains under on a dataset read by `adapter`."""

@@ -62,12 +62,15 @@ def train(
     log=print,
     device: str | None = None,
     precision: str | None = None,
+    adapter: str | None = None,
 ) -> dict:
     """Train `method` on the store (a path, or s3://...@tag) under its `config`, with its
     method-specific `options` (the rest at their defaults), reading the feed through the
     local cache `cache_dir` when given, on `device` (default: cuda when present, else
     cpu) and in `precision` (runtime.PRECISIONS; default the config's, else fp32);
-    predictions and summary.json go to `out`."""
+    predictions and summary.json go to `out`. `adapter`: the catalog dataset's adapter,
+    passed on to a method that picks its paper's per-dataset settings by it
+    (Method.takes_adapter)."""
     m = get_method(method)
     if config not in m.configs:
         raise ValueError(f"config {config!r} of {method}: unknown; known: {', '.join(m.configs)}")
@@ -83,4 +86,5 @@ def train(
         progress=progress,
         device=device,
         precision=precision,
+        **({"adapter": adapter} if m.takes_adapter else {}),
     )

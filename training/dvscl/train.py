@@ -22,6 +22,7 @@ from training.loop import data_loader, step, to_device
 from training.loso import check_identity, run_loso
 from training.runtime import Runtime, manual_seed, start, torch_generator
 from training.samplers import HALF_OVERSAMPLING, EpochSampler, factors_for, replicate
+from training.weights import loaded_counts, log_loaded
 
 
 def _views(batch, view: str, scale: float):
@@ -168,7 +169,7 @@ def train_dvscl(
         lin = train_probe(x[tr], y[tr], len(lab.classes), cfg, cfg["seed"] + k, lab.classes)
         return probe_predict(lin, x[te])
 
-    return run_loso(
+    summary = run_loso(
         lab.samples(),
         fold,
         lab.classes,
@@ -183,6 +184,9 @@ def train_dvscl(
             "pretrain_samples_per_s": cfg["epochs"] * len(pre) / t_pre,
             "device": rt.device,
             "weights": weights,
+            "weights_loaded": loaded_counts(enc.loaded),
         },
         identity=identity,
     )
+    log_loaded(log, enc.loaded)
+    return summary

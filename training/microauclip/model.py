@@ -15,16 +15,11 @@ to r in the AU-emotion table, else its negative prompt.
 
 from __future__ import annotations
 
-import json
-from importlib import resources
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def spec() -> dict:
-    return json.loads(resources.files("training").joinpath("data/microauclip.json").read_text())
+from training.microauclip.settings import spec
 
 
 def patch_index(landmarks: torch.Tensor, image: int = 224, grid: int = 7) -> torch.Tensor:

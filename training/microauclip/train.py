@@ -18,9 +18,11 @@ from training.loso import run_folds
 from training.metrics import scores
 from training.microauclip.configs import CONFIGS
 from training.microauclip.feed import MicroAUCLIPDataset
-from training.microauclip.model import MicroAUCLIP, emotion_scores, spec, total_loss
+from training.microauclip.model import MicroAUCLIP, emotion_scores, total_loss
+from training.microauclip.settings import dataset_settings, spec
 from training.runtime import manual_seed, start, stream_seed
 from training.samplers import EpochSampler
+from training.weights import load_weights, loaded_counts, log_loaded, read_state_dict
 
 
 def au_metrics(y: np.ndarray, p: np.ndarray, aus: list[int]) -> dict:
@@ -43,6 +45,10 @@ def train_microauclip(
     config: str = "tiny",
     *,
     weights: str | None = None,
+    aus: str | None = None,
+    alpha: str | float | None = None,
+    beta: str | float | None = None,
+    adapter: str | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
     precision: str | None = None,
@@ -52,7 +58,10 @@ def train_microauclip(
     cfg, rt = start(CONFIGS, config, device, precision)
     device = rt.device
     sp = spec()
-    aus = sp["aus"][cfg["aus"]]
+    settings, note = dataset_settings(adapter, aus, alpha, beta, sp)  # the paper's for this dataset
+    if note:
+        log(note)
+    aus = settings.aus
     ds = MicroAUCLIPDataset(store_path, scheme, cache_dir=cache_dir)
     y = np.array([[1 if a in au_list(r) else 0 for a in aus] for r in ds.rows])
     word = {w: c for c, ws in sp["emotion_words"].items() for w in ws}
@@ -60,13 +69,11 @@ def train_microauclip(
     emo = np.array(
         [emo_classes.index(word[r["emotion"]]) if word.get(r["emotion"]) in emo_classes else -1 for r in ds.rows]
     )
-    state = None
-    if weights:  # an open_clip ViT-B-32 state_dict (wrapped or DataParallel-prefixed is fine)
-        from training.weights import read_state_dict
-
+    state, loaded = None, []  # what the weight file gave (the first fold run; summary.json)
+    if weights:  # an open_clip ViT-B-32 state_dict (wrapped or DataParallel-prefixed) or a Hugging Face CLIP folder
         state = read_state_dict(weights)
     log(
-        f"MicroAUCLIP: config {config}, AUs {aus}, device {device}; CLIP ViT-B/32 "
+        f"MicroAUCLIP: config {config}, device {device}; {settings.describe()}; CLIP ViT-B/32 "
         + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)")
         + ", last 3 layers of both encoders trainable"
     )
@@ -76,11 +83,10 @@ def train_microauclip(
         manual_seed(stream_seed(cfg["seed"], "fold", k))
         model = MicroAUCLIP(aus)
         if state is not None:
-            from training.weights import load_weights
-
-            loaded = load_weights(model.clip, weights, "CLIP ViT-B/32", state=state)
-            if k == 0:
-                log(loaded.describe("CLIP ViT-B/32"))
+            got = load_weights(model.clip, weights, "CLIP ViT-B/32", state=state)
+            if not loaded:
+                loaded.append(got)
+                log(got.describe())
         model = model.to(device)
         enc = [p for p in model.clip.parameters() if p.requires_grad]
         other = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("clip.")]
@@ -102,7 +108,7 @@ def train_microauclip(
                 with rt.autocast():
                     o = model(flow, lm)
                     loss = total_loss(
-                        o, model.text_features(), yb, model.clip.logit_scale.exp(), cfg["alpha"], cfg["beta"]
+                        o, model.text_features(), yb, model.clip.logit_scale.exp(), settings.alpha, settings.beta
                     )
                 step(opt, loss)
             sched.step()
@@ -123,7 +129,16 @@ def train_microauclip(
         return cols
 
     preds = run_folds(
-        ds.samples(), fold, out, log, identity={"method": "microauclip", "config": cfg, "weights": weights}
+        ds.samples(),
+        fold,
+        out,
+        log,
+        identity={
+            "method": "microauclip",
+            "config": cfg,
+            "weights": weights,
+            **{k: getattr(settings, k) for k in ("aus", "alpha", "beta")},
+        },
     )
     yt = preds[[f"AU{a}_true" for a in aus]].to_numpy()
     yp = preds[[f"AU{a}_pred" for a in aus]].to_numpy()
@@ -134,13 +149,19 @@ def train_microauclip(
         "method": "microauclip",
         "config": config,
         "aus": aus,
+        "alpha": settings.alpha,
+        "beta": settings.beta,
+        "settings_source": settings.source,
+        "dataset_adapter": adapter,
         "au_detection": au,
         "emotion_label_free": {"classes": emo_classes, **{k: mer[k] for k in ("UF1", "UAR", "Acc", "n")}},
         "train_samples_per_s": float(np.mean(rates)) if rates else None,
+        "weights_loaded": loaded_counts(loaded[0] if loaded else None),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log(
         f"AU detection: mean F1 {au['mean_F1']:.4f}, mean ACC {au['mean_ACC']:.4f}; "
         f"emotion-label-free MER ({mer['n']} samples): UF1 {mer['UF1']:.4f} UAR {mer['UAR']:.4f}"
     )
+    log_loaded(log, *loaded)
     return summary

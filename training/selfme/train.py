@@ -27,6 +27,7 @@ from training.samplers import EpochSampler
 from training.selfme.configs import CONFIGS
 from training.selfme.feed import SelfMEDataset
 from training.selfme.model import SCViT, scvit_loss
+from training.weights import loaded_counts, log_loaded
 
 
 def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool, vgg_weights=None, ckpt=None):
@@ -38,6 +39,7 @@ def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool,
     device = rt.device
     manual_seed(cfg["seed"])
     model, perc = MotionLearner().to(device), Perceptual(vgg_weights).to(device)
+    model.vgg_loaded = perc.loaded  # for the run summary
     if perc.loaded is not None:
         log(perc.loaded.describe("VGG-19 (perceptual loss)"))
     opt = torch.optim.Adam(model.parameters(), lr=cfg["motion_lr"])
@@ -107,8 +109,9 @@ def train_selfme(
     device = rt.device
     ds = SelfMEDataset(store_path, scheme, cache_dir=cache_dir)
     classes = ds.classes
-    identity = {"method": "selfme", "config": cfg, "motion": motion, "weights": weights}
+    identity = {"method": "selfme", "config": cfg, "motion": motion, "weights": weights, "vgg_weights": vgg_weights}
     check_identity(out, {**identity, "samples": list(ds.samples()["sample_id"])})  # before resuming motion learning
+    loaded = {"weights": None, "vgg_weights": None}  # what the weight files gave (summary.json)
     if motion == "learned":
         learner = learn_motion(
             SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir),
@@ -119,6 +122,7 @@ def train_selfme(
             vgg_weights,
             out / "checkpoints" / "motion_learner.pt",
         )
+        loaded["vgg_weights"] = learner.vgg_loaded
         onset_apex = torch.stack([ds[i]["pair"] for i in range(len(ds))]).to(device)  # test mode: onset, apex
         motions = {
             gm: learned_motion(learner, onset_apex, cfg["size"], gm).cpu()
@@ -139,6 +143,7 @@ def train_selfme(
     def fold(tr, te, k):
         manual_seed(stream_seed(cfg["seed"], "fold", k))
         model = SCViT(len(classes), 2, weights, cfg["size"]).to(device)
+        loaded["weights"] = loaded["weights"] or model.loaded
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, cfg.get("decay", 1.0))
         ck = EpochCheckpoint(out / "checkpoints" / f"fold_{k:03d}.pt", model=model, opt=opt, sched=sched)
@@ -162,7 +167,7 @@ def train_selfme(
         ck.discard()
         return pred
 
-    return run_loso(
+    summary = run_loso(
         ds.samples(),
         fold,
         classes,
@@ -173,6 +178,9 @@ def train_selfme(
             "config": config,
             "motion": motion,
             "train_samples_per_s": float(np.mean(rates)) if rates else None,
+            **{f"{k}_loaded": loaded_counts(v) for k, v in loaded.items()},
         },
         identity=identity,
     )
+    log_loaded(log, *loaded.values())
+    return summary
