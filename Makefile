@@ -103,5 +103,10 @@ bench: $(VENV)/.stamp
 bench-usual: $(VENV)/.stamp
 	$(PY) benchmarks/bench_usual_way.py
 
+# training throughput of every method at the paper's shapes (GPU when present; a few steps on a CPU)
+.PHONY: bench-gpu
+bench-gpu: $(VENV)/.stamp
+	$(PY) benchmarks/bench_gpu.py --catalog $(CATALOG) --dataset $(DATASET) $(EXTRA)
+
 clean:
 	rm -rf data/stores data/runs

@@ -3,6 +3,8 @@ every feed exists for every clip, each equals an independent recomputation from 
 stored crops/clips, METHODS= limits the work, and the torch Dataset of each method
 returns the shapes its method card states."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -199,6 +201,7 @@ def test_all_feeds(dataset_copy):
     assert s["motion"] == "learned" and s["samples"] == 20
     every_method_trains_on_a_pretend_gpu(cat.store_root / "t", ds.scheme, root.parent / "fake_cuda")
     every_method_resumes_bit_for_bit(cat.store_root / "t", ds.scheme, root.parent / "resume")
+    the_gpu_benchmark_runs_every_method_at_the_papers_shapes(cat.store_root / "t", ds.scheme, root.parent / "bench")
 
 
 # one epoch (and the least of each method's other loops): enough to run every line of a
@@ -287,7 +290,8 @@ def every_method_resumes_bit_for_bit(store, scheme, out):
         resumed: list[float] = []
         got = run(out / name / "killed", resumed)
         assert first == full[: len(first)], name
-        assert len(full) - len(first) <= len(resumed) < len(full), name  # finished work is not redone
+        assert len(full) - len(first) < len(resumed), name  # killed inside an epoch: its first steps again
+        assert len(resumed) < len(full), name  # finished epochs are not redone
         assert resumed == full[len(full) - len(resumed) :], name
         for part in ("folds", "runs"):
             for f in sorted((out / name / "full" / part).glob("*.parquet")):
@@ -296,6 +300,21 @@ def every_method_resumes_bit_for_bit(store, scheme, out):
                 )
         for key in ("UF1", "UAR", "Acc", "runs", "au_detection"):
             assert want.get(key) == got.get(key), (name, key)
+
+
+def the_gpu_benchmark_runs_every_method_at_the_papers_shapes(store, scheme, out):
+    """Issue 16, item 2: benchmarks/bench_gpu.py stays alive on a CPU: one timed step of
+    every loop it measures, with the 'paper' configs (no DataLoader workers here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_gpu", Path(__file__).parent.parent / "benchmarks" / "bench_gpu.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for label, name, options in bench.ROWS:
+        r = bench.measure(name, store, scheme, options, "paper", steps=1, warmup=1, workers=0, out=out / label)
+        assert r["steps"] == 1 and r["samples_per_s"] > 0 and r["peak_mib"] > 0, label
 
 
 def test_the_pretend_gpu_catches_a_tensor_left_on_the_cpu():

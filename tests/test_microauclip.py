@@ -199,7 +199,7 @@ def run_cli(tmp_path, monkeypatch, capsys, adapter: str, *extra: str):
         weights.append((alpha, beta))
         return real_total_loss(o, t, y, scale, alpha, beta)
 
-    monkeypatch.setattr(tm, "MicroAUCLIP", lambda aus: MicroAUCLIP(aus, clip_model=tiny_clip()))
+    monkeypatch.setattr(tm, "MicroAUCLIP", lambda aus, **kw: MicroAUCLIP(aus, clip_model=tiny_clip()))
     monkeypatch.setattr(tm, "total_loss", total_loss)
     out = tmp_path / "out"
     argv = ["--catalog", str(cat), "train", "--method", "microauclip", "--dataset", "d", "--store", "st"]

@@ -319,3 +319,23 @@ def test_selfme_records_what_its_vit_and_vgg_files_gave(fake_store, tmp_path, mo
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["vgg_weights_loaded"]["matched"] == 32
     assert _after_the_metrics(msgs, f"VGG-19 features: loaded 32 tensors from {tmp_path / 'vgg19.pth'}")
     assert _after_the_metrics(msgs, f"SCViT (timm ViT-S/16): loaded {len(vit) - 3} tensors")
+
+
+def test_the_clip_is_built_with_the_activation_its_weights_were_trained_with(tmp_path):
+    """OpenAI's CLIP (the paper's) uses QuickGELU, x * sigmoid(1.702 x); a Hugging Face
+    folder says its own in config.json."""
+    from training.microauclip.model import MicroAUCLIP
+    from training.weights import clip_activation
+
+    gelu = tmp_path / "laion"
+    gelu.mkdir()
+    (gelu / "config.json").write_text(json.dumps({"model_type": "clip", "vision_config": {"hidden_act": "gelu"}}))
+    openai = tmp_path / "openai"
+    openai.mkdir()
+    (openai / "config.json").write_text(json.dumps({"model_type": "clip", "vision_config": {}}))
+    assert clip_activation(None) == clip_activation(tmp_path / "w.pt") == clip_activation(openai) == "quick_gelu"
+    assert clip_activation(gelu) == "gelu"
+    x = torch.linspace(-3, 3, 7)
+    for act, want in (("quick_gelu", x * torch.sigmoid(1.702 * x)), ("gelu", torch.nn.functional.gelu(x))):
+        mlp = MicroAUCLIP([4], activation=act).clip.visual.transformer.resblocks[0].mlp
+        assert torch.allclose(mlp.gelu(x), want), act

@@ -136,6 +136,18 @@ def _hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
     )
 
 
+def clip_activation(path: str | Path | None) -> str:
+    """The MLP activation of the CLIP a weight file was trained with: a Hugging Face CLIP
+    folder's `vision_config.hidden_act` (transformers' default: quick_gelu); for a
+    state_dict file, or no file, "quick_gelu": OpenAI's CLIP, the one the papers use
+    (open_clip builds its "-quickgelu" models for it; LAION's GELU models come as folders
+    on the hub, with their activation in config.json)."""
+    if path is not None and Path(path).is_dir():
+        vision = _hf_config(Path(path)).get("vision_config") or {}
+        return str(vision.get("hidden_act", "quick_gelu"))
+    return "quick_gelu"
+
+
 def read_hf_clip_folder(folder: Path) -> dict[str, torch.Tensor]:
     """A Hugging Face CLIP folder's tensors under open_clip's names; a folder of another
     model type is refused, naming it."""

@@ -40,14 +40,19 @@ def flow_image(flow: torch.Tensor) -> torch.Tensor:
 
 
 class MicroAUCLIP(nn.Module):
-    def __init__(self, aus: list[int], clip_model=None, tokenizer=None, finetune_last: int = 3):
+    def __init__(
+        self, aus: list[int], clip_model=None, tokenizer=None, finetune_last: int = 3, activation: str = "quick_gelu"
+    ):
         super().__init__()
         import open_clip
 
         sp = spec()
         self.aus = list(aus)
         self.regions = [sp["regions"][str(a)] for a in aus]
-        self.clip = clip_model or open_clip.create_model("ViT-B-32", pretrained=None)
+        if activation not in ("quick_gelu", "gelu"):
+            raise ValueError(f"CLIP activation {activation!r}: ViT-B/32 is built with quick_gelu or gelu")
+        arch = "ViT-B-32-quickgelu" if activation == "quick_gelu" else "ViT-B-32"  # OpenAI's CLIP: QuickGELU
+        self.clip = clip_model or open_clip.create_model(arch, pretrained=None)
         self.tok = tokenizer or open_clip.get_tokenizer("ViT-B-32")
         self.clip.visual.output_tokens = True
         for p in self.clip.parameters():  # fine-tune the last 3 layers of both encoders

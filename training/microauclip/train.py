@@ -22,7 +22,7 @@ from training.microauclip.model import MicroAUCLIP, emotion_scores, total_loss
 from training.microauclip.settings import dataset_settings, spec
 from training.runtime import manual_seed, start, stream_seed
 from training.samplers import EpochSampler
-from training.weights import load_weights, loaded_counts, log_loaded, read_state_dict
+from training.weights import clip_activation, load_weights, loaded_counts, log_loaded, read_state_dict
 
 
 def au_metrics(y: np.ndarray, p: np.ndarray, aus: list[int]) -> dict:
@@ -69,19 +69,20 @@ def train_microauclip(
     emo = np.array(
         [emo_classes.index(word[r["emotion"]]) if word.get(r["emotion"]) in emo_classes else -1 for r in ds.rows]
     )
+    activation = clip_activation(weights)  # the weights' own (OpenAI's CLIP, the paper's: QuickGELU)
     state, loaded = None, []  # what the weight file gave (the first fold run; summary.json)
     if weights:  # an open_clip ViT-B-32 state_dict (wrapped or DataParallel-prefixed) or a Hugging Face CLIP folder
         state = read_state_dict(weights)
     log(
         f"MicroAUCLIP: config {config}, device {device}; {settings.describe()}; CLIP ViT-B/32 "
         + (f"from {weights}" if weights else "randomly initialised (no weights given; nothing is downloaded)")
-        + ", last 3 layers of both encoders trainable"
+        + f" ({activation}), last 3 layers of both encoders trainable"
     )
     rates = []
 
     def fold(tr, te, k):
         manual_seed(stream_seed(cfg["seed"], "fold", k))
-        model = MicroAUCLIP(aus)
+        model = MicroAUCLIP(aus, activation=activation)
         if state is not None:
             got = load_weights(model.clip, weights, "CLIP ViT-B/32", state=state)
             if not loaded:
