@@ -1,10 +1,10 @@
-"""SelfME (seed 001), the parts implemented so far: the motion-field post-processing of
-eq. 9 (cubic B-spline upsampling of a coarse field, scaling-and-squaring of a stationary
-velocity field) and the classification stage, SCViT (ViT-S/16 with the symmetric
-contrastive loss of eq. 12-14, total eq. 16). The self-supervised motion learner
-(keypoints, dense motion, generator, perceptual + equivariance losses) is not
-implemented; the classifier runs on the stored TV-L1 onset->apex flow, the paper's
-baseline input (its table 3), amplified by gamma at inference.
+"""SelfME (seed 001): the motion-field post-processing of eq. 9 (cubic B-spline upsampling
+of a coarse field, scaling-and-squaring of a stationary velocity field) and the
+classification stage, SCViT (ViT-S/16 with the symmetric contrastive loss of eq. 12-14,
+total eq. 16). The self-supervised motion learner (keypoints, dense motion, generator,
+perceptual + equivariance losses, eq. 1-8) is in motion_learner.py; train.py feeds SCViT
+its onset->apex motion (or, with `motion='tvl1'`, the stored TV-L1 flow, the paper's
+baseline of table 3).
 """
 
 from __future__ import annotations
