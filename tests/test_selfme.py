@@ -171,3 +171,78 @@ def test_the_classifier_head_is_eq15s_mlp_with_one_hidden_layer():
     ln = (z - z.mean(1, keepdims=True)) / np.sqrt(z.var(1, keepdims=True) + 1e-6) * p["norm.weight"] + p["norm.bias"]
     hidden = np.tanh(ln @ p["head.0.weight"].T + p["head.0.bias"])
     np.testing.assert_allclose(logits, hidden @ p["head.2.weight"].T + p["head.2.bias"], rtol=1e-4, atol=1e-5)
+
+
+class _Pairs:
+    """A stand-in for SelfMEDataset(train=True): `n` clips' random frame pairs (2, 3, 72, 72),
+    a smooth pattern and the same pattern shifted (what learn_motion reads: len, [i]["pair"], rows)."""
+
+    def __init__(self, n: int = 4):
+        g = torch.Generator().manual_seed(0)
+        base = F.avg_pool2d(torch.rand(n, 3, 76, 76, generator=g), 5, 1)  # (n, 3, 72, 72)
+        self.pairs = torch.stack([base, torch.roll(base, 2, dims=-1)], 1)
+        self.rows = [{"sample_id": f"s{i}"} for i in range(n)]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return {"pair": self.pairs[i]}
+
+
+def _one_step_config(**kw):
+    from training.selfme.configs import CONFIGS
+
+    return {**CONFIGS["tiny"], "motion_epochs": 1, "motion_pairs": 8, **kw}  # one Adam step of 8 pairs
+
+
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def test_the_motion_rate_is_the_papers_fine_tuning_rate_only_for_a_pretrained_learner(tmp_path):
+    """Issue 16 item 5: 2e-6 fine-tunes a pretrained learner; a random one trains at 2e-4.
+    Through the train path: Adam's first step moves every parameter that has a gradient by
+    lr * g / (|g| + eps), i.e. by the rate itself, so the largest move is the rate used."""
+    from training.runtime import Runtime
+    from training.selfme.motion_learner import MotionLearner
+    from training.selfme.train import learn_motion, motion_rate
+    from training.weights import Loaded
+
+    cfg = _one_step_config()
+    assert cfg["motion_lr_scratch"] == 2e-4 and cfg["motion_lr_finetune"] < cfg["motion_lr_scratch"]
+    from training.selfme.configs import CONFIGS
+
+    assert CONFIGS["paper"]["motion_lr_finetune"] == 2e-6  # the paper's section 4.3
+    assert motion_rate(cfg, None)[0] == cfg["motion_lr_scratch"]
+    assert motion_rate(cfg, Loaded("f.pt", 60, 0, 0, 0))[0] == cfg["motion_lr_finetune"]
+    assert motion_rate(cfg, Loaded("f.pt", 50, 10, 0, 0))[0] == cfg["motion_lr_scratch"]  # partly random
+
+    rt, logs = Runtime("cpu"), []
+    torch.manual_seed(cfg["seed"])
+    start = _params(MotionLearner())  # learn_motion's own initialisation (same seed)
+    m = learn_motion(_Pairs(), cfg, rt, logs.append, False)
+    moved = max((v - start[k]).abs().max().item() for k, v in _params(m).items())
+    assert moved == pytest.approx(2e-4, rel=0.02)
+    assert any("lr 0.0002, the from-scratch rate: the learner is randomly initialised" in s for s in logs)
+
+    torch.manual_seed(123)
+    pre = MotionLearner()
+    torch.save(pre.state_dict(), tmp_path / "pretrained.pth")
+    logs.clear()
+    m = learn_motion(_Pairs(), cfg, rt, logs.append, False, motion_weights=str(tmp_path / "pretrained.pth"))
+    moved = max((v - p).abs().max().item() for (k, v), p in zip(_params(m).items(), _params(pre).values()))
+    assert moved == pytest.approx(cfg["motion_lr_finetune"], rel=0.02)  # from the file, at the fine-tuning rate
+    assert any("the paper's fine-tuning rate: the learner starts from" in s for s in logs)
+
+
+def test_a_motion_weights_file_of_which_nothing_fits_is_an_error_naming_it(tmp_path):
+    from training.runtime import Runtime
+    from training.selfme.train import learn_motion
+    from training.weights import WeightsError
+
+    torch.save(torch.nn.Linear(3, 3).state_dict(), tmp_path / "linear.pth")
+    with pytest.raises(WeightsError, match=r"linear\.pth: none of its 2 tensors fits the SelfME motion learner"):
+        learn_motion(
+            _Pairs(), _one_step_config(), Runtime("cpu"), print, False, motion_weights=str(tmp_path / "linear.pth")
+        )

@@ -25,18 +25,40 @@ from training.runtime import Runtime, manual_seed, start
 from training.selfme.configs import CONFIGS
 from training.selfme.feed import SelfMEDataset
 from training.selfme.model import SCViT, scvit_loss
+from training.weights import Loaded, load_weights
 
 
-def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool, vgg_weights=None):
-    """Train the motion learner on random frame pairs of the stored clips (64x64)."""
+def motion_rate(cfg: dict, loaded: Loaded | None) -> tuple[float, str]:
+    """The motion learner's Adam rate and why (configs.py): the paper's fine-tuning rate
+    `motion_lr_finetune` when every tensor of the learner came from a pretrained file
+    (`loaded`), else the from-scratch rate `motion_lr_scratch` (no file, or a file that
+    left some tensors randomly initialised)."""
+    scratch, finetune = cfg["motion_lr_scratch"], cfg["motion_lr_finetune"]
+    if loaded is None:
+        return scratch, "the from-scratch rate: the learner is randomly initialised (no --motion-weights)"
+    if loaded.missing:
+        why = f"{loaded.missing} of the learner's tensors are not in {loaded.path} and start randomly initialised"
+        return scratch, f"the from-scratch rate: {why}"
+    return finetune, f"the paper's fine-tuning rate: the learner starts from {loaded.path}"
+
+
+def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool, vgg_weights=None, motion_weights=None):
+    """Train the motion learner on random frame pairs of the stored clips (64x64), from the
+    local state_dict `motion_weights` when given (at the rate `motion_rate` picks)."""
     from training.selfme.motion_learner import TPS, MotionLearner, Perceptual, equivariance_loss
 
     device = rt.device
     manual_seed(cfg["seed"])
-    model, perc = MotionLearner().to(device), Perceptual(vgg_weights).to(device)
+    model = MotionLearner()
+    loaded = load_weights(model, motion_weights, "the SelfME motion learner") if motion_weights else None
+    if loaded is not None:
+        log(loaded.describe("motion learner"))
+    model, perc = model.to(device), Perceptual(vgg_weights).to(device)
     if perc.loaded is not None:
         log(perc.loaded.describe("VGG-19 (perceptual loss)"))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["motion_lr"])
+    lr, why = motion_rate(cfg, loaded)
+    log(f"motion learning at lr {lr:g}, {why}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(cfg["seed"])
     rng = np.random.default_rng(cfg["seed"])
     n = max(1, cfg["motion_pairs"] // 8)
@@ -89,6 +111,7 @@ def train_selfme(
     weights: str | None = None,
     motion: str = "learned",
     vgg_weights: str | None = None,
+    motion_weights: str | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
     precision: str | None = None,
@@ -107,6 +130,7 @@ def train_selfme(
             log,
             progress,
             vgg_weights,
+            motion_weights,
         )
         onset_apex = torch.stack([ds[i]["pair"] for i in range(len(ds))]).to(device)  # test mode: onset, apex
         motions = {
@@ -114,6 +138,8 @@ def train_selfme(
             for gm in {cfg["gamma_train"], cfg["gamma_test"]}
         }
     else:
+        if motion_weights:
+            log(f"--motion-weights {motion_weights} not used: --motion tvl1 has no motion learner")
         flows = torch.from_numpy(
             np.stack([ds.array("pairs/flow_tvl1")[int(r["index"])].astype(np.float32) for r in ds.rows])
         ).permute(0, 3, 1, 2)
@@ -158,5 +184,12 @@ def train_selfme(
             "motion": motion,
             "train_samples_per_s": float(np.mean(rates)) if rates else None,
         },
-        identity={"method": "selfme", "config": cfg, "motion": motion, "weights": weights},
+        identity={
+            "method": "selfme",
+            "config": cfg,
+            "motion": motion,
+            "weights": weights,
+            "vgg_weights": vgg_weights,
+            "motion_weights": motion_weights,
+        },
     )
