@@ -246,3 +246,34 @@ def test_a_motion_weights_file_of_which_nothing_fits_is_an_error_naming_it(tmp_p
         learn_motion(
             _Pairs(), _one_step_config(), Runtime("cpu"), print, False, motion_weights=str(tmp_path / "linear.pth")
         )
+
+
+def test_a_resumed_run_reuses_its_saved_motion_learner(tmp_path):
+    """The learner is saved in the run folder; a second call with the same folder and
+    configuration loads it (no motion learning) and gives the same motions; the file is a
+    --motion-weights for another run; a folder of another configuration is refused."""
+    from training.runtime import Runtime
+    from training.selfme.train import learn_motion, learned_motion, motion_learner
+
+    cfg, rt, ds = _one_step_config(), Runtime("cpu"), _Pairs()
+    onset_apex = ds.pairs
+    first, second = [], []
+    a = learned_motion(motion_learner(ds, cfg, rt, tmp_path, first.append, False), onset_apex, 64, 2.0)
+    assert any(s.startswith("motion learning epoch 1") for s in first)
+    assert (tmp_path / "motion_learner.pt").is_file()
+    b = learned_motion(motion_learner(ds, cfg, rt, tmp_path, second.append, False), onset_apex, 64, 2.0)
+    assert not any(s.startswith("motion learning epoch") for s in second)
+    assert any(s.startswith("motion learning skipped") for s in second)
+    assert torch.equal(a, b) and a.abs().max() > 0
+
+    logs = []
+    other = learn_motion(
+        ds, {**cfg, "motion_epochs": 0}, rt, logs.append, False, motion_weights=str(tmp_path / "motion_learner.pt")
+    )
+    assert torch.equal(learned_motion(other, onset_apex, 64, 2.0), a)
+    assert any("fine-tuning rate" in s for s in logs)
+
+    with pytest.raises(
+        ValueError, match=r"motion_learner\.pt holds a motion learner of another configuration .*config"
+    ):
+        motion_learner(ds, {**cfg, "motion_pairs": 16}, rt, tmp_path, print, False)

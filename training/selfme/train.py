@@ -11,6 +11,7 @@ Classification stage: SCViT, eq. 16 (CE + omega L_sc, omega 0.1, tau 0.07)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -26,6 +27,19 @@ from training.selfme.configs import CONFIGS
 from training.selfme.feed import SelfMEDataset
 from training.selfme.model import SCViT, scvit_loss
 from training.weights import Loaded, load_weights
+
+# the config keys the motion learner depends on: a learner saved in a run folder is reused
+# by a later call only when these (with its data and weight files) are the same
+MOTION_KEYS = (
+    "seed",
+    "motion_epochs",
+    "motion_lr_finetune",
+    "motion_lr_scratch",
+    "motion_pairs",
+    "lambda_eqv",
+    "gamma_train",
+)
+MOTION_FILE = "motion_learner.pt"  # in the run folder; a state_dict any run takes as --motion-weights
 
 
 def motion_rate(cfg: dict, loaded: Loaded | None) -> tuple[float, str]:
@@ -83,6 +97,61 @@ def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool,
     return model.eval()
 
 
+def motion_identity(ds, cfg: dict, vgg_weights, motion_weights) -> dict:
+    """What a trained motion learner depends on: its config keys, weight files and data."""
+    ident = {
+        "config": {k: cfg[k] for k in MOTION_KEYS},
+        "vgg_weights": vgg_weights,
+        "motion_weights": motion_weights,
+        "samples": [r["sample_id"] for r in ds.rows],
+    }
+    return json.loads(json.dumps(ident, default=str))
+
+
+def saved_motion_learner(path: Path, identity: dict):
+    """The motion learner saved at `path` by an earlier call, if it was trained under
+    `identity`; one of another configuration is an error (the run folder is another run's)."""
+    from training.selfme.motion_learner import MotionLearner
+
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    old = saved.get("identity") if isinstance(saved, dict) else None
+    if old is None:
+        raise ValueError(f"{path}: not a motion learner saved by a SelfME run (no identity); move it away")
+    if old != identity:
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        raise ValueError(
+            f"{path} holds a motion learner of another configuration (differs in {diff}); "
+            "give another --out or delete the folder"
+        )
+    model = MotionLearner()
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except (KeyError, RuntimeError) as e:
+        raise ValueError(f"{path}: its tensors do not fit this code's motion learner ({e}); move it away") from e
+    return model
+
+
+def motion_learner(
+    ds: SelfMEDataset, cfg: dict, rt: Runtime, out: Path, log, progress: bool, vgg_weights=None, motion_weights=None
+):
+    """The run's trained motion learner (eval mode): the one an earlier call saved in
+    out/motion_learner.pt under the same configuration (a resumed run does not learn
+    motion again), else learn_motion's, saved there as {"state_dict", "identity"}."""
+    path = Path(out) / MOTION_FILE
+    identity = motion_identity(ds, cfg, vgg_weights, motion_weights)
+    if path.is_file():
+        model = saved_motion_learner(path, identity)
+        log(f"motion learning skipped: {path} holds the motion learner of this configuration")
+        return model.to(rt.device).eval()
+    model = learn_motion(ds, cfg, rt, log, progress, vgg_weights, motion_weights)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "identity": identity}, tmp)
+    tmp.rename(path)  # whole or absent: a killed run leaves no half-written learner
+    log(f"motion learner saved to {path} (another run takes it as --motion-weights)")
+    return model
+
+
 @torch.no_grad()
 def learned_motion(model, onset_apex: torch.Tensor, size: int, gamma: float) -> torch.Tensor:
     """(N, 2, 3, H, W) onset/apex -> (N, 2, size, size): dense motion on the 1/4 lattice,
@@ -123,10 +192,11 @@ def train_selfme(
     ds = SelfMEDataset(store_path, scheme, cache_dir=cache_dir)
     classes = ds.classes
     if motion == "learned":
-        learner = learn_motion(
+        learner = motion_learner(
             SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir),
             cfg,
             rt,
+            out,
             log,
             progress,
             vgg_weights,
