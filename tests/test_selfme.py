@@ -277,3 +277,7 @@ def test_a_resumed_run_reuses_its_saved_motion_learner(tmp_path):
         ValueError, match=r"motion_learner\.pt holds a motion learner of another configuration .*config"
     ):
         motion_learner(ds, {**cfg, "motion_pairs": 16}, rt, tmp_path, print, False)
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "motion_learner.pt").write_bytes((tmp_path / "motion_learner.pt").read_bytes()[:500])
+    with pytest.raises(ValueError, match=r"cut/motion_learner\.pt: not readable as a saved motion learner"):
+        motion_learner(ds, cfg, rt, tmp_path / "cut", print, False)

@@ -113,7 +113,12 @@ def saved_motion_learner(path: Path, identity: dict):
     `identity`; one of another configuration is an error (the run folder is another run's)."""
     from training.selfme.motion_learner import MotionLearner
 
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged or foreign file: name it rather than torch's internals
+        raise ValueError(
+            f"{path}: not readable as a saved motion learner ({type(e).__name__}: {e}); move it away"
+        ) from e
     old = saved.get("identity") if isinstance(saved, dict) else None
     if old is None:
         raise ValueError(f"{path}: not a motion learner saved by a SelfME run (no identity); move it away")
