@@ -63,7 +63,7 @@ def test_options_resolve_to_defaults_and_refuse_what_a_method_does_not_take():
     with pytest.raises(ValueError, match="--view 'rgb': not one of"):
         m.resolve({"view": "rgb"})
     flags = {o.flag: h for o, h in cli_options()}
-    shared = {"--view", "--weights", "--motion", "--protocol", "--text-model", "--vgg-weights"}
+    shared = {"--view", "--weights", "--motion", "--protocol", "--text-model", "--vgg-weights", "--motion-weights"}
     assert set(flags) == shared | {"--aus", "--alpha", "--beta"}  # microauclip's overrides of its paper's settings
     assert all(f"{m}:" in flags["--weights"] for m in ("dvscl", "microauclip", "selfme"))
 
@@ -83,6 +83,7 @@ def test_train_passes_options_and_cache_dir_to_the_trainer(monkeypatch, tmp_path
     }
     assert got["args"] == ("st", {"a": []}, tmp_path, "paper")
     assert got["kw"]["cache_dir"] == tmp_path / "c" and got["kw"]["motion"] == "tvl1" and got["kw"]["weights"] is None
+    assert got["kw"]["motion_weights"] is None  # the option reaches the trainer (None: not given)
     train("selfme", "st", {}, tmp_path, "paper", adapter="samm")
     assert "adapter" not in got["kw"]  # only a method that picks settings by the dataset takes it
     with pytest.raises(ValueError, match="config 'huge' of selfme: unknown; known: tiny, paper"):
@@ -138,7 +139,7 @@ def test_cli_names_the_run_folder_and_passes_the_method_options(monkeypatch, tmp
         "selfme",
         str(tmp_path / "st"),
         "tiny",
-        {"weights": "", "motion": "tvl1", "vgg_weights": ""},
+        {"weights": "", "motion": "tvl1", "vgg_weights": "", "motion_weights": ""},
     )
     assert out == cat.runs_root.parent / "train" / "t" / "selfme-tiny-tvl1" and scheme == cat.dataset("t").scheme
     assert got["kw"] == {

@@ -72,7 +72,8 @@ def test_a_timm_imagenet_vit_loads_into_the_two_channel_scvit(tmp_path):
     ref = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=1000)
     torch.save(ref.state_dict(), tmp_path / "vits.pth")
     m = SCViT(4, 2, str(tmp_path / "vits.pth"))
-    assert m.loaded.shape_mismatch == 0 and m.loaded.missing == 2  # only the new head is left as initialised
+    # only the new head (eq. 15's MLP: two weights, two biases) is left as initialised
+    assert m.loaded.shape_mismatch == 0 and m.loaded.missing == 4
     w = ref.state_dict()["patch_embed.proj.weight"]
     assert torch.allclose(m.vit.patch_embed.proj.weight, w.mean(1, keepdim=True).repeat(1, 2, 1, 1) * 1.5)
     assert torch.equal(m.vit.blocks[0].attn.qkv.weight, ref.blocks[0].attn.qkv.weight)

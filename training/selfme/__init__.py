@@ -13,6 +13,11 @@ METHOD = Method(
     options=(
         Option("weights", "local timm ViT-S/16 weights (optional)"),
         Option("vgg_weights", "local torchvision VGG-19 state_dict for the perceptual loss (optional)"),
+        Option(
+            "motion_weights",
+            "local state_dict of a pretrained motion learner (e.g. a run's motion_learner.pt), fine-tuned "
+            "at the paper's 2e-6 (optional; without it the learner trains from scratch at 2e-4)",
+        ),
         Option("motion", "the learned motion (default) or the TV-L1 baseline", "learned", ("learned", "tvl1")),
     ),
     tag_options=("motion",),

@@ -1,5 +1,14 @@
 """SelfME's configurations: 'tiny' runs in minutes on a laptop CPU; 'paper' has the paper's
-hyper-parameters (for a GPU). Data only: the CLI reads the names without importing torch."""
+hyper-parameters (for a GPU). Data only: the CLI reads the names without importing torch.
+
+The motion learner's Adam rate depends on where it starts (train.motion_rate):
+`motion_lr_finetune` when every tensor of it comes from --motion-weights: the paper's
+2e-6 fine-tunes a learner pretrained on VoxCeleb (its section 4.3); `motion_lr_scratch`
+for a randomly initialised learner: 2e-4, the rate at which first-order-motion (Siarohin
+et al. 2019, whose learner SelfME's follows) trains its keypoint detector and generator
+from scratch (config/vox-256.yaml: lr_kp_detector = lr_generator = 2e-4); at 2e-6 a
+random learner would barely move from its initialisation. 'tiny' scales the fine-tuning rate
+by 10, as it does SCViT's."""
 
 CONFIGS = {
     "tiny": {
@@ -13,7 +22,8 @@ CONFIGS = {
         "gamma_test": 2.0,
         "seed": 0,
         "motion_epochs": 2,
-        "motion_lr": 2e-4,
+        "motion_lr_finetune": 2e-6 * 10,
+        "motion_lr_scratch": 2e-4,
         "motion_pairs": 256,
         "lambda_eqv": 10.0,
     },
@@ -30,7 +40,8 @@ CONFIGS = {
         "seed": 0,
         "decay": 0.9,
         "motion_epochs": 60,
-        "motion_lr": 2e-6,
+        "motion_lr_finetune": 2e-6,
+        "motion_lr_scratch": 2e-4,
         "motion_pairs": 8192,
         "lambda_eqv": 10.0,
     },

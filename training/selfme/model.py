@@ -1,10 +1,10 @@
-"""SelfME (seed 001), the parts implemented so far: the motion-field post-processing of
-eq. 9 (cubic B-spline upsampling of a coarse field, scaling-and-squaring of a stationary
-velocity field) and the classification stage, SCViT (ViT-S/16 with the symmetric
-contrastive loss of eq. 12-14, total eq. 16). The self-supervised motion learner
-(keypoints, dense motion, generator, perceptual + equivariance losses) is not
-implemented; the classifier runs on the stored TV-L1 onset->apex flow, the paper's
-baseline input (its table 3), amplified by gamma at inference.
+"""SelfME (seed 001): the motion-field post-processing of eq. 9 (cubic B-spline upsampling
+of a coarse field, scaling-and-squaring of a stationary velocity field) and the
+classification stage, SCViT (ViT-S/16 with the symmetric contrastive loss of eq. 12-14,
+the MLP head of eq. 15, total eq. 16). The self-supervised motion learner (keypoints,
+dense motion, generator, perceptual + equivariance losses, eq. 1-8) is in
+motion_learner.py; train.py feeds SCViT its onset->apex motion (or, with
+`motion='tvl1'`, the stored TV-L1 flow, the paper's baseline of table 3).
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ def symmetric_contrastive_loss(e: torch.Tensor, y: torch.Tensor, tau: float = 0.
 def load_vit_weights(vit: nn.Module, weights: str, in_chans: int):
     """A timm ViT-S/16 ImageNet checkpoint into SCViT: the RGB patch embedding becomes an
     `in_chans` one (the filters' mean over RGB, repeated, scaled by 3/in_chans so a
-    constant input keeps its response), the 1000-class head is dropped (SCViT's head is
-    its own)."""
+    constant input keeps its response), the 1000-class linear head is dropped (SCViT's
+    head is eq. 15's MLP, trained from its initialisation)."""
     from training.weights import load_weights, read_state_dict
 
     state = {k: v for k, v in read_state_dict(weights).items() if not k.startswith("head.")}
@@ -123,8 +123,22 @@ def load_vit_weights(vit: nn.Module, weights: str, in_chans: int):
     return load_weights(vit, weights, "SCViT (timm ViT-S/16)", state=state)
 
 
+def mlp_head(dim: int, n_classes: int, hidden: int | None = None) -> nn.Sequential:
+    """Eq. 15's classifier: an MLP with one hidden layer on LN(z_cls), (B, dim) ->
+    (B, n_classes): Linear(dim, hidden), tanh, Linear(hidden, n_classes).
+
+    The paper gives neither the hidden width nor the activation. Eq. 15 is the head of
+    ViT (its ref. [7]: "a MLP with one hidden layer"), whose reference implementation's
+    hidden layer ("pre_logits") is a Dense of the representation size followed by tanh,
+    the representation size being the embedding width D; both are taken here
+    (hidden = D = 384 for ViT-S/16 unless given)."""
+    hidden = dim if hidden is None else hidden
+    return nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, n_classes))
+
+
 class SCViT(nn.Module):
-    """ViT-S/16 (timm) on a (2- or 3-channel) motion image of 224x224."""
+    """ViT-S/16 (timm) on a (2- or 3-channel) motion image of 224x224; its classifier is
+    eq. 15's MLP (`mlp_head`) on the final LayerNorm of the class token (timm's `norm`)."""
 
     def __init__(self, n_classes: int, in_chans: int = 2, weights: str | None = None, img_size: int = 224):
         super().__init__()
@@ -133,6 +147,7 @@ class SCViT(nn.Module):
         self.vit = timm.create_model(
             "vit_small_patch16_224", pretrained=False, in_chans=in_chans, num_classes=n_classes, img_size=img_size
         )
+        self.vit.head = mlp_head(self.vit.embed_dim, n_classes)
         self.loaded = None
         if weights:
             self.loaded = load_vit_weights(self.vit, weights, in_chans)

@@ -11,6 +11,7 @@ Classification stage: SCViT, eq. 16 (CE + omega L_sc, omega 0.1, tau 0.07)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -27,22 +28,58 @@ from training.samplers import EpochSampler
 from training.selfme.configs import CONFIGS
 from training.selfme.feed import SelfMEDataset
 from training.selfme.model import SCViT, scvit_loss
-from training.weights import loaded_counts, log_loaded
+from training.weights import Loaded, load_weights, loaded_counts, log_loaded
+
+# the config keys the motion learner depends on: a learner saved in a run folder is reused
+# by a later call only when these (with its data and weight files) are the same
+MOTION_KEYS = (
+    "seed",
+    "motion_epochs",
+    "motion_lr_finetune",
+    "motion_lr_scratch",
+    "motion_pairs",
+    "lambda_eqv",
+    "gamma_train",
+)
+MOTION_FILE = "motion_learner.pt"  # in the run folder; a state_dict any run takes as --motion-weights
 
 
-def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool, vgg_weights=None, ckpt=None):
-    """Train the motion learner on random frame pairs of the stored clips (64x64), each
-    epoch's pairs and thin-plate splines from the streams (seed, "motion", epoch),
-    checkpointed after every epoch in `ckpt` (a path; None: no checkpoint)."""
+def motion_rate(cfg: dict, loaded: Loaded | None) -> tuple[float, str]:
+    """The motion learner's Adam rate and why (configs.py): the paper's fine-tuning rate
+    `motion_lr_finetune` when every tensor of the learner came from a pretrained file
+    (`loaded`), else the from-scratch rate `motion_lr_scratch` (no file, or a file that
+    left some tensors randomly initialised)."""
+    scratch, finetune = cfg["motion_lr_scratch"], cfg["motion_lr_finetune"]
+    if loaded is None:
+        return scratch, "the from-scratch rate: the learner is randomly initialised (no --motion-weights)"
+    if loaded.missing:
+        why = f"{loaded.missing} of the learner's tensors are not in {loaded.path} and start randomly initialised"
+        return scratch, f"the from-scratch rate: {why}"
+    return finetune, f"the paper's fine-tuning rate: the learner starts from {loaded.path}"
+
+
+def learn_motion(
+    ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool, vgg_weights=None, motion_weights=None, ckpt=None
+):
+    """Train the motion learner on random frame pairs of the stored clips (64x64), from the
+    local state_dict `motion_weights` when given (at the rate `motion_rate` picks); each
+    epoch's pairs and thin-plate splines come from the streams (seed, "motion", epoch),
+    and the state is checkpointed after every epoch in `ckpt` (a path; None: none)."""
     from training.selfme.motion_learner import TPS, MotionLearner, Perceptual, equivariance_loss
 
     device = rt.device
     manual_seed(cfg["seed"])
-    model, perc = MotionLearner().to(device), Perceptual(vgg_weights).to(device)
+    model = MotionLearner()
+    loaded = load_weights(model, motion_weights, "the SelfME motion learner") if motion_weights else None
+    if loaded is not None:
+        log(loaded.describe("motion learner"))
+    model, perc = model.to(device), Perceptual(vgg_weights).to(device)
     model.vgg_loaded = perc.loaded  # for the run summary
     if perc.loaded is not None:
         log(perc.loaded.describe("VGG-19 (perceptual loss)"))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["motion_lr"])
+    lr, why = motion_rate(cfg, loaded)
+    log(f"motion learning at lr {lr:g}, {why}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     ck = EpochCheckpoint(ckpt, model=model, opt=opt) if ckpt else None
     n = max(1, cfg["motion_pairs"] // 8)
     for ep in range(ck.resume(device) if ck else 0, cfg["motion_epochs"]):
@@ -69,6 +106,69 @@ def learn_motion(ds: SelfMEDataset, cfg: dict, rt: Runtime, log, progress: bool,
         if ck:
             ck.save(ep + 1)
     return model.eval()
+
+
+def motion_identity(ds, cfg: dict, vgg_weights, motion_weights) -> dict:
+    """What a trained motion learner depends on: its config keys, weight files and data."""
+    ident = {
+        "config": {k: cfg[k] for k in MOTION_KEYS},
+        "vgg_weights": vgg_weights,
+        "motion_weights": motion_weights,
+        "samples": [r["sample_id"] for r in ds.rows],
+    }
+    return json.loads(json.dumps(ident, default=str))
+
+
+def saved_motion_learner(path: Path, identity: dict):
+    """The motion learner saved at `path` by an earlier call, if it was trained under
+    `identity`; one of another configuration is an error (the run folder is another run's)."""
+    from training.selfme.motion_learner import MotionLearner
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged or foreign file: name it rather than torch's internals
+        raise ValueError(
+            f"{path}: not readable as a saved motion learner ({type(e).__name__}: {e}); move it away"
+        ) from e
+    old = saved.get("identity") if isinstance(saved, dict) else None
+    if old is None:
+        raise ValueError(f"{path}: not a motion learner saved by a SelfME run (no identity); move it away")
+    if old != identity:
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        raise ValueError(
+            f"{path} holds a motion learner of another configuration (differs in {diff}); "
+            "give another --out or delete the folder"
+        )
+    model = MotionLearner()
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except (KeyError, RuntimeError) as e:
+        raise ValueError(f"{path}: its tensors do not fit this code's motion learner ({e}); move it away") from e
+    return model
+
+
+def motion_learner(
+    ds: SelfMEDataset, cfg: dict, rt: Runtime, out: Path, log, progress: bool, vgg_weights=None, motion_weights=None
+):
+    """The run's trained motion learner (eval mode): the one an earlier call saved in
+    out/motion_learner.pt under the same configuration (a resumed run does not learn
+    motion again), else learn_motion's, saved there as {"state_dict", "identity"}."""
+    path = Path(out) / MOTION_FILE
+    identity = motion_identity(ds, cfg, vgg_weights, motion_weights)
+    if path.is_file():
+        model = saved_motion_learner(path, identity)
+        model.vgg_loaded = None  # no VGG file read in this call
+        log(f"motion learning skipped: {path} holds the motion learner of this configuration")
+        return model.to(rt.device).eval()
+    ckpt = Path(out) / "checkpoints" / MOTION_FILE  # after every epoch, until the learner is saved
+    model = learn_motion(ds, cfg, rt, log, progress, vgg_weights, motion_weights, ckpt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "identity": identity}, tmp)
+    tmp.rename(path)  # whole or absent: a killed run leaves no half-written learner
+    EpochCheckpoint(ckpt).discard()
+    log(f"motion learner saved to {path} (another run takes it as --motion-weights)")
+    return model
 
 
 @torch.no_grad()
@@ -99,6 +199,7 @@ def train_selfme(
     weights: str | None = None,
     motion: str = "learned",
     vgg_weights: str | None = None,
+    motion_weights: str | None = None,
     cache_dir: str | Path | None = None,
     device: str | None = None,
     precision: str | None = None,
@@ -109,18 +210,20 @@ def train_selfme(
     device = rt.device
     ds = SelfMEDataset(store_path, scheme, cache_dir=cache_dir)
     classes = ds.classes
-    identity = {"method": "selfme", "config": cfg, "motion": motion, "weights": weights, "vgg_weights": vgg_weights}
+    identity = {"method": "selfme", "config": cfg, "motion": motion, "weights": weights, "vgg_weights": vgg_weights,
+                "motion_weights": motion_weights}  # fmt: skip
     check_identity(out, {**identity, "samples": list(ds.samples()["sample_id"])})  # before resuming motion learning
     loaded = {"weights": None, "vgg_weights": None}  # what the weight files gave (summary.json)
     if motion == "learned":
-        learner = learn_motion(
+        learner = motion_learner(
             SelfMEDataset(store_path, scheme, train=True, seed=cfg["seed"], cache_dir=cache_dir),
             cfg,
             rt,
+            out,
             log,
             progress,
             vgg_weights,
-            out / "checkpoints" / "motion_learner.pt",
+            motion_weights,
         )
         loaded["vgg_weights"] = learner.vgg_loaded
         onset_apex = torch.stack([ds[i]["pair"] for i in range(len(ds))]).to(device)  # test mode: onset, apex
@@ -129,6 +232,8 @@ def train_selfme(
             for gm in {cfg["gamma_train"], cfg["gamma_test"]}
         }
     else:
+        if motion_weights:
+            log(f"--motion-weights {motion_weights} not used: --motion tvl1 has no motion learner")
         flows = torch.from_numpy(
             np.stack([ds.array("pairs/flow_tvl1")[int(r["index"])].astype(np.float32) for r in ds.rows])
         ).permute(0, 3, 1, 2)
