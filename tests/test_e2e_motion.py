@@ -242,7 +242,7 @@ def every_method_trains_on_a_pretend_gpu(store, scheme, out):
 TWO_EPOCHS = {
     "dvscl": {"epochs": 2, "batch": 8},
     "selfme": {"epochs": 2, "motion_epochs": 2, "motion_pairs": 16},
-    "attrcl": {"epochs": 2, "runs": 2},
+    "attrcl": {"epochs": 2, "runs": 2, "batch": 4},
     "fdp": {"epochs": 2, "batch": 4},
     "microauclip": {"epochs": 2},
 }

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import fit_and_accuracy
+from training.samplers import split_key
 from training.selfme.model import (
     REGIONS,
     SYMMETRIC,
@@ -186,8 +187,8 @@ class _Pairs:
     def __len__(self):
         return len(self.rows)
 
-    def __getitem__(self, i):
-        return {"pair": self.pairs[i]}
+    def __getitem__(self, key):
+        return {"pair": self.pairs[split_key(key)[0]]}  # an EpochSampler key (index, draw seed)
 
 
 def _one_step_config(**kw):
@@ -281,3 +282,20 @@ def test_a_resumed_run_reuses_its_saved_motion_learner(tmp_path):
     (tmp_path / "cut" / "motion_learner.pt").write_bytes((tmp_path / "motion_learner.pt").read_bytes()[:500])
     with pytest.raises(ValueError, match=r"cut/motion_learner\.pt: not readable as a saved motion learner"):
         motion_learner(ds, cfg, rt, tmp_path / "cut", print, False)
+
+
+def test_the_motion_rate_drops_tenfold_at_the_papers_milestones(tmp_path):
+    """Sec. 4.3: "reduce the learning rate by 10 at epochs 20 and 30 for motion learning".
+    The rate the next epoch runs at, read from the epoch checkpoint the loop writes."""
+    from training.runtime import Runtime
+    from training.selfme.configs import CONFIGS
+    from training.selfme.train import learn_motion
+
+    assert CONFIGS["paper"]["motion_milestones"] == [20, 30]
+    rates = []
+    for epochs in (1, 2, 3):
+        cfg = _one_step_config(motion_epochs=epochs, motion_milestones=[1, 2])
+        ck = tmp_path / f"ck{epochs}.pt"
+        learn_motion(_Pairs(), cfg, Runtime("cpu"), lambda *a: None, False, ckpt=ck)
+        rates.append(torch.load(ck, weights_only=True)["objects"]["opt"]["param_groups"][0]["lr"])
+    assert rates == pytest.approx([2e-5, 2e-6, 2e-6])  # 2e-4 from scratch: / 10 after epoch 1, / 10 after 2

@@ -35,6 +35,7 @@ from training.weights import Loaded, load_weights, loaded_counts, log_loaded
 MOTION_KEYS = (
     "seed",
     "motion_epochs",
+    "motion_milestones",
     "motion_lr_finetune",
     "motion_lr_scratch",
     "motion_pairs",
@@ -80,7 +81,8 @@ def learn_motion(
     lr, why = motion_rate(cfg, loaded)
     log(f"motion learning at lr {lr:g}, {why}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    ck = EpochCheckpoint(ckpt, model=model, opt=opt) if ckpt else None
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.get("motion_milestones", []), 0.1)
+    ck = EpochCheckpoint(ckpt, model=model, opt=opt, sched=sched) if ckpt else None
     n = max(1, cfg["motion_pairs"] // 8)
     for ep in range(ck.resume(device) if ck else 0, cfg["motion_epochs"]):
         g = torch_generator(cfg["seed"], "motion tps", ep)
@@ -103,6 +105,7 @@ def learn_motion(
             step(opt, loss)
             tot += loss.item()
         log(f"motion learning epoch {ep + 1}: loss {tot / n:.4f} ({8 * n / (time.perf_counter() - t0):.1f} pairs/s)")
+        sched.step()
         if ck:
             ck.save(ep + 1)
     return model.eval()
@@ -111,7 +114,7 @@ def learn_motion(
 def motion_identity(ds, cfg: dict, vgg_weights, motion_weights) -> dict:
     """What a trained motion learner depends on: its config keys, weight files and data."""
     ident = {
-        "config": {k: cfg[k] for k in MOTION_KEYS},
+        "config": {k: cfg.get(k) for k in MOTION_KEYS},
         "vgg_weights": vgg_weights,
         "motion_weights": motion_weights,
         "samples": [r["sample_id"] for r in ds.rows],
