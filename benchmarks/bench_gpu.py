@@ -48,12 +48,22 @@ class Enough(Exception):
     """Raised from the timed optimiser step once enough steps are measured."""
 
 
-def samples_per_step(name: str, options: dict, cfg: dict, n_train: int) -> int:
-    """The nominal batch of the timed loop: the motion learner's 8 pairs, else the
-    config's batch, bounded by the training set."""
+def samples_per_step(name: str, options: dict, cfg: dict, subjects: list[str]) -> int:
+    """The batch of the timed loop's first steps: the motion learner's 8 pairs, else the
+    config's batch bounded by the loop's training set (`subjects`: one per sample the
+    method's Dataset holds): every sample for DVSCL's pretraining, the training subjects'
+    of the first split run (AttrCL) or of the first LOSO fold (the others)."""
+    from training.splits import subject_split
+
     if name == "selfme" and options.get("motion") == "learned":
         return 8
-    return min(cfg["batch"], n_train)
+    if name == "dvscl":
+        n = len(subjects)
+    elif name == "attrcl" and options.get("protocol") == "split":
+        n = len(subject_split(subjects, 0.6, seed=cfg["seed"])[0])
+    else:
+        n = sum(s != min(subjects) for s in subjects)
+    return min(cfg["batch"], n)
 
 
 def measure(
@@ -97,13 +107,12 @@ def measure(
     configs[config] = cfg
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    n_train = 0
+    subjects: list[str] = []
     try:
         from schemas.tables import SOURCES  # DVSCL pretrains on every source
 
-        n_train = len(
-            get_method(name).dataset_class()(store, scheme, **({"sources": SOURCES} if name == "dvscl" else {}))
-        )
+        kw = {"sources": SOURCES} if name == "dvscl" else {}
+        subjects = get_method(name).dataset_class()(store, scheme, **kw).subjects
         train(name, store, scheme, out, config, opts, progress=False, log=lambda *a: None, device=device,
               precision=precision)  # fmt: skip
     except Enough:
@@ -114,7 +123,7 @@ def measure(
     if timed < 1:
         raise RuntimeError(f"{name}: the trainer finished after {len(ends)} steps; give fewer --warmup/--steps")
     sps = timed / (ends[-1] - ends[warmup])
-    batch = samples_per_step(name, opts, cfg, n_train)
+    batch = samples_per_step(name, opts, cfg, subjects)
     peak = (
         torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
