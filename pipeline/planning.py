@@ -228,6 +228,7 @@ class Previous:
     videos: pd.DataFrame | None
     metadata: dict
     array_rows: dict  # array name -> rows it holds
+    stale_metadata: tuple = ()  # arrays whose dimension names / CF attributes are not the declared ones
 
 
 def label_inputs(ds: Dataset) -> str:
@@ -278,6 +279,12 @@ def new_version_reasons(plan: RunPlan, prev: Previous, screened_same: bool) -> l
         ),
     ]
     reasons = [why for same, why in checks if not same]
+    stale = [a for a in prev.stale_metadata if a in plan.array_names]
+    if stale:
+        reasons.append(
+            f"{len(stale)} array(s) lack their declared dimension names or CF attributes (e.g. {stale[0]}): "
+            "a metadata-only version, nothing recomputed"
+        )
     cols = _sample_columns_differ(prev.manifest, plan.samples)
     if cols:
         reasons.append(f"sample columns changed: {', '.join(cols)}")

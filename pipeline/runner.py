@@ -46,7 +46,7 @@ from pipeline.planning import (
     source_checksums,
 )
 from pipeline.screening import Screening
-from pipeline.store import Store, one_line, store_lock
+from pipeline.store import Store, one_line, stale_array_metadata, store_lock
 from pipeline.tasks import check_models
 from products import groups_for
 from schemas.arrays import ARRAYS
@@ -157,6 +157,7 @@ def previous_version(store: Store) -> Previous:
         store.table("videos", parent),
         store.repo.lookup_snapshot(parent).metadata or {},
         {name: g[name].shape[0] for name in ARRAYS if name in g},
+        tuple(stale_array_metadata(g)),
     )
 
 

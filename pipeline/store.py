@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import io
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from schemas.arrays import ARRAYS
+from schemas.arrays import ARRAYS, bytes_dims
 
 BRANCH = "main"
 
@@ -198,7 +199,14 @@ def _write_bytes(group: zarr.Group, path: str, raw: bytes, attrs: dict) -> str:
     sha = hashlib.sha256(raw).hexdigest()
     if path in group:
         del group[path]
-    arr = group.create_array(path, shape=data.shape, dtype="uint8", chunks=(max(len(data), 1),), fill_value=0)
+    arr = group.create_array(
+        path,
+        shape=data.shape,
+        dtype="uint8",
+        chunks=(max(len(data), 1),),
+        fill_value=0,
+        dimension_names=bytes_dims(path),
+    )
     arr[:] = data
     arr.attrs.update({**attrs, "sha256": sha})
     return sha
@@ -242,6 +250,28 @@ class StoreLayoutError(ValueError):
     pass
 
 
+def set_dimension_names(arr, names: tuple[str, ...]) -> None:
+    """Rewrite an existing array's metadata with `names` as its dimension_names (only its
+    zarr.json changes: no chunk is read or written). Zarr has no public call for this;
+    the array's own metadata writer is used."""
+    from zarr.core.sync import sync
+
+    sync(arr._async_array._save_metadata(dataclasses.replace(arr.metadata, dimension_names=names), False))
+
+
+def stale_array_metadata(group: zarr.Group) -> list[str]:
+    """The declared arrays in `group` whose dimension names or CF attributes differ from
+    schemas/arrays.py (a store made before they were declared): a run writes them in a
+    metadata-only version."""
+    out = []
+    for name, spec in ARRAYS.items():
+        if name in group:
+            a = group[name]
+            if a.metadata.dimension_names != spec.dimension_names or a.attrs.get("long_name") != spec.description:
+                out.append(name)
+    return out
+
+
 def ensure_arrays(group: zarr.Group, names: list[str], n: int, attrs: dict) -> None:
     """Create the arrays `names` with n samples, or resize existing ones to n. An existing
     array whose per-sample shape or dtype differs from its declaration is refused
@@ -269,10 +299,14 @@ def ensure_arrays(group: zarr.Group, names: list[str], n: int, attrs: dict) -> N
                 shards=spec.shard_shape(),
                 fill_value=spec.fill_value,
                 compressors=zarr.codecs.ZstdCodec(level=3),
+                dimension_names=spec.dimension_names,
             )
+        if a.metadata.dimension_names != spec.dimension_names:
+            set_dimension_names(a, spec.dimension_names)  # a store made before arrays were named
+            a = group[name]  # re-read: updating attributes rewrites the metadata the object holds
         a.attrs.update(
             {
-                "units": spec.units,
+                **spec.cf_attrs,
                 "description": spec.description,
                 "per_sample_shape": list(spec.shape),
                 **spec.attrs,

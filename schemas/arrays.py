@@ -31,6 +31,18 @@ class ArraySpec:
     description: str
     attrs: dict = field(default_factory=dict)
     ragged: bool = False  # frames of all clips concatenated on axis 0 (manifest clip_start/clip_len)
+    dims: tuple = ()  # names of the per-sample axes; () derives them from the shape (per_sample_dims)
+
+    @property
+    def dimension_names(self) -> tuple[str, ...]:
+        """Zarr's `dimension_names` (what xarray reads): 'sample' (or 'frame' for a ragged
+        array) then the per-sample axes."""
+        return ("frame" if self.ragged else "sample", *(self.dims or per_sample_dims(self.shape)))
+
+    @property
+    def cf_attrs(self) -> dict:
+        """CF-style attributes xarray and netCDF tools show: units and long_name."""
+        return {"units": self.units, "long_name": self.description}
 
     @property
     def fill_value(self):
@@ -44,6 +56,30 @@ class ArraySpec:
 
     def shard_shape(self) -> tuple:
         return ((RAGGED_SHARD if self.ragged else SHARD_SAMPLES), *self.shape)
+
+
+# the last axis of an image array, by its size: colour channels or flow components
+CHANNEL_DIMS = {3: "rgb", 2: "uv"}
+
+
+def bytes_dims(path: str) -> tuple[str]:
+    """The dimension of a table's or the card's bytes (Parquet / UTF-8 in a 1-D uint8
+    array): one per array ('manifest_byte'), as their lengths differ within a group."""
+    return (f"{path.rsplit('/', 1)[-1]}_byte",)
+
+
+def per_sample_dims(shape: tuple) -> tuple[str, ...]:
+    """Names of the per-sample axes of an image-like array: (y, x) for a plane, then 'rgb'
+    or 'uv' for a last axis of 3 colour channels or 2 flow components; 68 landmarks of
+    (x, y) are (landmark, xy). Names are per meaning, so arrays of one Zarr group share a
+    dimension only where its size is the same."""
+    if shape == (68, 2):
+        return ("landmark", "xy")
+    if len(shape) == 2:
+        return ("y", "x")
+    if len(shape) == 3 and shape[-1] in CHANNEL_DIMS:
+        return ("y", "x", CHANNEL_DIMS[shape[-1]])
+    raise ValueError(f"per-sample shape {shape}: declare its dims in schemas/arrays.py")
 
 
 _S = (CROP, CROP)
@@ -195,6 +231,7 @@ ARRAYS: dict[str, ArraySpec] = {
             "clip",
             "8-bit intensity, RGB",
             "aligned 112x112 clip interpolated to 16 frames with TIM (seed 002)",
+            dims=("tim_frame", "y", "x", "rgb"),
         ),
         ArraySpec(
             "attrcl/flow16",
@@ -204,6 +241,7 @@ ARRAYS: dict[str, ArraySpec] = {
             "pixels of the 112x112 frames (u, v)",
             "Farnebäck flow between consecutive TIM frames (frame k -> k + 1)",
             {"convention": "source=frame k; I_k(x, y) ~ I_k+1(x + u, y + v)"},
+            dims=("tim_step", "y", "x", "uv"),
         ),
     ]
 }
