@@ -226,15 +226,14 @@ def microauclip_run(small_demo_source, tmp_path_factory):
         mp.setenv("MEPIPE_TEST_ROOT", str(root))
         cat = load_catalog(write_catalog(tmp))
         res = run(cat, cat.dataset("t"), log=lambda *a: None, progress=False, methods=["microauclip"], workers=2)
-        page, warnings = write_report(
-            Store(cat.store_root / "t"), cat.dataset("t"), res.snapshot, res.run_dir, res.timings
-        )
-    return page, warnings
+        st = Store(cat.store_root / "t")
+        page, warnings = write_report(st, cat.dataset("t"), res.snapshot, res.run_dir, res.timings)
+    return page, warnings, st, res.snapshot
 
 
 @pytest.mark.slow
 def test_the_qc_page_of_a_microauclip_run(microauclip_run):
-    page, warnings = microauclip_run
+    page, warnings, _, _ = microauclip_run
     p = Page(page.read_text())
     assert warnings == []
     strips = [src for src, _, h in p.pictures if h.startswith("t/")]
@@ -282,3 +281,20 @@ def test_no_horizontal_overflow_at_1280_px_in_chromium(tmp_path, monkeypatch):
     _, bare, _ = _render(tmp_path / "bare", arrays, rows)
     scroll, window = _scroll_and_window_width(bare)
     assert scroll > window, (scroll, window)
+
+
+@pytest.mark.slow
+def test_the_card_of_a_microauclip_run_lists_that_feed_only(microauclip_run):
+    """The stored card of a real version: its hub header names the one feed it holds."""
+    from pipeline.versions import card
+    from tests.test_card import header
+
+    _, _, st, snap = microauclip_run
+    h = header(card(st, snap))
+    assert h["configs"] == [
+        {
+            "config_name": "microauclip",
+            "data_files": [{"split": "train", "path": ["micro/flow224", "micro/apex_landmarks224"]}],
+        }
+    ]
+    assert h["size_categories"] == ["n<1K"]  # the 7 rows of the small demo
