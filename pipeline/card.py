@@ -5,6 +5,11 @@ It says what the arrays are (shape, dtype, units), which method feeds they serve
 label scheme, the counts and exclusions, and how the version was made (code version,
 parameters, estimators, source-file checksums). Generated only from the commit's
 provenance and the schemas, so two identical runs produce the same card.
+
+The card opens with a YAML header in the Hugging Face dataset-card format (between `---`
+lines), so a published version can be listed on the hub: licence (left for the user),
+task categories, the hub's size bucket of the ok samples, and one config per method feed
+the version holds, naming its arrays.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import yaml
 
 from schemas.arrays import ARRAYS
 from schemas.feeds import FEEDS
@@ -153,6 +159,70 @@ READING = [
 ]
 
 
+# The hub's size buckets (huggingface_hub DatasetCardData.size_categories): upper bounds,
+# exclusive; n = 1000 is in 1K<n<10K.
+SIZE_BUCKETS = [
+    (10**3, "n<1K"),
+    (10**4, "1K<n<10K"),
+    (10**5, "10K<n<100K"),
+    (10**6, "100K<n<1M"),
+    (10**7, "1M<n<10M"),
+    (10**8, "10M<n<100M"),
+    (10**9, "100M<n<1B"),
+    (10**10, "1B<n<10B"),
+    (10**11, "10B<n<100B"),
+    (10**12, "100B<n<1T"),
+]
+
+# The licence is the source dataset's (e.g. CAS(ME)^3 comes under its own licence
+# agreement), which the pipeline cannot know: `other` is the hub's value for a licence
+# outside its list, and the comment tells the publisher what to fill in.
+LICENSE_LINES = [
+    "# licence: the SOURCE dataset's terms apply (e.g. the CAS(ME)^3 licence agreement); set",
+    "# license_name and license_link (or a hub licence id) before publishing this card",
+    "license: other",
+]
+
+
+def size_category(n: int) -> str:
+    """The hub's size bucket of a dataset of `n` examples: 79 -> 'n<1K', 3253 -> '1K<n<10K'."""
+    if n < 0:
+        raise ValueError(f"a sample count cannot be negative: {n}")
+    return next((name for top, name in SIZE_BUCKETS if n < top), "n>1T")
+
+
+def feeds_held(arrays: dict[str, tuple]) -> list:
+    """The method feeds (schemas.feeds) whose arrays this version all holds, in FEEDS order."""
+    return [f for f in FEEDS.values() if all(a in arrays for a in f.arrays)]
+
+
+def hub_header(meta: dict, arrays: dict[str, tuple]) -> list[str]:
+    """The card's YAML front matter (Hugging Face dataset-card metadata), `---` lines
+    included. Size bucket: the ok samples (excluded rows keep zeroed arrays, not examples).
+    configs: one per feed held, its data_files the Zarr paths of the feed's arrays inside
+    the store (split `train`: every sample; the papers' splits are made at training time)."""
+    video = any(ARRAYS[a].group == "clip" for a in arrays if a in ARRAYS)
+    held = feeds_held(arrays)
+    body = {
+        "pretty_name": f"{meta['dataset']} (mepipe micro-expression version)",
+        "task_categories": ["image-classification"] + (["video-classification"] if video else []),
+        "tags": ["micro-expression", "facial-expression", "zarr", "icechunk"],
+        "size_categories": [size_category(int(meta["counts"]["ok"]))],
+        "configs": [
+            {"config_name": f.method, "data_files": [{"split": "train", "path": list(f.arrays)}]} for f in held
+        ],
+    }
+    if not held:
+        del body["configs"]
+    note = [
+        "# configs: one per method feed this version holds; paths are Zarr arrays inside the",
+        "# Icechunk store (read with mepipe's readers or xarray, not the `datasets` loader)",
+    ]
+    text = yaml.safe_dump(body, sort_keys=False, default_flow_style=False).rstrip("\n").split("\n")
+    cut = text.index("configs:") if held else len(text)
+    return ["---", *LICENSE_LINES, *text[:cut], *(note if held else []), *text[cut:], "---", ""]
+
+
 def dataset_card(
     meta: dict,
     scheme: dict,
@@ -163,7 +233,8 @@ def dataset_card(
 ) -> str:
     """meta: the commit's provenance; arrays: name -> full stored shape."""
     return "\n".join(
-        _made_section(meta, description)
+        hub_header(meta, arrays)
+        + _made_section(meta, description)
         + _samples_section(meta, manifest)
         + _ingest_section(meta, exclusions)
         + _arrays_section(meta, scheme, arrays)
