@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from schemas.feeds import FEEDS
+from tests.fake_store import FakeStore
 from training.registry import REGISTRY, UnknownMethod, cli_options, get_method, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -179,25 +180,6 @@ def test_the_reading_code_the_dataset_card_prints_imports():
 # --- the feed Datasets' sample filter, on a stand-in store ----------------------------
 
 N = 5
-
-
-class FakeStore:
-    """What a feed Dataset reads of a store: head, the version's group, the manifest."""
-
-    arrays: dict = {}
-    manifest: pd.DataFrame = None
-
-    def __init__(self, path, create=False):
-        pass
-
-    def head(self):
-        return "snap1"
-
-    def group(self, snapshot=None):
-        return self.arrays
-
-    def table(self, name, snapshot=None):
-        return self.manifest if name == "manifest" else None
 
 
 def _row(i, **kw):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fake_store import FakeStore
 from training.microauclip.model import emotion_scores, gd_loss, miauc_loss, patch_index
 from training.microauclip.train import au_metrics
 
@@ -125,25 +126,6 @@ PAPER = {
     "casme2": ([1, 2, 4, 7, 12, 14, 15, 17], 0.6, 1.0),
     "samm": ([2, 4, 7, 12], 1.0, 0.6),
 }
-
-
-class FakeStore:
-    """What MicroAUCLIPDataset reads of a store: 4 samples of 2 subjects."""
-
-    arrays: dict = {}
-    manifest = None
-
-    def __init__(self, path, create=False):
-        pass
-
-    def head(self):
-        return "snap1"
-
-    def group(self, snapshot=None):
-        return self.arrays
-
-    def table(self, name, snapshot=None):
-        return self.manifest if name == "manifest" else None
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torchvision
 
+from tests.fake_store import FakeStore
 from training.weights import WeightsError, load_weights
 
 
@@ -222,25 +223,6 @@ def test_folders_that_are_not_a_hugging_face_clip_are_refused_naming_them(tmp_pa
 # --- what the weight files gave, in summary.json and the run's summary log ---------------
 
 
-class FakeStore:
-    """What the DVSCL and SelfME Datasets read of a store: 6 samples of 3 subjects."""
-
-    arrays: dict = {}
-    manifest = None
-
-    def __init__(self, path, create=False):
-        pass
-
-    def head(self):
-        return "snap1"
-
-    def group(self, snapshot=None):
-        return self.arrays
-
-    def table(self, name, snapshot=None):
-        return self.manifest if name == "manifest" else None
-
-
 @pytest.fixture
 def fake_store(monkeypatch):
     import numpy as np
@@ -311,10 +293,11 @@ def test_selfme_records_what_its_vit_and_vgg_files_gave(fake_store, tmp_path, mo
     msgs = []
     s = train_selfme("st", fake_store, tmp_path / "out", "tiny", weights=str(tmp_path / "vits.pth"),
                      vgg_weights=str(tmp_path / "vgg19.pth"), log=msgs.append, progress=False)  # fmt: skip
-    # every tensor of the ImageNet ViT but its 1000-class head and its position embedding (1 + 14 x 14 tokens at
-    # 224 px, 1 + 4 x 4 in SCViT at 64 px): those two stay as initialised
+    # every tensor of the ImageNet ViT but its 1000-class head (2 tensors, dropped) and its position embedding
+    # (1 + 14 x 14 tokens at 224 px, 1 + 4 x 4 in SCViT at 64 px); SCViT's own eq. 15 MLP head (4 tensors) and the
+    # position embedding stay as initialised
     assert {k: s["weights_loaded"][k] for k in ("matched", "missing", "unexpected", "shape_mismatch")} == {
-        "matched": len(vit) - 3, "missing": 3, "unexpected": 0, "shape_mismatch": 1}  # fmt: skip
+        "matched": len(vit) - 3, "missing": 5, "unexpected": 0, "shape_mismatch": 1}  # fmt: skip
     # VGG-19: 16 convolutions, weight and bias each
     assert s["vgg_weights_loaded"]["matched"] == 32 == len(vgg) and s["vgg_weights_loaded"]["missing"] == 0
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["vgg_weights_loaded"]["matched"] == 32

@@ -66,4 +66,3 @@ def test_an_old_store_gets_the_names_in_a_metadata_only_version(committed):  # n
     for n, v in before.items():
         np.testing.assert_array_equal(ds[n.split("/")[1]].values, v)
     assert not committed.run().committed  # and then nothing is left to do
-
