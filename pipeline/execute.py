@@ -180,8 +180,8 @@ class _Execution:
         self.session = store.repo.writable_session(branch)
         self.rows = plan.samples.to_dict("records")
         self.unsaved: list = []  # writer results not yet merged into the session
-        self.results: dict[int, object] = {}  # index -> clip future or failed-task result
-        self.writers: set = set()
+        self.results: dict[int, object] = {}  # index -> clip future or failed-task result, until its shard is written
+        self.writers: dict = {}  # writer future -> the sample indices it writes
 
     def submit_clip(self, p: SamplePlan):
         """Submit the clip task of `p` (a partial recompute reuses the old crop box)."""
@@ -227,7 +227,7 @@ class _Execution:
             retries=2,
             key=f"shard-{shard}-{self.run_id}",
         )
-        self.writers.add(w)
+        self.writers[w] = [s.index for s in slots]
         return w
 
     def clip_done(self, f, p: SamplePlan) -> None:
@@ -240,9 +240,13 @@ class _Execution:
             self.results[p.index] = f
 
     def shard_done(self, f, more_to_come: bool, last_checkpoint: float, every_s: float) -> float:
-        """Keep a written shard's fork for the next merge; checkpoint when it is time.
-        Returns the time of the last checkpoint."""
+        """Keep a written shard's fork for the next merge and let go of its clip results
+        (dask frees a result when no client holds its future: worker memory stays bounded
+        by the clips not yet written, however many a run has); checkpoint when it is
+        time. Returns the time of the last checkpoint."""
         self.unsaved.append(f.result())
+        for i in self.writers.pop(f):
+            self.results.pop(i, None)
         if time.monotonic() - last_checkpoint < every_s or not more_to_come:
             return last_checkpoint
         self.session.merge(*self.written.absorb(self.unsaved))
@@ -273,7 +277,7 @@ class _Execution:
             if f in self.writers:
                 last_ck = self.shard_done(f, not ac.is_empty(), last_ck, checkpoint_s)
                 continue
-            p = futs[f]
+            p = futs.pop(f)  # from here only results[p.index] holds it, until its shard is written
             self.clip_done(f, p)
             bar.update(1)
             sh = p.index // SHARD_SAMPLES
