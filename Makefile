@@ -103,6 +103,15 @@ bench: $(VENV)/.stamp
 bench-usual: $(VENV)/.stamp
 	$(PY) benchmarks/bench_usual_way.py
 
+# the cluster tests against a real single-node SLURM (root; installs Debian's slurm packages
+# when missing); skipped with the reason where the machine does not allow it
+.PHONY: test-cluster
+test-cluster: $(VENV)/.stamp
+	@rc=0; tools/slurm-single-node up || rc=$$?; \
+	if [ $$rc -eq 3 ]; then echo "test-cluster: skipped (see the line above)"; exit 0; fi; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	$(PY) -m pytest -q tests/test_slurm.py $(EXTRA); t=$$?; tools/slurm-single-node down; exit $$t
+
 # training throughput of every method at the paper's shapes (GPU when present; a few steps on a CPU)
 .PHONY: bench-gpu
 bench-gpu: $(VENV)/.stamp

@@ -431,7 +431,7 @@ def _clusters(raw: dict) -> dict:
         _check(prof, PROFILE_KEYS, f"clusters.{name}")
         if prof["kind"] not in KINDS:
             raise CatalogError(f"clusters.{name}.kind: {prof['kind']!r} is not one of {KINDS}")
-        clusters[name] = dict(prof)
+        clusters[name] = {**prof, "name": name}
     return clusters
 
 

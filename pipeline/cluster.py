@@ -30,7 +30,16 @@ PROFILE_KEYS = {
     "scheduler_host": (str, False),
     "workers": (int, False),
     "dashboard_address": (str, False),
+    "start_timeout_s": (int, False),  # how long a run waits for its first worker job to start
+    "log_directory": (str, False),  # the worker jobs' output files (default: the run's folder)
 }
+DEFAULT_START_TIMEOUT_S = 600
+
+
+class ClusterUnschedulable(RuntimeError):
+    """A profile whose worker jobs the scheduler refuses or never starts (one line: why)."""
+
+
 # the dask dashboard shows task keys, sample ids and logs: this machine only, unless a
 # profile asks otherwise (e.g. dashboard_address: ":8787" on a trusted network)
 DASHBOARD_ADDRESS = "127.0.0.1:0"
@@ -55,6 +64,7 @@ def cluster_kwargs(p: dict) -> dict:
     if p.get("gpus"):
         extra.append(f"--gres=gpu:{p['gpus']}" if p["kind"] == "slurm" else f"-l ngpus={p['gpus']}")
     kw = {
+        "log_directory": p.get("log_directory"),
         "queue": p.get("queue"),
         "account": p.get("account"),
         "cores": p.get("cores", 4),
@@ -104,8 +114,51 @@ def make_cluster(profile: dict | None, workers: int = 2):
     else:
         raise ValueError(f"cluster kind {p['kind']!r}; use one of {KINDS}")
     cluster = C(**cluster_kwargs(p))
-    cluster.adapt(minimum_jobs=p.get("min_jobs", 0), maximum_jobs=p.get("max_jobs", 4))
+    # at least one job: a cluster is started only when a run has tasks, and its first worker
+    # is waited for (wait_for_first_worker) before they are submitted
+    cluster.adapt(minimum_jobs=max(1, p.get("min_jobs", 0)), maximum_jobs=p.get("max_jobs", 4))
     return cluster
+
+
+def check_schedulable(profile: dict) -> None:
+    """Ask SLURM whether it would ever run the profile's worker job (`sbatch --test-only`
+    of its job script): too many cores or too much memory for any node, an unknown
+    partition or account, GPUs on a cluster without them are refused here, in seconds,
+    instead of a run waiting forever for workers. PBS and local profiles are not checked."""
+    import shutil
+    import subprocess
+
+    if profile["kind"] != "slurm":
+        return
+    name = profile.get("name", "slurm")
+    if shutil.which("sbatch") is None:
+        raise ClusterUnschedulable(f"cluster profile {name!r}: no sbatch on this machine (is this a SLURM login node?)")
+    done = subprocess.run(
+        ["sbatch", "--test-only"], input=job_script(profile), capture_output=True, text=True, timeout=60
+    )
+    if done.returncode:
+        why = [x for x in done.stderr.strip().splitlines() if x.strip()] or [f"sbatch exit status {done.returncode}"]
+        raise ClusterUnschedulable(f"cluster profile {name!r}: SLURM would not run its worker job: {why[-1].strip()}")
+
+
+def wait_for_first_worker(client, profile: dict) -> None:
+    """Wait until a worker has joined (a job started), at most the profile's
+    `start_timeout_s`; then a ClusterUnschedulable naming the wait (and SLURM's reason
+    for the pending jobs, where squeue says) instead of a run that hangs silently."""
+    import subprocess
+
+    timeout = profile.get("start_timeout_s", DEFAULT_START_TIMEOUT_S)
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        reason = ""
+        if profile["kind"] == "slurm":
+            q = subprocess.run(["squeue", "--me", "-h", "-o", "%r"], capture_output=True, text=True)
+            reasons = sorted(set(q.stdout.split()))
+            reason = f" (squeue: pending, reason {', '.join(reasons)})" if reasons else ""
+        raise ClusterUnschedulable(
+            f"cluster profile {profile.get('name', profile['kind'])!r}: no worker started within {timeout} s{reason}"
+        ) from None
 
 
 def job_script(profile: dict) -> str:

@@ -46,11 +46,15 @@ class LazyClient:
         if self.client is None:
             from dask.distributed import Client
 
-            from pipeline.cluster import make_cluster
+            from pipeline.cluster import check_schedulable, make_cluster, wait_for_first_worker
 
+            if self.profile:
+                check_schedulable(self.profile)  # refused in seconds rather than waited on forever
             self.client = Client(make_cluster(self.profile, self.workers))
             kind = (self.profile or {}).get("kind", "local")
             self.log(f"dask dashboard: {self.client.dashboard_link} ({kind} cluster)")
+            if kind != "local":
+                wait_for_first_worker(self.client, self.profile)
         return self.client
 
     def close(self):
