@@ -198,7 +198,11 @@ def s3():
             k = iam.create_access_key(UserName=name)["AccessKey"]
             return k["AccessKeyId"], k["SecretAccessKey"]
 
-        users = {"publisher": user("publisher", ["s3:*"]), "reader": user("reader", ["s3:GetObject", "s3:ListBucket"])}
+        # AWS checks s3:ListBucket for ListObjectsV2 and s3:GetObject for HeadObject; moto 5.2
+        # checks the operations' own names, s3:ListObjectsV2 and s3:HeadObject (no such IAM
+        # actions on AWS): both are granted, none lets the reader write
+        reader = ["s3:GetObject", "s3:ListBucket", "s3:ListObjectsV2", "s3:HeadObject"]
+        users = {"publisher": user("publisher", ["s3:*"]), "reader": user("reader", reader)}
         boto3.client(
             "s3",
             endpoint_url=url,
