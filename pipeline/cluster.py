@@ -31,7 +31,7 @@ PROFILE_KEYS = {
     "workers": (int, False),
     "dashboard_address": (str, False),
     "start_timeout_s": (int, False),  # how long a run waits for its first worker job to start
-    "log_directory": (str, False),  # the worker jobs' output files (default: the run's folder)
+    "log_directory": (str, False),  # the worker jobs' output files (default: <run folder>/worker-logs)
 }
 DEFAULT_START_TIMEOUT_S = 600
 

@@ -324,6 +324,15 @@ def _run_locked(
     )
 
 
+def with_worker_logs(profile: dict, run_dir: Path) -> dict:
+    """A batch profile whose worker jobs write their output files under the run's folder
+    (`worker-logs/`) unless the profile names a `log_directory`; not the directory the
+    run was started from (the repository, for `make preprocess`)."""
+    if profile["kind"] == "local" or profile.get("log_directory"):
+        return profile
+    return {**profile, "log_directory": str(run_dir / "worker-logs")}
+
+
 def run(
     cat: Catalog,
     ds: Dataset,
@@ -350,7 +359,7 @@ def run(
     got = ingest_phase(cat, ds, log)
     ds = got.datasets[ds.name]  # with the layout ingest found
     s.gc_threshold_mb = ds.gc_threshold_mb
-    get_client = LazyClient(workers, log, cat.cluster(cluster) if cluster else None)
+    get_client = LazyClient(workers, log, with_worker_logs(cat.cluster(cluster), s.run_dir) if cluster else None)
     try:
         with store_lock(cat.store_root / ds.name, wait=lock_wait, log=log):  # before a first run creates it
             store = Store(cat.store_root / ds.name)

@@ -56,6 +56,8 @@ def test_a_run_through_real_sbatch_jobs_commits_what_a_local_run_commits(small, 
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "(slurm cluster)" in p.stdout + p.stderr
     pd.testing.assert_frame_equal(checksums(tmp_path / "stores" / "t"), want)
+    logs = list((tmp_path / "runs" / "t").glob("*/worker-logs/*.err"))  # under the run folder, not the cwd
+    assert logs and not list(tmp_path.glob("slurm-*.out")), logs
     deadline = time.time() + 60  # the run's close cancels its worker jobs
     while time.time() < deadline and subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
         time.sleep(1)
