@@ -24,12 +24,21 @@ def factors_for(classes: list[str], factors: dict[str, float]) -> dict[str, floa
     return out
 
 
+def multipliers(labels, classes: list[str], factors: dict[str, float]) -> np.ndarray:
+    """Each sample's replication factor: its class's (1 for classes not in `factors` and
+    for unlabelled samples, label -1)."""
+    return np.array([factors.get(classes[c], 1.0) if c >= 0 else 1.0 for c in np.asarray(labels)], dtype=float)
+
+
+def repeat_counts(mult: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """How often each sample is taken: floor(m), plus once more with probability frac(m)."""
+    return np.floor(mult).astype(int) + (rng.random(len(mult)) < mult % 1)
+
+
 def replicate(labels, classes: list[str], factors: dict[str, float], seed: int = 0) -> np.ndarray:
     """Indices with every sample of class c repeated factor_c times (fractions drawn)."""
-    mult = np.array([factors.get(classes[c], 1.0) for c in np.asarray(labels)])
-    rng = np.random.default_rng(seed)
-    reps = np.floor(mult).astype(int) + (rng.random(len(mult)) < mult % 1)
-    return np.repeat(np.arange(len(mult)), reps)
+    mult = multipliers(labels, classes, factors)
+    return np.repeat(np.arange(len(mult)), repeat_counts(mult, np.random.default_rng(seed)))
 
 
 def split_key(key) -> tuple[int, int | None]:
@@ -65,18 +74,16 @@ class EpochSampler(torch.utils.data.Sampler):
     def __init__(self, indices, stream: tuple, labels=None, classes=None, factors: dict | None = None):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.stream, self.epoch = tuple(stream), 0
-        self.mult = np.ones(len(self.indices))
-        if factors:
-            lab = np.asarray(labels)[self.indices]
-            self.mult = np.array([factors.get(classes[c], 1.0) if c >= 0 else 1.0 for c in lab])
+        self.mult = (
+            multipliers(np.asarray(labels)[self.indices], classes, factors) if factors else np.ones(len(self.indices))
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def keys(self) -> list[tuple[int, int]]:
         rng = np.random.default_rng(stream_seed(*self.stream, self.epoch))
-        reps = np.floor(self.mult).astype(int) + (rng.random(len(self.mult)) < self.mult % 1)
-        order = rng.permutation(np.repeat(self.indices, reps))
+        order = rng.permutation(np.repeat(self.indices, repeat_counts(self.mult, rng)))
         seeds = rng.integers(0, 2**63 - 1, len(order), dtype=np.int64)
         return list(zip(order.tolist(), seeds.tolist()))
 
