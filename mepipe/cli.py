@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from pipeline.catalog import CatalogError, load_catalog
@@ -40,6 +41,51 @@ def _run_log(cat, ds, run_id: str):
         logger.info(msg)
 
     return log, logger, fh, log_path
+
+
+class RunStopped(BaseException):
+    """A run stopped by SIGTERM (scancel, a batch job's time limit, kill) or SIGINT:
+    raised in the main thread, and not an Exception, so that every `finally` on the way
+    out runs (the dask cluster closed, its batch jobs cancelled, the store lock freed)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal_name(signum))
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def _stop_run(signum, frame):
+    raise RunStopped(signum)
+
+
+def _main_head(cat, ds) -> str | None:
+    """The version main is at (None: no store yet, or only the store's creation, which
+    carries no run's provenance)."""
+    from pipeline.store import Store
+
+    try:
+        versions = Store(cat.store_root / ds.name, create=False).versions()
+    except Exception:
+        return None
+    return versions[0]["snapshot"] if versions and versions[0]["metadata"] else None
+
+
+def _stopped(e: RunStopped, before: str | None, after: str | None, name: str, log) -> int:
+    """Say what a stopped run left behind; exit status 128 + signal number."""
+    done = (
+        "nothing committed (main unchanged)"
+        if after == before
+        else f"main moved to {after} before the signal (that version is complete)"
+    )
+    log(
+        f"[{name}] stopped by {signal_name(e.signum)}: {done}; its dask workers were stopped (batch jobs "
+        "cancelled) and the store lock released; samples written up to the run's last checkpoint stay on its "
+        "branch and the next run resumes from there"
+    )
+    return 128 + e.signum
 
 
 def _method_list(text: str) -> list[str] | None:
@@ -98,7 +144,8 @@ def _preprocess(args, cat, ds, run_id: str, log) -> int:
 def cmd_preprocess(args) -> int:
     """Exit 0: committed or up to date; 1: the run failed or samples failed (listed);
     2: bad arguments or catalog; 3: the store stayed locked by another run; 4: committed
-    (main moved, the version is complete), then a later step failed (said which)."""
+    (main moved, the version is complete), then a later step failed (said which);
+    128 + n: stopped by signal n (143 SIGTERM, 130 SIGINT), its workers and jobs stopped."""
     import traceback
 
     from pipeline.commit import CommittedButFailed
@@ -111,8 +158,12 @@ def cmd_preprocess(args) -> int:
     run_id = new_run_id()
     log, logger, fh, log_path = _run_log(cat, ds, run_id)
     log(f"[{ds.name}] run {run_id} (pid {os.getpid()}); log {log_path}")
+    before = _main_head(cat, ds)
+    handlers = {sig: signal.signal(sig, _stop_run) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return _preprocess(args, cat, ds, run_id, log)
+    except RunStopped as e:
+        return _stopped(e, before, _main_head(cat, ds), ds.name, log)
     except StoreLockedError as e:
         log(f"[{ds.name}] not run: {e}")
         return 3
@@ -130,6 +181,8 @@ def cmd_preprocess(args) -> int:
         )
         return 1
     finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
         logger.removeHandler(fh)
         fh.close()
 
