@@ -58,7 +58,7 @@ def cluster_kwargs(p: dict) -> dict:
     """dask-jobqueue keyword arguments of a slurm/pbs profile."""
     walltime = p.get("walltime", "01:00:00")
     life = walltime_minutes(walltime) - p.get("lifetime_margin_min", 10)
-    if life < 5:
+    if life < 1:
         raise ValueError(f"walltime {walltime} leaves no time after the lifetime margin")
     extra = list(p.get("job_extra_directives", []))
     if p.get("gpus"):

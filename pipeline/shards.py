@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import zarr
 
+from pipeline.faults import trace
 from pipeline.store import Store, sample_sha
 from schemas.arrays import ARRAYS
 
@@ -117,4 +118,5 @@ def write_shard(
             shas[slot.index] = _put_copied(buf, slot, array_names, old_group)
             infos.append((slot.index, None))
     buf.flush(group)
+    trace("wrote " + ",".join(str(s.index) for s in slots))  # the cluster tests only (MEPIPE_TRACE)
     return fork, infos, {i: {k: v for k, v in d.items() if v} for i, d in shas.items()}

@@ -43,18 +43,23 @@ def demo_source(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("demo_src") / "casme3", log=lambda *a: None)
 
 
-@pytest.fixture(scope="session")
-def small_demo_source(demo_source, tmp_path_factory):
-    """The demo's Part A trimmed to its first 7 annotation rows (fast whole-pipeline runs)."""
+def trimmed_demo(demo_source: Path, out: Path, rows: int) -> Path:
+    """A copy of the demo whose Part A sheet keeps its first `rows` annotation rows."""
     import pandas as pd
 
-    root = tmp_path_factory.mktemp("small_demo") / "casme3"
+    root = out / "casme3"
     shutil.copytree(demo_source, root)
     ann_path = root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
-    ann = pd.read_excel(ann_path, sheet_name="label").head(7)
+    ann = pd.read_excel(ann_path, sheet_name="label").head(rows)
     with pd.ExcelWriter(ann_path) as w:
         ann.to_excel(w, sheet_name="label", index=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_demo_source(demo_source, tmp_path_factory):
+    """The demo's Part A trimmed to its first 7 annotation rows (fast whole-pipeline runs)."""
+    return trimmed_demo(demo_source, tmp_path_factory.mktemp("small_demo"), 7)
 
 
 def fit_and_accuracy(model, xtr, xte, yte, loss_of, epochs: int, lr: float, batch: int = 8) -> float:
