@@ -23,6 +23,7 @@ import pandas as pd
 
 from pipeline.catalog import CatalogError, Dataset
 from pipeline.face_models import landmark_backend_for
+from pipeline.faults import fault_point, trace
 from pipeline.ingest import leads_outside
 from pipeline.io import (
     FrameReadError,
@@ -34,6 +35,7 @@ from pipeline.io import (
     video_frame_count,
 )
 from pipeline.pyfeat_au import PYFEAT_VERSION, models_signature, offline
+from pipeline.screen_checkpoint import ScreenCheckpoint
 from stages.adapters.common import exclusion_row, index_frames, is_hidden
 from stages.adapters.unlabelled import VIDEO_EXT, unlabelled_videos
 from stages.au import (
@@ -394,16 +396,19 @@ def _segment_task(est: str, rec: dict, root: str, a: int, b: int, models, params
     return (pyfeat_segment, rec, root, a, b, str(models), params["au"]["pyfeat_faces"], params["face"])
 
 
-def _run_segments(ds: Dataset, todo: list, by_id: dict, models, keys: dict, get_client, progress: bool):
+def _run_segments(ds: Dataset, todo: list, by_id: dict, models, keys: dict, get_client, progress: bool, done):
     """Estimate the AU intensities of the `todo` videos on dask, in segments of
-    params.au.segment_frames; returns ({video: segment results}, ms per frame)."""
+    params.au.segment_frames; `done(video, its segment results)` is called as soon as a
+    video's last segment is in. Returns the mean ms per frame."""
     from dask.distributed import as_completed
     from tqdm import tqdm
 
     params, est, client = ds.params, ds.params["au"]["estimator"], get_client()
     seg = params["au"]["segment_frames"]
-    futs = {}
+    futs, expected = {}, {}
     for v in todo:
+        expected[v.video] = len(range(0, v.n_frames, seg))
+        trace(f"screen {v.video}")  # the checkpoint test only (MEPIPE_TRACE)
         for a in range(0, v.n_frames, seg):
             args = _segment_task(est, by_id[v.video], str(ds.root()), a, min(a + seg, v.n_frames), models, params)
             futs[client.submit(*args, retries=2, key=f"screen-{v.video}-{a}-{keys[v.video][:8]}")] = (v.video, a)
@@ -413,36 +418,53 @@ def _run_segments(ds: Dataset, todo: list, by_id: dict, models, keys: dict, get_
         as_completed(list(futs)), total=len(futs), desc=f"{ds.name}: AU segments", unit="seg", disable=not progress
     )
     for f in bar:
-        vid, a = futs[f]
+        vid, a = futs.pop(f)
         if f.status == "error":
             raise RuntimeError(f"AU screening of video {vid} frames {a}..: {f.exception()}")
         r = f.result()
         parts.setdefault(vid, []).append(r)
         secs.append(r["seconds"] / max(len(r["frames"]), 1) * 1e3)
-    return parts, float(np.mean(secs)) if secs else 0.0
+        if len(parts[vid]) == expected[vid]:
+            done(vid, parts.pop(vid))
+    return float(np.mean(secs)) if secs else 0.0
 
 
-def _estimate_on_dask(ds: Dataset, todo: list, by_id: dict, models, keys: dict, get_client, progress: bool):
-    """AU tables of the `todo` videos by the landmark or py-feat estimator; returns
-    (AU frame tables, exclusion rows for undecodable frames, timings)."""
-    est = ds.params["au"]["estimator"]
-    parts, ms = _run_segments(ds, todo, by_id, models, keys, get_client, progress)
-    tables, excl = [], []
-    for v in todo:
-        ps = sorted(parts[v.video], key=lambda r: r["frames"][0])
-        fr = np.concatenate([p["frames"] for p in ps])
-        if est == "landmarks":
-            inten = landmark_intensities(np.concatenate([p["landmarks"] for p in ps]))
-            name, version = "landmarks", LANDMARK_ESTIMATOR_VERSION
-        else:
-            inten = np.concatenate([p["intensities"] for p in ps])
-            name, version = "pyfeat", f"py-feat {PYFEAT_VERSION} Detectorv1/xgb"
-        unread = sum((p["unreadable"] for p in ps), [])
-        if unread:
-            detail = f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}"
-            excl.append(exclusion_row(ds.name, v.path, None, "frames_unreadable", detail, stage="screen"))
-        tables.append(_au_rows(ds.name, v, fr, inten, name, version))
-    return tables, excl, {"screen_ms_per_frame": ms}
+def _video_frames(ds: Dataset, v, segments: list) -> tuple[pd.DataFrame, list[dict]]:
+    """One video's AU rows (AU_FRAME_SCHEMA) and exclusion rows from its segment results."""
+    ps = sorted(segments, key=lambda r: r["frames"][0])
+    fr = np.concatenate([p["frames"] for p in ps])
+    if ds.params["au"]["estimator"] == "landmarks":
+        inten = landmark_intensities(np.concatenate([p["landmarks"] for p in ps]))
+        name, version = "landmarks", LANDMARK_ESTIMATOR_VERSION
+    else:
+        inten = np.concatenate([p["intensities"] for p in ps])
+        name, version = "pyfeat", f"py-feat {PYFEAT_VERSION} Detectorv1/xgb"
+    excl = []
+    if unread := sum((p["unreadable"] for p in ps), []):
+        detail = f"{v.path}: {len(unread)} frame(s) could not be decoded, first {unread[:5]}"
+        excl.append(exclusion_row(ds.name, v.path, None, "frames_unreadable", detail, stage="screen"))
+    return _au_rows(ds.name, v, fr, inten, name, version), excl
+
+
+def _estimate_on_dask(ds: Dataset, todo: list, by_id: dict, models, keys: dict, get_client, progress, ckpt):
+    """AU tables of the `todo` videos by the landmark or py-feat estimator, each saved to
+    the checkpoint `ckpt` as soon as it is estimated and read from it when a stopped run
+    saved it; returns (AU frame tables, exclusion rows for undecodable frames, timings,
+    videos read from the checkpoint)."""
+    got = {v.video: hit for v in todo if (hit := ckpt.get(keys[v.video], v.video, v.n_frames)) is not None}
+    resumed = len(got)
+    by_video = {v.video: v for v in todo}
+
+    def done(vid: str, segments: list) -> None:
+        got[vid] = _video_frames(ds, by_video[vid], segments)
+        ckpt.put(keys[vid], *got[vid])
+        fault_point("screened_one")
+
+    miss = [v for v in todo if v.video not in got]
+    ms = _run_segments(ds, miss, by_id, models, keys, get_client, progress, done) if miss else 0.0
+    tables = [got[v.video][0] for v in todo]
+    excl = [row for v in todo for row in got[v.video][1]]
+    return tables, excl, ({"screen_ms_per_frame": ms} if miss else {}), resumed
 
 
 def _estimate_openface(ds: Dataset, todo: list, by_id: dict):
@@ -529,10 +551,11 @@ def screen(
     log=print,
     progress: bool = True,
     trust_model_files: bool = False,
+    checkpoint: ScreenCheckpoint | None = None,
 ) -> Screening:
     """AU screening of the unlabelled recordings: estimate per-frame AU intensities (only
-    for videos whose fingerprint changed; the others reuse `prev_frames`), then select
-    the onset/apex pairs of each video."""
+    for videos whose fingerprint changed; the others reuse `prev_frames`, or what a
+    stopped run saved in `checkpoint`), then select the onset/apex pairs of each video."""
     est = ds.params["au"]["estimator"]
     models = pyfeat_check(ds, trust_model_files, log) if est == "pyfeat" else None
     recs = list_recordings(ds)
@@ -550,7 +573,12 @@ def screen(
         f"({est}), {len(videos) - len(todo)} reused"
     )
     if todo and est in ("landmarks", "pyfeat"):
-        tables, new_excl, timings = _estimate_on_dask(ds, todo, by_id, models, keys, get_client, progress)
+        ckpt = checkpoint or ScreenCheckpoint(None)  # none: nothing saved
+        tables, new_excl, timings, resumed = _estimate_on_dask(
+            ds, todo, by_id, models, keys, get_client, progress, ckpt
+        )
+        if resumed:
+            log(f"[{ds.name}] AU screening: {resumed} video(s) read from a stopped run's checkpoint {ckpt.folder}")
         frames_tables += tables
     elif todo and est == "openface":
         tables, new_excl = _estimate_openface(ds, todo, by_id)

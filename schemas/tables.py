@@ -160,6 +160,13 @@ CHECKPOINT_SCHEMA = pa.schema(
     ]
 )
 
+# AU screening of a run that has not committed yet, one file per video named by its screening
+# fingerprint (<runs_root>/<dataset>/<this folder>/<fingerprint>.parquet, AU_FRAME_SCHEMA rows,
+# the video's exclusion rows as JSON in the file's metadata): a killed run's successor
+# reads them instead of estimating again; cleared once a version is committed
+SCREEN_CHECKPOINT_DIR = "au-screening-checkpoint"
+SCREEN_CHECKPOINT_EXCLUSIONS = b"mepipe.exclusions"
+
 # the generated dataset card (markdown, UTF-8 bytes in a uint8 array) of each version
 CARD = "docs/dataset_card"
 

@@ -5,6 +5,7 @@ import json
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.catalog import load_catalog
@@ -142,3 +143,63 @@ def test_pyfeat_without_models_is_a_clear_error(dataset_copy, tmp_path, monkeypa
         CatalogError, match="models--py-feat--xgb_au.*nothing is downloaded|nothing is downloaded.*xgb_au"
     ):
         screen(cat.dataset("t"), None, None, get_client=None, log=lambda *a: None, progress=False)
+
+
+def test_the_screening_checkpoint_round_trips_and_refuses_what_it_cannot_trust(tmp_path):
+    """Hand-made AU rows come back equal; a truncated file or one holding another video is
+    not used (a warning naming the file), and nothing is read or saved without a folder."""
+    from pipeline.screen_checkpoint import ScreenCheckpoint
+    from schemas.tables import AU_COLUMNS
+
+    rows = pd.DataFrame({"dataset": "t", "subject": "s1", "video": "s1/v", "frame": [0, 1, 2]})
+    rows["timestamp"], rows["face"] = rows["frame"] / 30.0, [True, True, False]
+    for c in AU_COLUMNS:
+        rows[c] = np.array([0.5, 2.25, np.nan], np.float32)
+    rows["estimator"], rows["estimator_version"] = "landmarks", "3"
+    excl = [{"dataset": "t", "ann_file": "s1/v.mp4", "reason": "frames_unreadable", "detail": "s1/v.mp4: 1 frame"}]
+    said = []
+    ck = ScreenCheckpoint(tmp_path, log=said.append)
+    ck.put("k1", rows, excl)
+    frames, got_excl = ck.get("k1", "s1/v", 3)
+    pd.testing.assert_frame_equal(frames, rows, check_dtype=True)
+    assert got_excl == excl and ck.get("other-key", "s1/v", 3) is None
+    assert ck.get("k1", "s2/w", 3) is None and "does not hold video s2/w" in said[-1]
+    path = ck.folder / "k1.parquet"
+    path.write_bytes(path.read_bytes()[:100])
+    assert ck.get("k1", "s1/v", 3) is None and str(path) in said[-1] and "unreadable" in said[-1]
+    ck.clear()
+    assert not ck.folder.exists()
+    off = ScreenCheckpoint(None)
+    off.put("k1", rows, excl)
+    assert off.get("k1", "s1/v", 3) is None
+
+
+@pytest.mark.slow
+def test_a_run_killed_during_screening_does_not_estimate_its_screened_videos_again(
+    small_demo_source, tmp_path, monkeypatch
+):
+    from tests.test_crash import batch
+
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    ref_dir.mkdir(), run_dir.mkdir()
+    ref = batch(screening_catalog(ref_dir), small_demo_source)
+    assert ref.returncode == 0, ref.stdout[-3000:]
+    catalog = screening_catalog(run_dir)
+    monkeypatch.setenv("MEPIPE_TRACE", str(run_dir))
+    killed = batch(catalog, small_demo_source, fault="screened_one")
+    assert killed.returncode == 137, killed.stdout[-3000:]
+    saved = list((run_dir / "runs" / "t" / "au-screening-checkpoint").glob("*.parquet"))
+    assert len(saved) == 1
+    first = [x.split()[2] for f in run_dir.glob("*.log") for x in f.read_text().splitlines() if " screen " in x]
+    for f in run_dir.glob("*.log"):
+        f.unlink()
+    again = batch(catalog, small_demo_source)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "1 video(s) read from a stopped run's checkpoint" in again.stdout
+    second = [x.split()[2] for f in run_dir.glob("*.log") for x in f.read_text().splitlines() if " screen " in x]
+    assert len(second) == len(first) - 1 and set(second) < set(first), (first, second)
+    want = Store(ref_dir / "stores" / "t", create=False)
+    got = Store(run_dir / "stores" / "t", create=False)
+    for table in ("au_frames", "videos", "manifest", "checksums"):
+        pd.testing.assert_frame_equal(got.table(table), want.table(table), obj=table)
+    assert not (run_dir / "runs" / "t" / "au-screening-checkpoint").exists()  # cleared by the commit
