@@ -27,7 +27,14 @@ from pipeline.ingest import Ingested
 from pipeline.io import sha256_file
 from pipeline.planning import RunPlan
 from pipeline.screening import Screening
-from pipeline.store import BRANCH, Store, array_metadata_sha, write_table_array, write_text_array
+from pipeline.store import (
+    BRANCH,
+    Store,
+    array_metadata_sha,
+    write_sample_ids,
+    write_table_array,
+    write_text_array,
+)
 from pipeline.tasks import GROUP_VERSIONS
 from products import FINGERPRINT_SCHEME
 from schemas.arrays import ARRAYS
@@ -163,6 +170,7 @@ def _write_version(rec: RunRecord, plan: RunPlan, ex: Executed, tables: Assemble
     into one commit; returns (snapshot, provenance). `main` is not touched."""
     g = zarr.open_group(ex.session.store, mode="a")
     meta = {**provenance(rec, plan, ex, tables, write_tables(g, tables, rec.screening)), **extra}
+    write_sample_ids(g, tables.manifest)  # the xarray coordinate of each group
     shapes = {a: g[a].shape for a in ARRAYS if a in g}
     card = dataset_card(meta, rec.ds.scheme, rec.ds.description, shapes, tables.manifest, tables.exclusions)
     meta["card_sha256"] = write_text_array(g, CARD, card)

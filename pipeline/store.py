@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
-from schemas.arrays import ARRAYS, bytes_dims
+from schemas.arrays import ARRAYS, SAMPLE_ID_DESCRIPTION, bytes_dims, coordinate_paths
 
 BRANCH = "main"
 
@@ -267,9 +267,24 @@ def stale_array_metadata(group: zarr.Group) -> list[str]:
     for name, spec in ARRAYS.items():
         if name in group:
             a = group[name]
-            if a.metadata.dimension_names != spec.dimension_names or a.attrs.get("long_name") != spec.description:
+            if (
+                a.metadata.dimension_names != spec.dimension_names
+                or not spec.cf_attrs.items() <= a.attrs.asdict().items()
+            ):
                 out.append(name)
-    return out
+    return out + [c for c in coordinate_paths([n for n in ARRAYS if n in group]) if c not in group]
+
+
+def write_sample_ids(group: zarr.Group, manifest: pd.DataFrame) -> None:
+    """(Re)write the sample-id coordinate of every group holding per-sample arrays: the
+    manifest's sample_id of each row, in `index` order (schemas.arrays.SAMPLE_ID)."""
+    ids = manifest.sort_values("index")["sample_id"].to_numpy(dtype=str)
+    for path in coordinate_paths([n for n in ARRAYS if n in group]):
+        a = group.create_array(
+            path, shape=ids.shape, dtype=str, chunks=(max(len(ids), 1),), dimension_names=("sample",), overwrite=True
+        )
+        a[:] = ids
+        a.attrs.update({"long_name": SAMPLE_ID_DESCRIPTION, "units": "1"})
 
 
 def ensure_arrays(group: zarr.Group, names: list[str], n: int, attrs: dict) -> None:

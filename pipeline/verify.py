@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.store import Store, array_metadata_sha, one_line, read_text_array, sample_sha
-from schemas.arrays import ARRAYS, SHARD_SAMPLES
+from schemas.arrays import ARRAYS, SHARD_SAMPLES, coordinate_paths
 from schemas.tables import CARD, TABLES
 
 
@@ -56,6 +56,16 @@ def _check_layout(g, man: pd.DataFrame, problems: list) -> None:
                     problems.append(f"{name}: clip regions reach row {int(end)} but the array has {rows}")
         elif rows != n:
             problems.append(f"{name}: {rows} rows but the manifest has {n} samples")
+    _check_sample_ids(g, man, problems)
+
+
+def _check_sample_ids(g, man: pd.DataFrame, problems: list) -> None:
+    """Each group's sample-id coordinate (where the version has one) lists the manifest's
+    sample ids in index order."""
+    ids = man.sort_values("index")["sample_id"].tolist()
+    for path in coordinate_paths([a for a in ARRAYS if a in g]):
+        if path in g and g[path][:].tolist() != ids:
+            problems.append(f"{path}: the sample ids differ from the manifest's (row = index)")
 
 
 def _check_array(name: str, arr, grp: pd.DataFrame, region: dict, rep: VerifyReport) -> None:

@@ -41,8 +41,13 @@ class ArraySpec:
 
     @property
     def cf_attrs(self) -> dict:
-        """CF-style attributes xarray and netCDF tools show: units and long_name."""
-        return {"units": self.units, "long_name": self.description}
+        """CF-style attributes xarray and netCDF tools show: units and long_name, and for a
+        per-sample array `coordinates` naming its group's sample-id coordinate."""
+        return {
+            "units": self.units,
+            "long_name": self.description,
+            **({} if self.ragged else {"coordinates": SAMPLE_ID}),
+        }
 
     @property
     def fill_value(self):
@@ -56,6 +61,19 @@ class ArraySpec:
 
     def shard_shape(self) -> tuple:
         return ((RAGGED_SHARD if self.ragged else SHARD_SAMPLES), *self.shape)
+
+
+# the coordinate array along `sample` in each group of per-sample arrays: the manifest's
+# sample_id of each row (variable-length UTF-8), so xarray labels samples by id
+SAMPLE_ID = "sample_id"
+SAMPLE_ID_DESCRIPTION = "sample id of each row along `sample` (the manifest's sample_id; row = its index)"
+
+
+def coordinate_paths(array_names) -> list[str]:
+    """The sample-id coordinate array of every group holding per-sample (not ragged) arrays
+    among `array_names` ('pairs/sample_id', ...)."""
+    groups = sorted({n.rsplit("/", 1)[0] for n in array_names if n in ARRAYS and not ARRAYS[n].ragged})
+    return [f"{g}/{SAMPLE_ID}" for g in groups]
 
 
 # the last axis of an image array, by its size: colour channels or flow components

@@ -7,7 +7,7 @@ import pytest
 import zarr
 
 from pipeline.store import Store, set_dimension_names
-from schemas.arrays import ARRAYS
+from schemas.arrays import ARRAYS, coordinate_paths
 from tests.test_bad_inputs import baseline, committed  # noqa: F401 (fixtures)
 
 xr = pytest.importorskip("xarray")
@@ -31,13 +31,25 @@ def test_xarray_opens_the_pairs_by_name_lazily_with_the_arrays_values(committed)
     a = ds["onset_depth"]
     assert a.attrs["units"] == ARRAYS["pairs/onset_depth"].units
     assert a.attrs["long_name"] == ARRAYS["pairs/onset_depth"].description
+    man = st.table("manifest").sort_values("index")
+    assert "sample_id" in ds.coords and ds["sample_id"].dims == ("sample",)  # samples labelled by id
+    assert ds["sample_id"].values.tolist() == man["sample_id"].tolist()
+    one = man[man["status"] == "ok"].iloc[-1]
+    np.testing.assert_array_equal(  # selecting by id reads that manifest row's values
+        ds["onset_rgb"].swap_dims(sample="sample_id").sel(sample_id=one["sample_id"]).values,
+        g["pairs/onset_rgb"][int(one["index"])],
+    )
+    for group in ("micro", "fdp", "attrcl"):
+        if any(n.startswith(group + "/") for n in ARRAYS if n in g):
+            assert _open(st, group)["sample_id"].values.tolist() == man["sample_id"].tolist(), group
     tables = _open(st, "tables")  # the Parquet tables read as bytes arrays too
     assert tables["manifest"].dims == ("manifest_byte",) and tables["manifest"].dtype == np.uint8
 
 
 def _strip_names(st: Store) -> None:
     """Make the store's head look like one written before the names were declared: no
-    dimension_names, no long_name (same metadata, so nothing else differs)."""
+    dimension_names, no long_name, no sample-id coordinates (same metadata, so nothing
+    else differs)."""
     head = st.head()
     s = st.repo.writable_session("main")
     g = zarr.open_group(s.store, mode="a")
@@ -46,7 +58,10 @@ def _strip_names(st: Store) -> None:
             set_dimension_names(g[name], None)
             attrs = g[name].attrs.asdict()
             attrs.pop("long_name")
+            attrs.pop("coordinates")
             g[name].attrs.put(attrs)
+    for path in coordinate_paths([n for n in ARRAYS if n in g]):
+        del g[path]
     s.commit("as before dimension names", metadata=st.repo.lookup_snapshot(head).metadata)
 
 
@@ -63,6 +78,7 @@ def test_an_old_store_gets_the_names_in_a_metadata_only_version(committed):  # n
     assert any("lack their declared dimension names" in m for m in logs)
     ds = _open(Store(st.path, create=False), "pairs")
     assert ds["onset_rgb"].dims == ("sample", "y", "x", "rgb")
+    assert ds["sample_id"].values.tolist() == st.table("manifest").sort_values("index")["sample_id"].tolist()
     for n, v in before.items():
         np.testing.assert_array_equal(ds[n.split("/")[1]].values, v)
     assert not committed.run().committed  # and then nothing is left to do
