@@ -117,5 +117,10 @@ test-cluster: $(VENV)/.stamp
 bench-gpu: $(VENV)/.stamp
 	$(PY) benchmarks/bench_gpu.py --catalog $(CATALOG) --dataset $(DATASET) $(EXTRA)
 
+# peak driver and worker memory of a run against its number of clips (demo repeated)
+.PHONY: bench-memory
+bench-memory: $(VENV)/.stamp
+	$(PY) benchmarks/bench_memory.py $(EXTRA)
+
 clean:
 	rm -rf data/stores data/runs
