@@ -74,7 +74,7 @@ def sample_rss(stop: threading.Event, peaks: dict) -> None:
         stop.wait(0.2)
 
 
-def one_size(clips: int, methods: list[str], workers: int) -> dict:
+def one_size(clips: int, methods: list[str], workers: int, checkpoint_s: float = 120.0) -> dict:
     """Run the repeated demo of `clips` clips once; its seconds and peak memory."""
     from pipeline.catalog import load_catalog
     from pipeline.demo import ensure_demo
@@ -94,7 +94,15 @@ def one_size(clips: int, methods: list[str], workers: int) -> dict:
         t = threading.Thread(target=sample_rss, args=(stop, peaks), daemon=True)
         t.start()
         t0 = time.perf_counter()
-        res = run(cat, cat.dataset("t"), workers=workers, log=lambda *a: None, progress=False, methods=methods)
+        res = run(
+            cat,
+            cat.dataset("t"),
+            workers=workers,
+            log=lambda *a: None,
+            progress=False,
+            methods=methods,
+            checkpoint_s=checkpoint_s,
+        )
         secs = time.perf_counter() - t0
         stop.set()
         t.join()
@@ -113,19 +121,21 @@ def main() -> None:
     ap.add_argument("--clips", type=int, nargs="+", default=[80, 800])
     ap.add_argument("--methods", default="dvscl", help="comma-separated feeds (default dvscl: crop + depth)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--checkpoint-s", type=float, default=120.0, help="the run's checkpoint interval (as mepipe's)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # run one size, print JSON
     a = ap.parse_args()
     methods = [m for m in a.methods.split(",") if m]
     if a.one:
-        print(json.dumps(one_size(a.one, methods, a.workers)))
+        print(json.dumps(one_size(a.one, methods, a.workers, a.checkpoint_s)))
         return
     rows = []
     for n in a.clips:  # one process per size: a peak is not carried over
         cmd = [sys.executable, __file__, "--one", str(n), "--methods", a.methods, "--workers", str(a.workers)]
+        cmd += ["--checkpoint-s", str(a.checkpoint_s)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     base = rows[0]
-    print(f"methods {a.methods}, {a.workers} LocalCluster workers")
+    print(f"methods {a.methods}, {a.workers} LocalCluster workers, checkpoint every {a.checkpoint_s} s")
     print("sheet rows | ok samples | seconds | client peak MB (ratio) | largest worker peak MB (ratio)")
     for r in rows:
         c, w = r["client_mb"] / base["client_mb"], r["worker_mb"] / base["worker_mb"]
