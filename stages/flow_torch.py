@@ -167,8 +167,9 @@ def _centred_gradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _forward_gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C, H, W) -> forward differences (u[x+1] - u[x], u[y+1] - u[y]), 0 on the last column / row."""
-    dx = F.pad(u[..., :, 1:] - u[..., :, :-1], (0, 1, 0, 0))
-    dy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
+    dx, dy = torch.zeros_like(u), torch.zeros_like(u)
+    torch.sub(u[..., :, 1:], u[..., :, :-1], out=dx[..., :, :-1])
+    torch.sub(u[..., 1:, :], u[..., :-1, :], out=dy[..., :-1, :])
     return dx, dy
 
 
@@ -176,7 +177,10 @@ def _divergence(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     """Backward-difference divergence (px[x] - px[x-1]) + (py[y] - py[y-1]), with zero before
     the first column / row (the adjoint of -_forward_gradient); the first column is summed
     in OpenCV's order, (px + py[y]) - py[y-1], so that the float32 results are identical."""
-    div = (px - F.pad(px[..., :, :-1], (1, 0, 0, 0))) + (py - F.pad(py[..., :-1, :], (0, 0, 1, 0)))
+    ddx, ddy = px.clone(), py.clone()
+    ddx[..., :, 1:] -= px[..., :, :-1]
+    ddy[..., 1:, :] -= py[..., :-1, :]
+    div = ddx.add_(ddy)
     div[..., 1:, 0] = (px[..., 1:, 0] + py[..., 1:, 0]) - py[..., :-1, 0]
     return div
 
@@ -268,72 +272,77 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, p: dict, tab
     """Refine the flow u (N, C, H, W) of one pyramid level by `warps` linearisations of the
     data term, each followed by up to outer x inner primal-dual steps (dual variables start
     at 0 on each level and carry over between warps)."""
-    i1x, i1y = _centred_gradient(i1)
-    px, py = torch.zeros_like(u), torch.zeros_like(u)
+    i1_stack = torch.cat([i1, *_centred_gradient(i1)], 1)
+    u, px, py = u.clone(), torch.zeros_like(u), torch.zeros_like(u)
     eps = _f32(p["epsilon"] * p["epsilon"] * i0.shape[-1] * i0.shape[-2])
     for _ in range(p["warps"]):
-        lin = _linearise(i0, torch.cat([i1, i1x, i1y], 1), u, table)
-        u, px, py = _warp_iterations(u, px, py, lin, p, eps)
+        lin = _linearise(i0, i1_stack, u, table, p)
+        _warp_iterations([u, px, py], lin, p, eps)
     return u
 
 
-def _linearise(i0: torch.Tensor, i1_stack: torch.Tensor, u: torch.Tensor, table: torch.Tensor) -> tuple:
-    """Warp (I1, I1x, I1y) (N, 3, H, W) by u; return (I1wx, I1wy, |grad I1w|^2, rho_c) each
-    (N, 1, H, W), rho_c = I1w - I1wx u1 - I1wy u2 - I0 (the residual without the flow update)."""
+def _linearise(i0: torch.Tensor, i1_stack: torch.Tensor, u: torch.Tensor, table: torch.Tensor, p: dict) -> dict:
+    """Warp (I1, I1x, I1y) (N, 3, H, W) by u and return the per-warp constants of the
+    thresholding step, all (N, 1 or C, H, W) float32: g = (I1wx, I1wy[, gamma]),
+    rho_c = I1w - I1wx u1 - I1wy u2 - I0, grad = |grad I1w|^2, the two thresholds -+l_t grad,
+    the two saturated steps +-l_t g and where grad > FLT_EPSILON."""
     w = _remap_cubic(i1_stack, u[:, :2], table)
     i1w, i1wx, i1wy = w[:, 0:1], w[:, 1:2], w[:, 2:3]
     rho_c = i1w - i1wx * u[:, 0:1] - i1wy * u[:, 1:2] - i0
-    return i1wx, i1wy, i1wx * i1wx + i1wy * i1wy, rho_c
+    grad = i1wx * i1wx + i1wy * i1wy
+    g = w[:, 1:3] if u.shape[1] == 2 else torch.cat([w[:, 1:3], torch.full_like(i1wx, _f32(p["gamma"]))], 1)
+    l_t = _f32(p["lambda_"] * p["theta"])
+    return {
+        "g": g, "rho_c": rho_c, "grad": grad, "lo": -l_t * grad, "hi": l_t * grad,
+        "d_lo": l_t * g, "d_hi": -l_t * g, "grad_ok": grad > _FLT_EPSILON,
+    }  # fmt: skip
 
 
-def _warp_iterations(u, px, py, lin: tuple, p: dict, eps: float) -> tuple:
-    """Up to outerIterations x innerIterations primal-dual steps on (N, C, H, W) u and duals;
-    a pair stops once its summed squared update is <= eps (frozen from then on), and each
-    outer iteration starts with a median filter of (u1, u2) of the pairs still running."""
-    active = torch.ones(u.shape[0], dtype=torch.bool, device=u.device)
+def _warp_iterations(state: list, lin: dict, p: dict, eps: float) -> None:
+    """Up to outerIterations x innerIterations primal-dual steps on state = [u, px, py]
+    (N, C, H, W each, updated in place). A pair stops once its summed squared update is <= eps;
+    it then leaves the working batch (its state is written back), so the steps and the median
+    filter that starts each outer iteration run on the pairs still going only."""
+    idx = torch.arange(state[0].shape[0], device=state[0].device)
+    work = [t.clone() for t in state]
     for _ in range(p["outerIterations"]):
-        if not bool(active.any()):
+        if len(idx) == 0:
             break
         if p["medianFiltering"] > 1:
-            med = torch.cat([_median5(u[:, :2]), u[:, 2:]], 1)
-            u = torch.where(active.view(-1, 1, 1, 1), med, u)
+            work[0][:, :2] = _median5(work[0][:, :2])
         for _ in range(p["innnerIterations"]):
-            if not bool(active.any()):
+            if len(idx) == 0:
                 break
-            un, pxn, pyn, err = _primal_dual_step(u, px, py, lin, p)
-            if bool(active.all()):
-                u, px, py = un, pxn, pyn
-            else:
-                keep = active.view(-1, 1, 1, 1)
-                u, px, py = (torch.where(keep, a, b) for a, b in ((un, u), (pxn, px), (pyn, py)))
-            active = active & (err > eps)
-    return u, px, py
+            *work, err = _primal_dual_step(*work, lin, p)
+            go = err > eps
+            if not bool(go.all()):
+                for full, part in zip(state, work):
+                    full[idx[~go]] = part[~go]
+                idx, work, lin = idx[go], [t[go] for t in work], {k: v[go] for k, v in lin.items()}
+    for full, part in zip(state, work):
+        full[idx] = part
 
 
-def _primal_dual_step(u, px, py, lin: tuple, p: dict) -> tuple:
+def _primal_dual_step(u, px, py, lin: dict, p: dict) -> tuple:
     """One step: threshold v (data term), u = v + theta div p, dual p update (TV).
     Returns (u, px, py, per-pair summed squared change of u (N,) float64)."""
-    theta = _f32(p["theta"])
-    v = _threshold(u, lin, _f32(p["lambda_"] * p["theta"]), _f32(p["gamma"]))
-    un = v + theta * _divergence(px, py)
-    err = ((un - u) ** 2).sum((1, 2, 3), dtype=torch.float64)
+    v = _threshold(u, lin)
+    un = v + _f32(p["theta"]) * _divergence(px, py)
+    err = (un - u).square_().sum((1, 2, 3), dtype=torch.float64)
     ux, uy = _forward_gradient(un)
     taut = _f32(p["tau"] / p["theta"])
-    ng = 1.0 + taut * torch.hypot(ux, uy)
-    return un, (px + taut * ux) / ng, (py + taut * uy) / ng, err
+    ng = torch.hypot(ux, uy).mul_(taut).add_(1.0)
+    return un, (px + taut * ux).div_(ng), (py + taut * uy).div_(ng), err
 
 
-def _threshold(u: torch.Tensor, lin: tuple, l_t: float, gamma: float) -> torch.Tensor:
-    """Point-wise minimiser v of |rho(v)| lambda + |v - u|^2 / (2 theta) for the linearised
+def _threshold(u: torch.Tensor, lin: dict) -> torch.Tensor:
+    """Point-wise minimiser v of lambda |rho(v)| + |v - u|^2 / (2 theta) for the linearised
     residual rho(v) = rho_c + I1wx v1 + I1wy v2 (+ gamma v3): a step of l_t along the image
     gradient while |rho| > l_t |grad|^2, else the step that zeroes rho."""
-    i1wx, i1wy, grad, rho_c = lin
-    rho = rho_c + (i1wx * u[:, 0:1] + i1wy * u[:, 1:2])
-    g = [i1wx, i1wy]
+    g = lin["g"]
+    rho = lin["rho_c"] + (g[:, :2] * u[:, :2]).sum(1, keepdim=True)
     if u.shape[1] == 3:
-        rho = rho + gamma * u[:, 2:3]
-        g.append(torch.full_like(i1wx, gamma))
-    lt = torch.full_like(rho, l_t)
-    coef = torch.where(grad > _FLT_EPSILON, -rho / grad.clamp_min(_FLT_EPSILON), torch.zeros_like(rho))
-    coef = torch.where(rho < -l_t * grad, lt, torch.where(rho > l_t * grad, -lt, coef))
-    return u + coef * torch.cat(g, 1)
+        rho = rho + g[:, 2:3] * u[:, 2:3]
+    step = torch.where(lin["grad_ok"], (-rho).div_(lin["grad"]) * g, 0.0)
+    step = torch.where(rho > lin["hi"], lin["d_hi"], step)
+    return u + torch.where(rho < lin["lo"], lin["d_lo"], step)
