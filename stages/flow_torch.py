@@ -31,6 +31,7 @@ from stages.flow import TVL1_DEFAULTS
 
 _TAB = 32  # cv2.remap's sub-pixel table: positions are rounded to 1/32 pixel
 _FLT_EPSILON = float(np.finfo(np.float32).eps)
+_CHUNK = 32  # pairs per pass of the memory-hungry steps (warp: 16 taps; median: 25 neighbours)
 _GRAY_WEIGHTS = (9798, 19235, 3735)  # cv2 RGB -> gray for uint8: fixed point, 15 bits
 
 
@@ -246,6 +247,10 @@ def _quantised_positions(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _median5(u: torch.Tensor) -> torch.Tensor:
     """5x5 median of each channel of (N, C, H, W), borders replicated."""
+    return torch.cat([_median5_chunk(part) for part in u.split(_CHUNK)])
+
+
+def _median5_chunk(u: torch.Tensor) -> torch.Tensor:
     n, c, h, w = u.shape
     p = F.pad(u.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
     return F.unfold(p, 5).median(1).values.view(n, c, h, w)
@@ -286,7 +291,7 @@ def _linearise(i0: torch.Tensor, i1_stack: torch.Tensor, u: torch.Tensor, table:
     thresholding step, all (N, 1 or C, H, W) float32: g = (I1wx, I1wy[, gamma]),
     rho_c = I1w - I1wx u1 - I1wy u2 - I0, grad = |grad I1w|^2, the two thresholds -+l_t grad,
     the two saturated steps +-l_t g and where grad > FLT_EPSILON."""
-    w = _remap_cubic(i1_stack, u[:, :2], table)
+    w = torch.cat([_remap_cubic(a, b, table) for a, b in zip(i1_stack.split(_CHUNK), u[:, :2].split(_CHUNK))])
     i1w, i1wx, i1wy = w[:, 0:1], w[:, 1:2], w[:, 2:3]
     rho_c = i1w - i1wx * u[:, 0:1] - i1wy * u[:, 1:2] - i0
     grad = i1wx * i1wx + i1wy * i1wy

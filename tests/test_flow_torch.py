@@ -152,8 +152,12 @@ def test_a_wrong_theta_is_caught():
     assert mean <= STRICT_MEAN and p99 <= STRICT_P99
 
 
-def test_batch_equals_pairs_one_at_a_time():
-    """Pairs that converge at different iterations (one of them identical images) in one batch."""
+def test_batch_equals_pairs_one_at_a_time(monkeypatch):
+    """Pairs that converge at different iterations (one of them identical images) in one batch,
+    its warps and medians split in chunks of 2 pairs (as large batches are)."""
+    import stages.flow_torch as ft
+
+    monkeypatch.setattr(ft, "_CHUNK", 2)
     imgs = [texture(64, seed=s) for s in range(3)]
     src = np.stack(imgs)
     dst = np.stack([moved(imgs[0], KNOWN_MOTIONS["bump"](64)), imgs[1], moved(imgs[2], KNOWN_MOTIONS["rotation"](64))])
@@ -210,3 +214,19 @@ def test_defaults_are_the_opencv_stage_defaults():
     import stages.flow_torch as ft
 
     assert ft.TVL1_DEFAULTS is TVL1_DEFAULTS
+
+
+def test_flow_benchmark_runs_on_cpu():
+    """benchmarks/bench_flow.py's pairs and torch row on a tiny case: what `make bench-flow` runs."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_flow", REPO / "benchmarks" / "bench_flow.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    src, dst = bench.make_pairs(2, 48)
+    assert src.shape == dst.shape == (2, 48, 48) and src.dtype == np.uint8
+    refs = np.stack([tvl1(a, b) for a, b in zip(src, dst)])
+    r = bench.time_torch(src, dst, refs, 3, "cpu")
+    assert r["pairs_s"] > 0 and r["mean"] <= MEAN_TOL and r["p99"] <= P99_TOL
