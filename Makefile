@@ -103,6 +103,12 @@ bench: $(VENV)/.stamp
 bench-usual: $(VENV)/.stamp
 	$(PY) benchmarks/bench_usual_way.py
 
+# TV-L1 pairs/s: OpenCV 1 thread / all threads vs the batched torch version (CPU, CUDA when
+# present) at batch sizes 1 16 64 256, with the EPE to OpenCV; EXTRA='--sizes 1 4 --pairs 4' is quick
+.PHONY: bench-flow
+bench-flow: $(VENV)/.stamp
+	$(PY) benchmarks/bench_flow.py $(EXTRA)
+
 # the cluster tests against a real single-node SLURM (root; installs Debian's slurm packages
 # when missing); skipped with the reason where the machine does not allow it
 .PHONY: test-cluster

