@@ -20,10 +20,11 @@ import zarr
 from pipeline.catalog import Dataset
 from pipeline.cluster import gpu_resources
 from pipeline.faults import fault_point
+from pipeline.params import workers_have_gpu
 from pipeline.planning import RunPlan, SamplePlan
 from pipeline.shards import Slot, write_shard
 from pipeline.store import Store, ensure_arrays, write_table_array
-from pipeline.tasks import excluded_result, process_clip, uses_gpu
+from pipeline.tasks import excluded_result, process_clip, shard_flows, uses_gpu
 from schemas.arrays import ARRAYS, SHARD_SAMPLES
 from schemas.tables import CHECKPOINT, CHECKPOINT_SCHEMA, conform
 
@@ -186,6 +187,9 @@ class _Execution:
         self.unsaved: list = []  # writer results not yet merged into the session
         self.results: dict[int, object] = {}  # index -> clip future or failed-task result, until its shard is written
         self.writers: dict = {}  # writer future -> the sample indices it writes
+        # torch TV-L1 on GPU workers: the clip tasks leave their flows pending and one task
+        # per write shard computes them in batches on a GPU (tasks.shard_flows)
+        self.defer_flows = ds.params["tvl1"]["backend"] == "torch" and workers_have_gpu(profile)
 
     def submit_clip(self, p: SamplePlan):
         """Submit the clip task of `p` (a partial recompute reuses the old crop box)."""
@@ -203,9 +207,10 @@ class _Execution:
             box,
             self.ds.has_depth,
             angle,
+            self.defer_flows,
             retries=2,
             key=f"clip-{p.index}-{self.run_id}",
-            resources=gpu_resources(self.profile, uses_gpu(p.need, self.ds.params)),
+            resources=gpu_resources(self.profile, uses_gpu(p.need, self.ds.params, self.defer_flows)),
         )
 
     def slot(self, p: SamplePlan) -> Slot | None:
@@ -227,12 +232,28 @@ class _Execution:
             self.plan.parent,
             slots,
             self.plan.array_names,
-            {s.index: self.results[s.index] for s in slots if s.action == "compute"},
+            self.computed(plans, slots, shard),
             retries=2,
             key=f"shard-{shard}-{self.run_id}",
         )
         self.writers[w] = [s.index for s in slots]
         return w
+
+    def computed(self, plans: list[SamplePlan], slots: list[Slot], shard: int):
+        """What the writer of a shard gets for its computed samples: their clip results
+        (futures), or with deferred flows the future of one task computing the shard's
+        flows in batches on a GPU worker (both resolve to {index: result} on the worker)."""
+        results = {s.index: self.results[s.index] for s in slots if s.action == "compute"}
+        if not self.defer_flows or not any({"flow", "micro"} & set(p.need) for p in plans):
+            return results
+        return self.client.submit(
+            shard_flows,
+            results,
+            self.ds.params["tvl1"],
+            retries=2,
+            key=f"flows-{shard}-{self.run_id}",
+            resources=gpu_resources(self.profile, True),
+        )
 
     def clip_done(self, f, p: SamplePlan) -> None:
         """Keep a finished clip's future (or its failure, logged) for its shard's writer."""

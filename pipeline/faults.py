@@ -10,8 +10,8 @@ clip_error:<sample_id> (that sample's task raises every time; clip_error:* every
 slow:<seconds> (every clip task sleeps that long first: a run slow enough for a test to
 cancel a worker job, send SIGTERM or outlive a walltime in the middle of it).
 
-MEPIPE_TRACE=<folder>        every clip task start, shard write and AU screening of a
-                             video submitted appends a line "<unix time> <event>" to
+MEPIPE_TRACE=<folder>        every clip task start, shard write, batch of TV-L1 flows
+                             and AU screening of a video submitted appends a line "<unix time> <event>" to
                              <folder>/<pid>.log (tests count what was computed twice)
 """
 

@@ -15,7 +15,10 @@ DEFAULTS: dict[str, dict] = {
     "face": {"backend": "dlib", "upsample": 1, "min_detection_confidence": 0.5},
     "crop": {"max_brow_ext": 0.15, "margin": 0.0},  # output size is schemas.arrays.CROP
     "depth": {"fill": "nearest", "window": 5},
-    "tvl1": dict(TVL1_DEFAULTS),  # cv2.optflow.DualTVL1OpticalFlow_create arguments
+    # cv2.optflow.DualTVL1OpticalFlow_create arguments, and which implementation runs them:
+    # opencv, torch (stages/flow_torch.py: the same algorithm, on a GPU when the worker has
+    # one) or auto (torch when the run's workers have a GPU, opencv otherwise)
+    "tvl1": {**TVL1_DEFAULTS, "backend": "opencv"},
     "farneback": dict(FARNEBACK_DEFAULTS),  # cv2.calcOpticalFlowFarneback arguments
     "magnify": {"alpha": 3.0, "levels": 4, "method": "eulerian", "weights": ""},  # seed 004: x3
     # AU screening of unlabelled video (seed 000 sec. 4.1.1)
@@ -35,6 +38,7 @@ CHOICES = {
     ("au", "estimator"): ("landmarks", "openface", "pyfeat"),
     ("au", "pyfeat_faces"): ("retinaface", "landmarks"),
     ("magnify", "method"): ("eulerian", "learned"),
+    ("tvl1", "backend"): ("opencv", "torch", "auto"),
 }
 
 
@@ -125,4 +129,28 @@ def resolve(overrides: dict | None, where: str) -> dict[str, dict]:
                 raise ParamError(f"{where}.{stage}.{k}: {v!r} is not one of {choices}")
             _check_range(stage, k, v, where)
             out[stage][k] = v
+    return out
+
+
+def workers_have_gpu(profile: dict | None) -> bool:
+    """Whether a run's workers have a GPU: a cluster profile declaring `gpus`, or a local
+    run on a machine where torch sees CUDA."""
+    if profile and profile.get("gpus"):
+        return True
+    if profile and profile.get("kind") != "local":
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def resolve_flow_backend(params: dict, gpu: bool) -> dict:
+    """`params` with tvl1.backend 'auto' replaced by what will run ('torch' on GPU workers,
+    else 'opencv'), so fingerprints, provenance and the card name the implementation."""
+    if params["tvl1"]["backend"] != "auto":
+        return params
+    out = copy.deepcopy(params)
+    out["tvl1"]["backend"] = "torch" if gpu else "opencv"
     return out

@@ -40,8 +40,10 @@ def make_plan(
     """Ingest `ds` (no decoding), compare with its store (for a run of `methods`' products,
     None = all) and write the tables. `out` is the samples file; the exclusions go beside
     it as <stem>.exclusions.parquet."""
+    from pipeline.runner import with_flow_backend
+
     got = ingest_all(ds, cat, log)
-    rds = got.datasets[ds.name]
+    rds = with_flow_backend(got.datasets[ds.name], None, log)  # as a local run would resolve 'auto'
     s = got.samples
     labelled = s[s["source"] == "labelled"] if len(s) else s
     counts = class_counts(labelled["emotion"] if len(labelled) else [], rds.schemes or {ds.label_scheme: ds.scheme})

@@ -13,6 +13,7 @@ the provenance and card and moves `main`. A run with nothing to do commits nothi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -34,6 +35,7 @@ from pipeline.commit import (
 from pipeline.execute import LazyClient, drop_scratch_branches, execute
 from pipeline.gc import collect_if_worth_it
 from pipeline.ingest import Ingested, ingest_all
+from pipeline.params import resolve_flow_backend, workers_have_gpu
 from pipeline.planning import (
     Previous,
     RunPlan,
@@ -328,6 +330,16 @@ def _run_locked(
     )
 
 
+def with_flow_backend(ds: Dataset, profile: dict | None, log=print) -> Dataset:
+    """`ds` with params.tvl1.backend 'auto' resolved for this run's workers (said in the log)."""
+    if ds.params["tvl1"]["backend"] != "auto":
+        return ds
+    gpu = workers_have_gpu(profile)
+    params = resolve_flow_backend(ds.params, gpu)
+    log(f"[{ds.name}] tvl1 backend auto: {params['tvl1']['backend']} (the workers {'have' if gpu else 'have no'} GPU)")
+    return dataclasses.replace(ds, params=params)
+
+
 def with_worker_logs(profile: dict, run_dir: Path) -> dict:
     """A batch profile whose worker jobs write their output files under the run's folder
     (`worker-logs/`) unless the profile names a `log_directory`; not the directory the
@@ -361,9 +373,10 @@ def run(
     )
     s.run_dir.mkdir(parents=True, exist_ok=True)
     got = ingest_phase(cat, ds, log)
-    ds = got.datasets[ds.name]  # with the layout ingest found
+    profile = with_worker_logs(cat.cluster(cluster), s.run_dir) if cluster else None
+    ds = with_flow_backend(got.datasets[ds.name], profile, log)  # with the layout ingest found
     s.gc_threshold_mb = ds.gc_threshold_mb
-    get_client = LazyClient(workers, log, with_worker_logs(cat.cluster(cluster), s.run_dir) if cluster else None)
+    get_client = LazyClient(workers, log, profile)
     try:
         with store_lock(cat.store_root / ds.name, wait=lock_wait, log=log):  # before a first run creates it
             store = Store(cat.store_root / ds.name)

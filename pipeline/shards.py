@@ -14,6 +14,7 @@ import zarr
 
 from pipeline.faults import trace
 from pipeline.store import Store, sample_sha
+from products.base import PENDING
 from schemas.arrays import ARRAYS
 
 
@@ -78,6 +79,8 @@ def _zeros(name: str, region: tuple | None) -> np.ndarray:
 def _put_computed(buf: ShardBuffer, slot: Slot, res: dict, array_names: list[str]) -> dict:
     """Buffer a computed sample's arrays (zeros for an excluded one); returns the shas."""
     if res["status"] == "ok":
+        if PENDING in res["arrays"]:  # an engine error: never store a sample without its flows
+            raise RuntimeError(f"sample row {slot.index}: its TV-L1 flows were never computed (still pending)")
         return {name: buf.put(name, slot.index, arr, slot.region) for name, arr in res["arrays"].items()}
     return {name: buf.put(name, slot.index, _zeros(name, slot.region), slot.region) for name in array_names}
 

@@ -8,17 +8,21 @@ the file); unexpected errors propagate so the engine can retry and then report t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from pipeline.face_models import landmark_backend_for
-from pipeline.faults import clip_fault
+from pipeline.faults import clip_fault, trace
 from pipeline.io import FrameReadError, read_depth, read_rgb
 from products import REGISTRY, Context, Excluded, versions
+from products.base import PENDING, PendingFlow
 from products.crop import SizeMismatch
 from products.depth import depth_crops as _depth_crops
 from stages.depth import DepthError
+from stages.flow import tvl1
 
 # Bump a product's version (products/<name>.py) when its code changes what it writes:
 # the fingerprint changes and the store recomputes exactly those products.
@@ -70,10 +74,61 @@ def check_magnifier(params: dict) -> None:
 _MAGNETS: dict = {}
 
 
-def uses_gpu(need: tuple, params: dict) -> bool:
+def uses_gpu(need: tuple, params: dict, defer_flows: bool = False) -> bool:
     """Whether a clip task with these products has a GPU stage (a product declaring one:
-    the learned magnifier of seed 004). Everything else is CPU."""
+    the learned magnifier of seed 004, TV-L1 with the torch backend). With `defer_flows`
+    the TV-L1 flows run in their write shard's batch task instead (`shard_flows`), so
+    they do not make the clip task a GPU one."""
+    if defer_flows:
+        params = {**params, "tvl1": {**params["tvl1"], "backend": "opencv"}}
     return any(REGISTRY[n].gpu(params) for n in need)
+
+
+def flows_now(pending: list[PendingFlow], tvl1_params: dict, timings: dict) -> dict:
+    """Compute a sample's pending TV-L1 flows one by one (params.tvl1, its backend
+    included); returns the arrays their products make of them."""
+    out = {}
+    for pf in pending:
+        t = time.perf_counter()
+        out.update(pf.finish(tvl1(pf.src, pf.dst, **tvl1_params)))
+        timings[pf.timing] = (time.perf_counter() - t) * 1e3
+    return out
+
+
+def _without_pending(res: dict) -> dict:
+    """A copy of a clip result without its pending flows (the worker's stored result is
+    not changed: a retried batch task reads it again)."""
+    arrays = {k: v for k, v in res.get("arrays", {}).items() if k != PENDING}
+    return {**res, "arrays": arrays, "timings": dict(res.get("timings", {}))}
+
+
+def shard_flows(results: dict, tvl1_params: dict) -> dict:
+    """The clip results of one write shard (index -> result) with their pending TV-L1
+    flows computed by the torch backend in one batch per image size (the 310x310 crops,
+    the 224x224 magnified pairs), on CUDA when this worker has it. Each sample's timing
+    is its share of its batch's time."""
+    import torch
+
+    from stages.flow_torch import tvl1_torch
+
+    p = {k: v for k, v in tvl1_params.items() if k != "backend"}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(1)  # one task per core, as for OpenCV
+    out = {i: _without_pending(r) for i, r in results.items()}
+    batches: dict[tuple, list] = {}
+    for i, r in results.items():
+        for pf in r.get("arrays", {}).get(PENDING, []) if r.get("status") == "ok" else []:
+            batches.setdefault((pf.src.shape, pf.dst.shape), []).append((i, pf))
+    for batch in batches.values():
+        t = time.perf_counter()
+        flows = tvl1_torch(np.stack([pf.src for _, pf in batch]), np.stack([pf.dst for _, pf in batch]), device, **p)
+        ms = (time.perf_counter() - t) * 1e3 / len(batch)
+        trace(f"flow_batch {len(batch)}x{batch[0][1].src.shape[0]}")  # tests only (MEPIPE_TRACE)
+        for (i, pf), f in zip(batch, flows):
+            out[i]["arrays"].update(pf.finish(f))
+            out[i]["timings"][pf.timing] = ms
+    return out
 
 
 def learned_magnifier(path: str):
@@ -112,18 +167,31 @@ def context(row: dict, root: Path, params: dict, box: tuple | None, angle: float
 
 
 def process_clip(
-    row: dict, root: str, params: dict, need: tuple, box: tuple | None, has_depth: bool, angle: float | None = None
+    row: dict,
+    root: str,
+    params: dict,
+    need: tuple,
+    box: tuple | None,
+    has_depth: bool,
+    angle: float | None = None,
+    defer_flows: bool = False,
 ) -> dict:
     """Compute the products in `need` (registry names) that apply to one sample.
 
     `box` and `angle` are the stored crop box and eye angle when 'crop' itself is not
-    recomputed. Returns {status, arrays, box, landmark_backend, eye_angle, timings} or an
-    exclusion dict.
+    recomputed. The products' TV-L1 flows are computed here, or with `defer_flows` left
+    in arrays[PENDING] for their shard's batch (`shard_flows`). Returns {status, arrays,
+    box, landmark_backend, eye_angle, timings} or an exclusion dict.
     """
     clip_fault(row["sample_id"])  # crash tests only (MEPIPE_FAULT); a no-op otherwise
     cv2.setNumThreads(1)  # one task per core: the engine parallelises across clips, not inside OpenCV
+    if params["tvl1"]["backend"] == "torch":
+        import torch
+
+        torch.set_num_threads(1)  # likewise (torch's spinning pool on a busy core costs more than it gives)
     ctx = context(row, Path(root), params, box, angle)
     arrays: dict = {}
+    pending: list[PendingFlow] = []
     try:
         for name, product in REGISTRY.items():
             if name not in need or not product.applies(row, has_depth):
@@ -131,13 +199,18 @@ def process_clip(
             res = product.compute(ctx)
             if isinstance(res, Excluded):
                 return excluded_result(res.stage, res.reason, res.detail, ctx.timings)
-            arrays.update(res)
+            pending += res.get(PENDING, [])
+            arrays.update({k: v for k, v in res.items() if k != PENDING})
     except DepthError as e:
         return excluded_result("depth", "depth_unusable", str(e), ctx.timings)
     except FrameReadError as e:
         return excluded_result("read", e.reason, str(e), ctx.timings)
     except SizeMismatch as e:
         return excluded_result("read", "frame_unreadable", str(e), ctx.timings)
+    if pending and defer_flows:
+        arrays[PENDING] = pending
+    elif pending:
+        arrays.update(flows_now(pending, params["tvl1"], ctx.timings))
     return {
         "status": "ok",
         "arrays": arrays,

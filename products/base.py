@@ -26,6 +26,14 @@ import numpy as np
 from schemas.arrays import ArraySpec, arrays_of_group
 
 FINGERPRINT_SCHEME = "2"  # 2: fingerprints derived from the products' declarations (issue 14)
+# parameters added after stores were made, left out of a fingerprint at the value those
+# stores were computed with, so that their fingerprints (and arrays) stay valid
+FINGERPRINT_OMITS = {("tvl1", "backend"): "opencv"}
+
+
+def fingerprint_params(params: dict, stages: tuple) -> dict:
+    """The parameters of `stages` as a fingerprint sees them (FINGERPRINT_OMITS left out)."""
+    return {k: {p: v for p, v in params[k].items() if FINGERPRINT_OMITS.get((k, p), object()) != v} for k in stages}
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,24 @@ class Excluded:
     stage: str
     reason: str
     detail: str
+
+
+# the key of a product's result listing the TV-L1 flows it still needs (PendingFlow)
+PENDING = "_pending_flows"
+
+
+@dataclass(frozen=True)
+class PendingFlow:
+    """A TV-L1 flow src -> dst a product needs, computed by the engine after the products:
+    at once in the clip task (`params.tvl1.backend` opencv, or torch without a GPU), or
+    with the other samples' of its write shard in one batch on a GPU. `finish(flow)` maps
+    the float32 (H, W, 2) flow (u, v in pixels) to the product's arrays; `timing` is the
+    ctx.timings key of its ms. src, dst: uint8 (H, W, 3) RGB or (H, W) gray, one size."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    finish: Callable[[np.ndarray], dict]
+    timing: str
 
 
 @dataclass
@@ -100,7 +126,7 @@ class Product:
             FINGERPRINT_SCHEME,
             self.name,
             self.version,
-            {k: params[k] for k in self.params},
+            fingerprint_params(params, self.params),
             files,
             [upstream[d] for d in self.depends],
             {a.name: [list(a.shape), a.dtype] for a in self.arrays},

@@ -10,11 +10,10 @@ import time
 import cv2
 import numpy as np
 
-from products.base import Context, Excluded, Product
+from products.base import PENDING, Context, Excluded, PendingFlow, Product
 from products.crop import pair_crops
 from schemas.arrays import CROP, FLOW224
 from stages.crop import landmarks_to_crop
-from stages.flow import tvl1
 from stages.temporal import magnify_pair
 
 LEARNED_SIZE = CROP - CROP % 4  # the learned network needs sides divisible by 4 (308 for 310)
@@ -54,11 +53,17 @@ def compute(ctx: Context) -> dict | Excluded:
         mag = magnify_pair(on_c.astype(np.float32), ap_c.astype(np.float32), alpha, params["magnify"]["levels"])
     mag = np.clip(np.rint(mag), 0, 255).astype(np.uint8)
     tm["magnify_ms"] = (time.perf_counter() - t) * 1e3
-    t = time.perf_counter()  # flow computed at the feed's 224x224 directly (half the TV-L1 cost of 310)
+    # flow computed at the feed's 224x224 directly (half the TV-L1 cost of 310), by the engine
     small = [cv2.resize(x, (FLOW224, FLOW224), interpolation=cv2.INTER_AREA) for x in (on_c, mag)]
-    f = tvl1(small[0], small[1], **params["tvl1"])
-    tm["micro_tvl1_ms"] = (time.perf_counter() - t) * 1e3
-    return {"micro/flow224": f.astype(np.float16), "micro/apex_landmarks224": landmarks_to_crop(lm, ctx.box, FLOW224)}
+    return {
+        "micro/apex_landmarks224": landmarks_to_crop(lm, ctx.box, FLOW224),
+        PENDING: [PendingFlow(small[0], small[1], flow224_arrays, "micro_tvl1_ms")],
+    }
+
+
+def flow224_arrays(f: np.ndarray) -> dict:
+    """The group's array of the onset -> magnified apex flow f (224, 224, 2) float32."""
+    return {"micro/flow224": f.astype(np.float16)}
 
 
 PRODUCT = Product(
@@ -69,6 +74,6 @@ PRODUCT = Product(
     params=("face", "magnify", "tvl1"),
     compute=compute,
     model=model_file,
-    gpu=learned,
+    gpu=lambda params: learned(params) or params["tvl1"]["backend"] == "torch",
     description="flow of the x alpha magnified pair at 224 + apex landmarks (seed 004)",
 )

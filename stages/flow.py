@@ -33,9 +33,20 @@ def _gray(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def tvl1(src: np.ndarray, dst: np.ndarray, **params) -> np.ndarray:
-    """Dual TV-L1 flow (cv2.optflow.DualTVL1OpticalFlow) from src to dst (uint8 RGB/gray)."""
+def tvl1(src: np.ndarray, dst: np.ndarray, backend: str = "opencv", **params) -> np.ndarray:
+    """Dual TV-L1 flow from src to dst (uint8 (H, W, 3) RGB or (H, W) gray) -> float32
+    (H, W, 2) (u, v) in pixels. backend 'opencv': cv2.optflow.DualTVL1OpticalFlow;
+    'torch': the same algorithm in torch (stages.flow_torch), on CUDA when torch sees it."""
     p = {**TVL1_DEFAULTS, **params}
+    if backend == "torch":
+        import torch
+
+        from stages.flow_torch import tvl1_torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return tvl1_torch(_gray(src)[None], _gray(dst)[None], device=device, **p)[0]
+    if backend != "opencv":
+        raise ValueError(f"tvl1 backend {backend!r}: expected 'opencv' or 'torch' ('auto' is resolved by the run)")
     algo = cv2.optflow.DualTVL1OpticalFlow_create(**p)
     return algo.calc(_gray(src), _gray(dst), None)
 

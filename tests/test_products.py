@@ -103,6 +103,7 @@ def test_a_product_computes_from_the_context_alone():
     """The products read frames only through the context: a hand-made context with an
     in-memory face runs crop -> flow and gives the crop's arrays at the declared shapes."""
     from pipeline.face_models import landmark_backend_for
+    from pipeline.tasks import flows_now
     from tests.conftest import video_frames
 
     face = video_frames("single_face.mp4", [0])[0]
@@ -115,9 +116,15 @@ def test_a_product_computes_from_the_context_alone():
         landmarks=lambda fp, img: landmark_backend_for(fp)(img),
         load_model=None,
     )
-    out = {}
+    out, pending = {}, []
     for name in ("crop", "depth", "flow"):
-        out.update(REGISTRY[name].compute(ctx))
+        res = REGISTRY[name].compute(ctx)
+        pending += res.pop(products.base.PENDING, [])
+        out.update(res)
+    # the flow product leaves its TV-L1 flow to the engine: one pending pair, the two crops
+    assert [pf.timing for pf in pending] == ["tvl1_ms"] and pending[0].src.shape == (310, 310, 3)
+    np.testing.assert_array_equal(pending[0].src, out["pairs/onset_rgb"])
+    out.update(flows_now(pending, ctx.params["tvl1"], ctx.timings))
     for a in out:
         assert out[a].shape == ARRAYS[a].shape and str(out[a].dtype) == ARRAYS[a].dtype, a
     assert not out["pairs/rgb_diff"].any() and np.abs(out["pairs/flow_tvl1"].astype(np.float32)).max() < 0.05
@@ -159,3 +166,40 @@ def test_the_import_check_sees_an_upward_import(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from training.registry import get_method\n")
     assert _imports(f) & set(LAYERS[LAYERS.index("pipeline") + 1 :]) == {"training"}
+
+
+def test_the_tvl1_backend_is_in_the_flow_fingerprints_and_opencv_keeps_the_old_ones():
+    """Issue 18, point 3: torch's flows differ slightly from OpenCV's, so the backend is in
+    the fingerprint of the products that run TV-L1 (flow, micro) and of no other; OpenCV,
+    the default, is left out, so a store made before the backend existed is not recomputed."""
+    base = fps()
+    before = resolve(None, "p")
+    del before["tvl1"]["backend"]  # the parameters as stores were fingerprinted before
+    assert fps(before) == base
+    got = fps(resolve({"tvl1": {"backend": "torch"}}, "p"))
+    assert {k for k in base if base[k] != got[k]} == {"flow", "micro"}
+
+
+def test_auto_resolves_to_the_backend_the_workers_can_run(monkeypatch):
+    import torch
+
+    from pipeline.cluster import gpu_resources
+    from pipeline.params import ParamError, resolve_flow_backend, workers_have_gpu
+    from pipeline.tasks import uses_gpu
+
+    auto = resolve({"tvl1": {"backend": "auto"}}, "p")
+    assert resolve_flow_backend(auto, gpu=False)["tvl1"]["backend"] == "opencv"
+    assert resolve_flow_backend(auto, gpu=True)["tvl1"]["backend"] == "torch"
+    assert auto["tvl1"]["backend"] == "auto"  # the catalog's parameters are not changed
+    assert workers_have_gpu({"kind": "slurm", "gpus": 1}) and not workers_have_gpu({"kind": "slurm"})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert workers_have_gpu(None) and workers_have_gpu({"kind": "local"})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not workers_have_gpu(None)
+    # a torch flow task asks for a GPU worker where the profile declares GPUs; crops alone never do
+    torch_p = resolve({"tvl1": {"backend": "torch"}}, "p")
+    assert uses_gpu(("crop", "flow"), torch_p) and not uses_gpu(("crop", "depth"), torch_p)
+    assert not uses_gpu(("crop", "flow", "micro"), resolve(None, "p"))
+    assert gpu_resources({"kind": "slurm", "gpus": 1}, True) == {"GPU": 1}
+    with pytest.raises(ParamError, match=r"p\.tvl1\.backend: 'cuda' is not one of"):
+        resolve({"tvl1": {"backend": "cuda"}}, "p")
