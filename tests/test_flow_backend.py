@@ -135,3 +135,28 @@ def test_a_shard_batch_gives_each_sample_its_own_flows_and_leaves_the_clip_resul
         assert {"crop_ms", "tvl1_ms", "m_ms"} <= set(out[i]["timings"])
     flow = out[1]["arrays"]["pairs/flow_tvl1"].astype(np.float32)  # and they are flows of the shift
     assert abs(np.median(flow[8:-8, 8:-8, 0]) - 1.5) < 0.1 and abs(np.median(flow[8:-8, 8:-8, 1])) < 0.1
+
+
+def test_the_torch_tvl1_and_the_shard_batch_keep_every_tensor_on_the_gpu(monkeypatch):
+    """Device placement without a GPU (tests/fake_cuda.py): on a CUDA worker every tensor of
+    the flow stays on the device (an op mixing devices raises naming its line), and the
+    flows are those of the CPU run."""
+    from pipeline.tasks import shard_flows
+    from products.base import PENDING, PendingFlow
+    from products.flow import tvl1_arrays
+    from stages.flow import TVL1_DEFAULTS
+    from tests.fake_cuda import FakeCuda
+
+    rng = np.random.default_rng(1)
+    a, b = _textured(rng, 40, 0.7)
+    fast = {"nscales": 2, "warps": 2, "innnerIterations": 5, "outerIterations": 2}
+    cpu = tvl1_torch(a[None], b[None], **fast)
+    with FakeCuda() as fc:
+        on_gpu = tvl1_torch(torch.from_numpy(a[None]).to("cuda"), torch.from_numpy(b[None]).to("cuda"), **fast)
+        assert on_gpu.device.type == "cuda" and fc.checked > 100
+        np.testing.assert_array_equal(on_gpu.cpu().numpy(), cpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # what a GPU worker's shard_flows sees
+    res = {0: {"status": "ok", "timings": {}, "arrays": {PENDING: [PendingFlow(a, b, tvl1_arrays, "tvl1_ms")]}}}
+    with FakeCuda():
+        out = shard_flows(res, {**TVL1_DEFAULTS, **fast, "backend": "torch"})
+    np.testing.assert_array_equal(out[0]["arrays"]["pairs/flow_tvl1"], cpu[0].astype(np.float16))
