@@ -28,6 +28,7 @@ own timings; bytes on disk of the PNG/.npy folder and of the store folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import importlib.util
 import os
@@ -327,6 +328,20 @@ def compare(store_path: Path, usual_dir: Path) -> list[tuple[str, str]]:
     return [(k, "identical" if v == 0 else f"max |diff| {v:.3g}") for k, v in worst.items()]
 
 
+def scaled_demo(demo: Path, out: Path, clips: int) -> Path:
+    """The demo's Part A repeated to `clips` sheet rows (bench_memory.repeated_demo: new
+    subjects of hard-linked files), with the demo's other top-level files."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_memory import repeated_demo
+
+    rows = repeated_demo(demo, out, clips)
+    for f in demo.iterdir():
+        if f.is_file() and not (out / f.name).exists():
+            shutil.copy2(f, out / f.name)
+    print(f"scaled demo: {rows} sheet rows in {out}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -336,6 +351,13 @@ def main() -> None:
         "else a cached copy in the temp dir, generated on first use)",
     )
     ap.add_argument("--skip-single-thread", action="store_true", help="skip the usual way pinned to 1 OpenCV thread")
+    ap.add_argument(
+        "--clips", type=int, default=0, help="repeat the demo's Part A to this many sheet rows (0: the demo as is)"
+    )
+    ap.add_argument(
+        "--workers", type=int, nargs=2, default=[2, 1], metavar=("MANY", "FEW"), help="the two pipeline runs"
+    )
+    ap.add_argument("--tvl1-backend", default="opencv", choices=("opencv", "torch", "auto"), help="params.tvl1.backend")
     args = ap.parse_args()
     repo = Path(__file__).resolve().parent.parent
     if args.demo:
@@ -350,6 +372,9 @@ def main() -> None:
         print(f"demo generated in {demo} ({time.perf_counter() - t:.1f} s)")
     os.environ.pop("MEPIPE_DEMO_ROOT", None)
     tmp = Path(tempfile.mkdtemp(prefix="mepipe-bench-usual-"))
+    if args.clips:
+        demo = scaled_demo(demo, tmp / "scaled", args.clips)
+    many, few = args.workers
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=repo, check=False
     ).stdout
@@ -406,31 +431,35 @@ def main() -> None:
             print("  ms/clip: " + ", ".join(f"{k} {v / n * 1e3:.0f}" for k, v in parts1.items()))
 
         walls, reruns, stage = {}, {}, {}
-        for w in (2, 1):
+        for w in (many, few):
             wd = tmp / f"pipe-w{w}"
             wd.mkdir()
             c = bench_catalog(repo, wd, demo)
+            ds = c.dataset("demo")
+            ds = dataclasses.replace(
+                ds, params={**ds.params, "tvl1": {**ds.params["tvl1"], "backend": args.tvl1_backend}}
+            )
             t = time.perf_counter()
-            res = run(c, c.dataset("demo"), workers=w, log=lambda *a: None, progress=False, methods=METHODS)
+            res = run(c, ds, workers=w, log=lambda *a: None, progress=False, methods=METHODS)
             walls[w] = time.perf_counter() - t
-            if res.recomputed != n or len(res.excluded) != 1:
+            if res.recomputed != n:
                 raise RuntimeError(
                     f"pipeline computed {res.recomputed} clips, {len(res.excluded)} exclusions; the usual way {n} clips"
                 )
             stage[w] = sum(res.timings.values())
             t = time.perf_counter()
-            again = run(c, c.dataset("demo"), workers=w, log=lambda *a: None, progress=False, methods=METHODS)
+            again = run(c, ds, workers=w, log=lambda *a: None, progress=False, methods=METHODS)
             reruns[w] = time.perf_counter() - t
             assert again.recomputed == 0 and not again.committed
             print(
-                f"\npipeline, {w} worker(s), empty store: {walls[w]:.2f} s ({walls[w] / n * 1e3:.0f} ms/clip); "
+                f"\npipeline, {w} worker(s), tvl1 backend {args.tvl1_backend}, empty store: {walls[w]:.2f} s ({walls[w] / n * 1e3:.0f} ms/clip); "
                 f"summed stage time {stage[w]:.0f} ms/clip ("
                 + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in res.timings.items())
                 + f"); engine overhead "
                 f"wall / (clips x stage sum / workers) = {walls[w] / (n * stage[w] / 1e3 / w):.2f}; "
                 f"re-run with nothing changed {reruns[w]:.2f} s"
             )
-            if w == 2:
+            if w == many:
                 store_bytes = disk_bytes(wd / "stores" / "demo")
                 checks = compare(wd / "stores" / "demo", uw)
                 # run() writes a shard once per sample and Icechunk keeps every superseded shard
@@ -449,13 +478,13 @@ def main() -> None:
             print(f"  {k:28s} {v}")
         print(f"\n{'':46s} {'usual way':>16s} {'pipeline':>22s}")
         rows = [
-            ("wall, first run (s)", f"{t_usual:.2f}", f"{walls[2]:.2f} (2 w)"),
-            ("", f"{t_usual1:.2f} (1 thr)" if t_usual1 else "", f"{walls[1]:.2f} (1 w)"),
-            ("re-run, nothing changed (s)", f"{t_usual_rerun:.2f}", f"{reruns[2]:.2f}"),
+            ("wall, first run (s)", f"{t_usual:.2f}", f"{walls[many]:.2f} ({many} w)"),
+            ("", f"{t_usual1:.2f} (1 thr)" if t_usual1 else "", f"{walls[few]:.2f} ({few} w)"),
+            ("re-run, nothing changed (s)", f"{t_usual_rerun:.2f}", f"{reruns[many]:.2f}"),
             (
                 "compute ms/clip (usual: w/o writes; pipe: stages)",
                 f"{usual_compute / n * 1e3:.0f}",
-                f"{stage[2]:.0f} (2 w) / {stage[1]:.0f} (1 w)",
+                f"{stage[many]:.0f} ({many} w) / {stage[few]:.0f} ({few} w)",
             ),
             ("output files", f"{usual_bytes[2]}", f"{store_bytes[2]}"),
             ("output bytes (file sizes, MB)", f"{usual_bytes[0] / 1e6:.1f}", f"{store_bytes[0] / 1e6:.1f}"),
@@ -466,18 +495,18 @@ def main() -> None:
         for a, b, c_ in rows:
             print(f"{a:46s} {b:>16s} {c_:>22s}")
         print(
-            f"\nspeed-up usual / pipeline(2 workers) = {t_usual / walls[2]:.2f}"
-            + (f" (against the usual way on 1 OpenCV thread: {t_usual1 / walls[2]:.2f})" if t_usual1 else "")
+            f"\nspeed-up usual / pipeline({many} workers) = {t_usual / walls[many]:.2f}"
+            + (f" (against the usual way on 1 OpenCV thread: {t_usual1 / walls[many]:.2f})" if t_usual1 else "")
         )
-        print(f"parallel efficiency t1 / (2 t2) = {walls[1] / (2 * walls[2]):.2f}")
+        print(f"parallel efficiency t{few} / ({many // few} t{many}) = {few * walls[few] / (many * walls[many]):.2f}")
         print(
-            f"engine overhead wall / (clips x stage sum / workers): {walls[1] / (n * stage[1] / 1e3):.2f} on 1 "
-            f"worker, {walls[2] / (n * stage[2] / 1e3 / 2):.2f} on 2; usual way wall / compute "
+            f"engine overhead wall / (clips x stage sum / workers): {walls[few] / (n * stage[few] / 1e3 / few):.2f} on "
+            f"{few}, {walls[many] / (n * stage[many] / 1e3 / many):.2f} on {many}; usual way wall / compute "
             f"{t_usual / usual_compute:.2f}"
         )
         print(
-            f"re-run with nothing changed: usual {t_usual_rerun:.2f} s, pipeline {reruns[2]:.2f} s "
-            f"({t_usual_rerun / reruns[2]:.0f}x)"
+            f"re-run with nothing changed: usual {t_usual_rerun:.2f} s, pipeline {reruns[many]:.2f} s "
+            f"({t_usual_rerun / reruns[many]:.0f}x)"
         )
         print(
             f"bytes: store / usual folder = {store_bytes[0] / usual_bytes[0]:.2f} (file sizes), "
