@@ -95,11 +95,12 @@ def test_gpu_stage_is_routed_to_gpu_workers_by_submit_resources():
     from dask.distributed import Client, LocalCluster, Worker
 
     from pipeline.cluster import gpu_resources
+    from pipeline.params import resolve
     from pipeline.tasks import uses_gpu
 
-    learned = {"magnify": {"method": "learned"}}
+    learned = resolve({"magnify": {"method": "learned"}}, "p")
     assert uses_gpu(("crop", "micro"), learned) and not uses_gpu(("crop", "flow"), learned)
-    assert not uses_gpu(("micro",), {"magnify": {"method": "eulerian"}})
+    assert not uses_gpu(("micro",), resolve({"magnify": {"method": "eulerian"}}, "p"))
     assert gpu_resources(SLURM, True) == {"GPU": 1}
     assert gpu_resources(SLURM, False) is None
     assert gpu_resources({"kind": "local"}, True) is None  # no GPUs declared: run on the CPU
