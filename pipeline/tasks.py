@@ -22,7 +22,7 @@ from products.base import PENDING, PendingFlow
 from products.crop import SizeMismatch
 from products.depth import depth_crops as _depth_crops
 from stages.depth import DepthError
-from stages.flow import tvl1
+from stages.flow import tvl1, tvl1_batch
 
 # Bump a product's version (products/<name>.py) when its code changes what it writes:
 # the fingerprint changes and the store recomputes exactly those products.
@@ -84,6 +84,16 @@ def uses_gpu(need: tuple, params: dict, defer_flows: bool = False) -> bool:
     return any(REGISTRY[n].gpu(params) for n in need)
 
 
+def one_thread_per_task(torch_too: bool) -> None:
+    """One task per core: the engine parallelises across clips, not inside OpenCV (or
+    torch, whose spinning pool on a busy core costs more than it gives)."""
+    cv2.setNumThreads(1)
+    if torch_too:
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def flows_now(pending: list[PendingFlow], tvl1_params: dict, timings: dict) -> dict:
     """Compute a sample's pending TV-L1 flows one by one (params.tvl1, its backend
     included); returns the arrays their products make of them."""
@@ -107,14 +117,8 @@ def shard_flows(results: dict, tvl1_params: dict) -> dict:
     flows computed by the torch backend in one batch per image size (the 310x310 crops,
     the 224x224 magnified pairs), on CUDA when this worker has it. Each sample's timing
     is its share of its batch's time."""
-    import torch
-
-    from stages.flow_torch import tvl1_torch
-
+    one_thread_per_task(torch_too=True)
     p = {k: v for k, v in tvl1_params.items() if k != "backend"}
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        torch.set_num_threads(1)  # one task per core, as for OpenCV
     out = {i: _without_pending(r) for i, r in results.items()}
     batches: dict[tuple, list] = {}
     for i, r in results.items():
@@ -122,7 +126,7 @@ def shard_flows(results: dict, tvl1_params: dict) -> dict:
             batches.setdefault((pf.src.shape, pf.dst.shape), []).append((i, pf))
     for batch in batches.values():
         t = time.perf_counter()
-        flows = tvl1_torch(np.stack([pf.src for _, pf in batch]), np.stack([pf.dst for _, pf in batch]), device, **p)
+        flows = tvl1_batch(np.stack([pf.src for _, pf in batch]), np.stack([pf.dst for _, pf in batch]), **p)
         ms = (time.perf_counter() - t) * 1e3 / len(batch)
         trace(f"flow_batch {len(batch)}x{batch[0][1].src.shape[0]}")  # tests only (MEPIPE_TRACE)
         for (i, pf), f in zip(batch, flows):
@@ -184,11 +188,7 @@ def process_clip(
     box, landmark_backend, eye_angle, timings} or an exclusion dict.
     """
     clip_fault(row["sample_id"])  # crash tests only (MEPIPE_FAULT); a no-op otherwise
-    cv2.setNumThreads(1)  # one task per core: the engine parallelises across clips, not inside OpenCV
-    if params["tvl1"]["backend"] == "torch":
-        import torch
-
-        torch.set_num_threads(1)  # likewise (torch's spinning pool on a busy core costs more than it gives)
+    one_thread_per_task(torch_too=params["tvl1"]["backend"] == "torch")
     ctx = context(row, Path(root), params, box, angle)
     arrays: dict = {}
     pending: list[PendingFlow] = []

@@ -39,16 +39,22 @@ def tvl1(src: np.ndarray, dst: np.ndarray, backend: str = "opencv", **params) ->
     'torch': the same algorithm in torch (stages.flow_torch), on CUDA when torch sees it."""
     p = {**TVL1_DEFAULTS, **params}
     if backend == "torch":
-        import torch
-
-        from stages.flow_torch import tvl1_torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return tvl1_torch(_gray(src)[None], _gray(dst)[None], device=device, **p)[0]
+        return tvl1_batch(_gray(src)[None], _gray(dst)[None], **p)[0]
     if backend != "opencv":
         raise ValueError(f"tvl1 backend {backend!r}: expected 'opencv' or 'torch' ('auto' is resolved by the run)")
     algo = cv2.optflow.DualTVL1OpticalFlow_create(**p)
     return algo.calc(_gray(src), _gray(dst), None)
+
+
+def tvl1_batch(src: np.ndarray, dst: np.ndarray, **params) -> np.ndarray:
+    """Dual TV-L1 flows of a batch of pairs (uint8 (N, H, W) gray or (N, H, W, 3) RGB, one
+    size) -> float32 (N, H, W, 2), by the torch implementation (stages.flow_torch) on
+    CUDA when torch sees it, else on the CPU."""
+    import torch
+
+    from stages.flow_torch import tvl1_torch
+
+    return tvl1_torch(src, dst, device="cuda" if torch.cuda.is_available() else "cpu", **params)
 
 
 def farneback(src: np.ndarray, dst: np.ndarray, **params) -> np.ndarray:
