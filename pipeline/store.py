@@ -272,14 +272,19 @@ def stale_array_metadata(group: zarr.Group) -> list[str]:
                 or not spec.cf_attrs.items() <= a.attrs.asdict().items()
             ):
                 out.append(name)
-    return out + [c for c in coordinate_paths([n for n in ARRAYS if n in group]) if c not in group]
+    return out + [c for c in coordinate_paths(group) if c not in group]
+
+
+def sample_ids_in_order(manifest: pd.DataFrame) -> pd.Series:
+    """The manifest's sample ids in row (`index`) order: what a group's coordinate holds."""
+    return manifest.sort_values("index")["sample_id"]
 
 
 def write_sample_ids(group: zarr.Group, manifest: pd.DataFrame) -> None:
     """(Re)write the sample-id coordinate of every group holding per-sample arrays: the
     manifest's sample_id of each row, in `index` order (schemas.arrays.SAMPLE_ID)."""
-    ids = manifest.sort_values("index")["sample_id"].to_numpy(dtype=str)
-    for path in coordinate_paths([n for n in ARRAYS if n in group]):
+    ids = sample_ids_in_order(manifest).to_numpy(dtype=str)
+    for path in coordinate_paths(group):
         a = group.create_array(
             path, shape=ids.shape, dtype=str, chunks=(max(len(ids), 1),), dimension_names=("sample",), overwrite=True
         )

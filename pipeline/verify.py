@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline.store import Store, array_metadata_sha, one_line, read_text_array, sample_sha
+from pipeline.store import Store, array_metadata_sha, one_line, read_text_array, sample_ids_in_order, sample_sha
 from schemas.arrays import ARRAYS, SHARD_SAMPLES, coordinate_paths
 from schemas.tables import CARD, TABLES
 
@@ -62,8 +62,8 @@ def _check_layout(g, man: pd.DataFrame, problems: list) -> None:
 def _check_sample_ids(g, man: pd.DataFrame, problems: list) -> None:
     """Each group's sample-id coordinate (where the version has one) lists the manifest's
     sample ids in index order."""
-    ids = man.sort_values("index")["sample_id"].tolist()
-    for path in coordinate_paths([a for a in ARRAYS if a in g]):
+    ids = sample_ids_in_order(man).tolist()
+    for path in coordinate_paths(g):
         if path in g and g[path][:].tolist() != ids:
             problems.append(f"{path}: the sample ids differ from the manifest's (row = index)")
 

@@ -69,11 +69,12 @@ SAMPLE_ID = "sample_id"
 SAMPLE_ID_DESCRIPTION = "sample id of each row along `sample` (the manifest's sample_id; row = its index)"
 
 
-def coordinate_paths(array_names) -> list[str]:
+def coordinate_paths(group) -> list[str]:
     """The sample-id coordinate array of every group holding per-sample (not ragged) arrays
-    among `array_names` ('pairs/sample_id', ...)."""
-    groups = sorted({n.rsplit("/", 1)[0] for n in array_names if n in ARRAYS and not ARRAYS[n].ragged})
-    return [f"{g}/{SAMPLE_ID}" for g in groups]
+    among the declared arrays found in `group` (a zarr group, or any container of array
+    names): 'pairs/sample_id', ..."""
+    names = [n for n, spec in ARRAYS.items() if n in group and not spec.ragged]
+    return [f"{g}/{SAMPLE_ID}" for g in sorted({n.rsplit("/", 1)[0] for n in names})]
 
 
 # the last axis of an image array, by its size: colour channels or flow components

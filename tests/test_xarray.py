@@ -60,7 +60,7 @@ def _strip_names(st: Store) -> None:
             attrs.pop("long_name")
             attrs.pop("coordinates")
             g[name].attrs.put(attrs)
-    for path in coordinate_paths([n for n in ARRAYS if n in g]):
+    for path in coordinate_paths(g):
         del g[path]
     s.commit("as before dimension names", metadata=st.repo.lookup_snapshot(head).metadata)
 
