@@ -95,6 +95,11 @@ class RunSettings:
     trust_model_files: bool = False  # accept model files whose sha256 differs from models.lock
     gc_threshold_mb: float = DEFAULT_GC_THRESHOLD_MB  # the dataset's catalog gc_threshold_mb
 
+    @property
+    def screen_checkpoint(self) -> ScreenCheckpoint:
+        """The dataset's AU screening checkpoint (in its runs folder, beside this run's)."""
+        return ScreenCheckpoint(self.run_dir.parent, self.log)
+
 
 @dataclass
 class Screened:
@@ -178,7 +183,7 @@ def screen_phase(ds: Dataset, got: Ingested, store: Store, prev: Previous, get_c
         log=s.log,
         progress=s.progress,
         trust_model_files=s.trust_model_files,
-        checkpoint=ScreenCheckpoint(s.run_dir.parent, s.log),
+        checkpoint=s.screen_checkpoint,
     )
     samples = pd.concat([got.samples, scr.samples], ignore_index=True) if len(scr.samples) else got.samples
     exclusions = pd.concat([got.exclusions, scr.exclusions], ignore_index=True)
@@ -213,7 +218,7 @@ def plan_phase(
 
 def _up_to_date(store: Store, plan: RunPlan, prev: Previous, s: RunSettings, name: str) -> RunResult:
     drop_scratch_branches(store)
-    ScreenCheckpoint(s.run_dir.parent).clear()  # main already holds every AU table
+    s.screen_checkpoint.clear()  # main already holds every AU table
     s.log(f"[{name}] up to date: 0 samples recomputed ({plan.kept} unchanged) at snapshot {plan.parent}")
     secs = time.perf_counter() - s.started
     return RunResult(plan.parent, s.run_dir, 0, 0, plan.kept, prev.exclusions, prev.manifest, {}, False, secs)
@@ -312,7 +317,7 @@ def _run_locked(
     if why := too_many_failures(plan, ex.written, ds.max_failed_fraction):
         return _failed_run(store, rec, plan, ex, tables, why, s)
     snap, meta = commit(store, rec, plan, ex, tables)
-    ScreenCheckpoint(s.run_dir.parent).clear()  # the version holds the AU tables now
+    s.screen_checkpoint.clear()  # the version holds the AU tables now
     summary = _after_commit(store, snap, meta, plan, ex, tables, s)
     secs = summary["seconds"]
     return RunResult(
