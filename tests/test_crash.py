@@ -26,10 +26,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def small(small_demo_source, tmp_path_factory):
     """The trimmed demo and the checksums of a clean reference run of it."""
-    ref = tmp_path_factory.mktemp("crash_ref")
-    p = batch(write_catalog(ref), small_demo_source)
+    return small_demo_source, reference_checksums(small_demo_source, tmp_path_factory.mktemp("crash_ref"))
+
+
+def reference_checksums(root: Path, ref: Path):
+    """The checksums table of a clean local `mepipe batch` run of the dataset at `root`."""
+    p = batch(write_catalog(ref), root)
     assert p.returncode == 0, p.stdout + p.stderr
-    return small_demo_source, checksums(ref / "stores" / "t")
+    return checksums(ref / "stores" / "t")
 
 
 def batch(catalog: Path, root: Path, *extra, fault: str = "", fault_file: Path | None = None, wait: bool = True):

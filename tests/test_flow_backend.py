@@ -14,7 +14,7 @@ from pipeline.store import Store
 from pipeline.versions import card
 from stages.flow_torch import tvl1_torch
 from tests.test_bad_inputs import baseline, committed  # noqa: F401 (fixtures)
-from tests.test_flow_torch import one_thread  # noqa: F401 (fixture: torch and OpenCV on one thread)
+from tests.test_flow_torch import moved, one_thread, texture  # noqa: F401 (one_thread: a fixture)
 
 pytestmark = pytest.mark.slow
 FLOWS = ("pairs/flow_tvl1", "micro/flow224")
@@ -92,14 +92,10 @@ def test_flows_deferred_to_a_gpu_worker_are_computed_per_shard_in_batches(commit
         np.testing.assert_array_equal(g["micro/flow224"][r["index"]], one["arrays"]["micro/flow224"])
 
 
-def _textured(rng, size: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth random texture and the same shifted right by `shift` px (uint8 gray)."""
-    import cv2
-
-    base = cv2.GaussianBlur(rng.uniform(0, 255, (size, size)).astype(np.float32), (0, 0), 2.0)
-    m = np.float32([[1, 0, shift], [0, 1, 0]])
-    moved = cv2.warpAffine(base, m, (size, size), borderMode=cv2.BORDER_REFLECT)
-    return np.clip(base, 0, 255).astype(np.uint8), np.clip(moved, 0, 255).astype(np.uint8)
+def _shifted(size: int, shift: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random texture and the same moved right by `shift` px (uint8 gray)."""
+    img = texture(size, seed)
+    return img, moved(img, np.tile(np.float32([shift, 0]), (size, size, 1)))
 
 
 def test_a_shard_batch_gives_each_sample_its_own_flows_and_leaves_the_clip_results_alone():
@@ -109,9 +105,8 @@ def test_a_shard_batch_gives_each_sample_its_own_flows_and_leaves_the_clip_resul
     from products.micro import flow224_arrays
     from stages.flow import TVL1_DEFAULTS
 
-    rng = np.random.default_rng(0)
     params = {**TVL1_DEFAULTS, "backend": "torch", "nscales": 2, "warps": 2, "innnerIterations": 10}
-    pairs = {i: (_textured(rng, 64, 0.5 + i), _textured(rng, 48, 1.0 - 0.3 * i)) for i in range(2)}
+    pairs = {i: (_shifted(64, 0.5 + i, 2 * i), _shifted(48, 1.0 - 0.3 * i, 2 * i + 1)) for i in range(2)}
     results = {
         i: {
             "status": "ok",
@@ -147,8 +142,7 @@ def test_the_torch_tvl1_and_the_shard_batch_keep_every_tensor_on_the_gpu(monkeyp
     from stages.flow import TVL1_DEFAULTS
     from tests.fake_cuda import FakeCuda
 
-    rng = np.random.default_rng(1)
-    a, b = _textured(rng, 40, 0.7)
+    a, b = _shifted(40, 0.7, 5)
     fast = {"nscales": 2, "warps": 2, "innnerIterations": 5, "outerIterations": 2}
     cpu = tvl1_torch(a[None], b[None], **fast)
     with FakeCuda() as fc:

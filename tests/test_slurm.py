@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline.store import Store
-from tests.test_crash import REPO, batch, checksums, small  # noqa: F401 (fixture)
+from tests.test_crash import REPO, batch, checksums, reference_checksums, small  # noqa: F401 (fixture)
 
 
 def _slurm_answers() -> bool:
@@ -97,13 +97,10 @@ def test_a_profile_slurm_cannot_schedule_fails_in_seconds_naming_why(small, tmp_
 @pytest.fixture(scope="module")
 def medium(demo_source, tmp_path_factory):
     """The demo's first 24 annotation rows (3 write shards of 8) and a LocalCluster run's checksums."""
-    from tests.conftest import trimmed_demo, write_catalog
+    from tests.conftest import trimmed_demo
 
     root = trimmed_demo(demo_source, tmp_path_factory.mktemp("medium_demo"), 24)
-    ref = tmp_path_factory.mktemp("medium_ref")
-    p = batch(write_catalog(ref), root)
-    assert p.returncode == 0, p.stdout + p.stderr
-    return root, checksums(ref / "stores" / "t")
+    return root, reference_checksums(root, tmp_path_factory.mktemp("medium_ref"))
 
 
 def jobs() -> dict[str, str]:
