@@ -93,6 +93,16 @@ def gpu_resources(profile: dict | None, uses_gpu: bool) -> dict | None:
     return {"GPU": 1} if uses_gpu and (profile or {}).get("gpus") else None
 
 
+def max_threads(profile: dict | None, workers: int = 2) -> int:
+    """The most worker threads the cluster of `profile` can have at once (None: the
+    LocalCluster of `workers`, one thread each; a batch profile: `max_jobs` jobs of
+    `cores` threads)."""
+    p = profile or {"kind": "local", "workers": workers}
+    if p["kind"] == "local":
+        return int(p.get("workers", workers))
+    return int(p.get("max_jobs", 4)) * int(p.get("cores", 4))
+
+
 def make_cluster(profile: dict | None, workers: int = 2):
     """A started cluster for `profile` (None = the default LocalCluster of `workers`)."""
     p = profile or {"kind": "local", "workers": workers}

@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import pandas as pd
 import zarr
 
 from pipeline.catalog import Dataset
-from pipeline.cluster import gpu_resources
+from pipeline.cluster import gpu_resources, max_threads
 from pipeline.faults import fault_point
 from pipeline.params import workers_have_gpu
 from pipeline.planning import RunPlan, SamplePlan
@@ -29,6 +30,13 @@ from schemas.arrays import ARRAYS, SHARD_SAMPLES
 from schemas.tables import CHECKPOINT, CHECKPOINT_SCHEMA, conform
 
 CHECKPOINT_TABLE = CHECKPOINT.removeprefix("tables/")
+CLIPS_PER_THREAD = 4  # clip tasks in flight per worker thread (_Execution.window)
+# dask's developer logs (the last messages of each connection, the scheduler's transitions,
+# its profile cycles) keep 1000 entries by default; each message sent to a worker holds a
+# task's arguments (a sample row, the parameters, a store session), so with that default
+# the driver's memory grows with the run's first thousand tasks per worker. The engine
+# keeps this many.
+DASK_LOG_LENGTH = 50
 
 
 def jsonable(o):
@@ -42,6 +50,7 @@ class LazyClient:
 
     def __init__(self, workers: int, log=print, profile: dict | None = None):
         self.workers, self.log, self.client, self.profile = workers, log, None, profile
+        self.config = None  # the dask settings of the client's lifetime (short_dask_logs)
 
     def __call__(self):
         if self.client is None:
@@ -51,6 +60,7 @@ class LazyClient:
 
             if self.profile:
                 check_schedulable(self.profile)  # refused in seconds rather than waited on forever
+            self.config = short_dask_logs()
             self.client = Client(make_cluster(self.profile, self.workers))
             kind = (self.profile or {}).get("kind", "local")
             self.log(f"dask dashboard: {self.client.dashboard_link} ({kind} cluster)")
@@ -63,6 +73,19 @@ class LazyClient:
             self.client.close()
             self.client.cluster.close()
             self.client = None
+        if self.config is not None:
+            self.config.__exit__(None, None, None)
+            self.config = None
+
+
+def short_dask_logs():
+    """dask's developer logs bounded to DASK_LOG_LENGTH entries (a shorter length the
+    user configured is kept) until the returned settings are exited."""
+    import dask
+
+    key = "distributed.admin.low-level-log-length"
+    now = dask.config.get(key)
+    return dask.config.set({key: DASK_LOG_LENGTH if now is None else min(now, DASK_LOG_LENGTH)})
 
 
 @dataclass
@@ -169,6 +192,15 @@ def checkpoint(store: Store, session, branch: str, written: Written, plan: RunPl
     return store.repo.writable_session(branch)
 
 
+def clip_window(profile: dict | None, workers: int) -> int:
+    """How many clip tasks a run keeps submitted and not yet finished: a few per thread
+    the cluster can have at its largest (enough to keep every worker busy, and to show an
+    adaptive batch cluster the work that makes it scale up), at least two shards' worth.
+    The rest wait in the driver as plans, so the scheduler's state, the futures and the
+    results held for unwritten shards stay bounded however many clips a run has."""
+    return max(CLIPS_PER_THREAD * max_threads(profile, workers), 2 * SHARD_SAMPLES)
+
+
 def failed_task(sample_id: str, exc: BaseException) -> dict:
     """The result standing for a clip task that failed after its retries."""
     detail = f"sample {sample_id}: task failed after retries: {type(exc).__name__}: {exc}"
@@ -179,17 +211,22 @@ class _Execution:
     """The dask side of one run: clip tasks, a writer per shard once its clips are done,
     periodic checkpoints. State lives here so each step is a short method."""
 
-    def __init__(self, store, plan: RunPlan, ds: Dataset, client, profile, branch, written, run_id, log):
+    def __init__(self, store, plan: RunPlan, ds: Dataset, client, profile, branch, written, run_id, log, in_flight):
         self.store, self.plan, self.ds, self.client, self.profile = store, plan, ds, client, profile
+        self.in_flight = in_flight  # clip tasks submitted and not yet finished, at most (clip_window)
         self.branch, self.written, self.run_id, self.log = branch, written, run_id, log
         self.session = store.repo.writable_session(branch)
-        self.rows = plan.samples.to_dict("records")
         self.unsaved: list = []  # writer results not yet merged into the session
         self.results: dict[int, object] = {}  # index -> clip future or failed-task result, until its shard is written
         self.writers: dict = {}  # writer future -> the sample indices it writes
         # torch TV-L1 on GPU workers: the clip tasks leave their flows pending and one task
         # per write shard computes them in batches on a GPU (tasks.shard_flows)
         self.defer_flows = ds.params["tvl1"]["backend"] == "torch" and workers_have_gpu(profile)
+
+    def row(self, index: int) -> dict:
+        """The sample row of array row `index`, as a clip task gets it (made when its task
+        is submitted: the run holds the samples table, not a dict per sample)."""
+        return self.plan.samples.iloc[[index]].to_dict("records")[0]
 
     def submit_clip(self, p: SamplePlan):
         """Submit the clip task of `p` (a partial recompute reuses the old crop box)."""
@@ -200,7 +237,7 @@ class _Execution:
             angle = float(o["eye_angle"])
         return self.client.submit(
             process_clip,
-            self.rows[p.index],
+            self.row(p.index),
             str(self.ds.root()),
             self.ds.params,
             p.need,
@@ -258,7 +295,7 @@ class _Execution:
     def clip_done(self, f, p: SamplePlan) -> None:
         """Keep a finished clip's future (or its failure, logged) for its shard's writer."""
         if f.status == "error":
-            res = failed_task(self.rows[p.index]["sample_id"], f.exception())
+            res = failed_task(self.plan.samples["sample_id"].iat[p.index], f.exception())
             self.log(res["detail"])
             self.results[p.index] = res
         else:
@@ -280,27 +317,39 @@ class _Execution:
         fault_point("after_checkpoint")
         return time.monotonic()
 
+    def submit_clips(self, queue: deque, futs: dict, ac) -> None:
+        """Submit clip tasks from the front of `queue` (array-row order, so shards fill
+        one after another) until the window is full."""
+        room = self.in_flight - len(futs)
+        while queue and room > 0:
+            p = queue.popleft()
+            f = self.submit_clip(p)
+            futs[f] = p
+            ac.add(f)
+            room -= 1
+
     def run(self, checkpoint_s: float, progress: bool) -> None:
         """Run every clip task and shard writer not already on the branch."""
         from dask.distributed import as_completed
         from tqdm import tqdm
 
         skip = self.written.infos
-        futs = {self.submit_clip(p): p for p in self.plan.todo if p.index not in skip}
+        queue = deque(p for p in self.plan.todo if p.index not in skip)
         by_shard: dict[int, list] = {}
         for p in self.plan.plans:
             if p.index not in skip:
                 by_shard.setdefault(p.index // SHARD_SAMPLES, []).append(p)
         pending = {sh: {p.index for p in ps if p.action == "compute"} for sh, ps in by_shard.items()}
-        ac = as_completed(list(futs))
+        ac, futs = as_completed(), {}
+        bar = tqdm(total=len(queue), desc=f"{self.ds.name}: clips", unit="clip", disable=not progress)
+        self.submit_clips(queue, futs, ac)
         for sh, pend in pending.items():
             if not pend and (w := self.submit_writer(by_shard[sh], sh)) is not None:
                 ac.add(w)
-        bar = tqdm(total=len(futs), desc=f"{self.ds.name}: clips", unit="clip", disable=not progress)
         last_ck = time.monotonic()
         for f in ac:
             if f in self.writers:
-                last_ck = self.shard_done(f, not ac.is_empty(), last_ck, checkpoint_s)
+                last_ck = self.shard_done(f, not ac.is_empty() or bool(queue), last_ck, checkpoint_s)
                 continue
             p = futs.pop(f)  # from here only results[p.index] holds it, until its shard is written
             self.clip_done(f, p)
@@ -309,6 +358,7 @@ class _Execution:
             pending[sh].discard(p.index)
             if not pending[sh] and (w := self.submit_writer(by_shard[sh], sh)) is not None:
                 ac.add(w)
+            self.submit_clips(queue, futs, ac)
         bar.close()
 
 
@@ -330,7 +380,9 @@ def execute(
     branch, written = found if found else (new_scratch_branch(store, plan, run_id, ds.name), Written())
     resumed = len(written.infos)
     to_run = [p for p in plan.todo + plan.copies if p.index not in written.infos]
-    ex = _Execution(store, plan, ds, get_client() if to_run else None, get_client.profile, branch, written, run_id, log)
+    client, profile = get_client() if to_run else None, get_client.profile
+    window = clip_window(profile, get_client.workers)
+    ex = _Execution(store, plan, ds, client, profile, branch, written, run_id, log, window)
     if to_run:
         ex.run(checkpoint_s, progress)
     forks = written.absorb(ex.unsaved)
