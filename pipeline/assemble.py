@@ -69,38 +69,45 @@ def _computed_columns(info: dict, old: dict | None) -> dict:
     }
 
 
-def _sample_row(p: SamplePlan, row: dict, plan: RunPlan, written: Written) -> tuple[dict, dict | None]:
-    """(manifest row, task result of a sample computed now or None)."""
-    r = {**row, "index": p.index, **_fingerprint_columns(p, plan.groups), **_clip_columns(p, plan)}
+def _sample_columns(p: SamplePlan, plan: RunPlan, written: Written, sample_id: str) -> tuple[dict, dict | None]:
+    """(the manifest columns a sample's row adds to its sample row, task result of a
+    sample computed now or None)."""
+    r = {"index": p.index, **_fingerprint_columns(p, plan.groups), **_clip_columns(p, plan)}
     info = written.infos.get(p.index) if p.action == "compute" else None
     if info is not None:
         r.update(_computed_columns(info, p.old))
     elif p.action != "compute" and p.old is not None:
         r.update({k: p.old.get(k) for k in RESULT_COLUMNS})
     else:
-        raise RuntimeError(f"sample {r['sample_id']}: no result was written (engine bug)")
+        raise RuntimeError(f"sample {sample_id}: no result was written (engine bug)")
     return r, info
 
 
-def _task_exclusion(r: dict, info: dict, dataset: str) -> dict:
+def _task_exclusion(sample: pd.Series, info: dict, dataset: str) -> dict:
     """The exclusion of a sample whose task excluded it (or failed)."""
+    ann_row = None if pd.isna(sample["ann_row"]) else int(sample["ann_row"])
     return exclusion_row(
-        dataset, r["ann_file"], r["ann_row"], info["reason"], info["detail"], r["sample_id"], info["stage"]
+        dataset, sample["ann_file"], ann_row, info["reason"], info["detail"], sample["sample_id"], info["stage"]
     )
 
 
 def checksums_table(plan: RunPlan, old: pd.DataFrame | None, new: dict[int, dict[str, str]]) -> pd.DataFrame:
     """The checksums table of this version: values written now, plus the old rows of
-    samples (and arrays) that stayed where they were and were not rewritten."""
+    samples (and arrays) that stayed where they were and were not rewritten. Built
+    column-wise (one row per sample and array: a dict per row would be most of it)."""
     old_by = {} if old is None else {sid: dict(zip(d["array"], d["sha256"])) for sid, d in old.groupby("sample_id")}
     ids = plan.samples["sample_id"].tolist()
-    out = []
+    cols: dict[str, list] = {"sample_id": [], "index": [], "array": [], "sha256": []}
     for p in plan.plans:
         sid = ids[p.index]
         shas = dict(old_by.get(sid, {})) if p.stayed else {}
         shas.update(new.get(p.index, {}))
-        out += [{"sample_id": sid, "index": p.index, "array": a, "sha256": h} for a, h in sorted(shas.items())]
-    return pd.DataFrame(out, columns=["sample_id", "index", "array", "sha256"])
+        for a, h in sorted(shas.items()):
+            cols["sample_id"].append(sid)
+            cols["index"].append(p.index)
+            cols["array"].append(a)
+            cols["sha256"].append(h)
+    return pd.DataFrame(cols)
 
 
 def assemble(
@@ -110,18 +117,22 @@ def assemble(
     old_exclusions: pd.DataFrame | None,
     old_checksums: pd.DataFrame | None,
 ) -> Assembled:
-    """The manifest, exclusions and checksums of the new version."""
-    man_rows, excl_rows, timings = [], [], []
-    for p, row in zip(plan.plans, plan.samples.to_dict("records")):
-        r, info = _sample_row(p, row, plan, written)
-        man_rows.append(r)
+    """The manifest, exclusions and checksums of the new version. The manifest is the
+    samples table with the run's columns beside it (built column-wise: no copy of each
+    sample's row, whose frame lists are most of its size)."""
+    samples = plan.samples.reset_index(drop=True)
+    ids = samples["sample_id"].tolist()
+    added, excl_rows, timings = [], [], []
+    for p in plan.plans:
+        r, info = _sample_columns(p, plan, written, ids[p.index])
+        added.append(r)
         if info is not None:
             timings.append(info.get("timings", {}))
             if info["status"] != "ok":
-                excl_rows.append(_task_exclusion(r, info, dataset))
+                excl_rows.append(_task_exclusion(samples.iloc[p.index], info, dataset))
         elif r["status"] == "excluded" and old_exclusions is not None:
-            excl_rows.extend(old_exclusions[old_exclusions["sample_id"] == r["sample_id"]].to_dict("records"))
-    manifest = pd.DataFrame(man_rows)
+            excl_rows.extend(old_exclusions[old_exclusions["sample_id"] == ids[p.index]].to_dict("records"))
+    manifest = pd.concat([samples, pd.DataFrame(added, index=[p.index for p in plan.plans])], axis=1)
     for c in CROP_COLUMNS:
         manifest[c] = (manifest[c] if c in manifest else pd.Series([None] * len(manifest))).astype("Int32")
     exclusions = pd.concat(
