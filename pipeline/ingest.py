@@ -165,17 +165,19 @@ def read_annotation(
 def sheet_quirks(path: Path, sheet) -> dict[int, list[str]]:
     """{sheet row: what is odd there} for the cells pandas reads as blank although the
     file holds something: merged cells (only the top-left cell has the value) and
-    formulas saved without a computed value. .xlsx/.xlsm only (openpyxl); {} otherwise."""
+    formulas saved without a computed value. .xlsx/.xlsm only (openpyxl); {} otherwise.
+    The workbook is loaded whole once (merged ranges exist only there); the saved values
+    are streamed (read-only) and only when the sheet holds formulas."""
     if path.suffix.lower() not in (".xlsx", ".xlsm"):
         return {}
     import openpyxl
 
     try:
-        wb, values = openpyxl.load_workbook(path), openpyxl.load_workbook(path, data_only=True)
+        wb = openpyxl.load_workbook(path)
     except Exception:
         return {}  # the reader above reports an unreadable file
     name = sheet if isinstance(sheet, str) else wb.sheetnames[sheet or 0]
-    ws, wv = wb[name], values[name]
+    ws = wb[name]
     out: dict[int, list[str]] = {}
     for rng in ws.merged_cells.ranges:
         top = rng.start_cell
@@ -184,14 +186,34 @@ def sheet_quirks(path: Path, sheet) -> dict[int, list[str]]:
                 out.setdefault(row, []).append(
                     f"cells {rng.coord} are merged (the value {top.value!r} is in {top.coordinate} only)"
                 )
-    for row in ws.iter_rows():
-        for cell in row:
-            if cell.data_type == "f" and wv[cell.coordinate].value is None:
-                out.setdefault(cell.row, []).append(
-                    f"cell {cell.coordinate} holds the formula {cell.value!r} with no saved value (the program "
-                    "that wrote the file did not compute it; open and save it in a spreadsheet application)"
-                )
+    formulas = {(c.row, c.column): c for row in ws.iter_rows() for c in row if c.data_type == "f"}
+    wb.close()
+    for cell in _without_saved_value(path, name, formulas):
+        out.setdefault(cell.row, []).append(
+            f"cell {cell.coordinate} holds the formula {cell.value!r} with no saved value (the program "
+            "that wrote the file did not compute it; open and save it in a spreadsheet application)"
+        )
     return out
+
+
+def _without_saved_value(path: Path, sheet: str, formulas: dict) -> list:
+    """The formula cells (by (row, column)) whose saved value in `sheet` is empty, read
+    from the workbook's cached values in read-only (streaming) mode."""
+    if not formulas:
+        return []
+    import openpyxl
+
+    values = openpyxl.load_workbook(path, data_only=True, read_only=True)
+    try:
+        saved = {
+            (c.row, c.column)
+            for row in values[sheet].iter_rows()
+            for c in row
+            if (getattr(c, "row", None), getattr(c, "column", None)) in formulas and c.value is not None
+        }
+    finally:
+        values.close()
+    return [c for k, c in sorted(formulas.items()) if k not in saved]
 
 
 QUIRK_REASONS = {"unsafe_path", "frame_not_numeric", "apex_missing", "au_unparsable", "clip_missing"}

@@ -964,6 +964,36 @@ def test_12_merged_subject_cells_and_uncomputed_formulas_are_named_as_such(commi
     assert f"cell C{r_c} holds the formula '=D{r_c}-8' with no saved value" in detail
 
 
+def test_12_a_formula_with_a_saved_value_is_not_a_quirk(tmp_path):
+    """The saved values are streamed (read-only) and matched to the formula cells by
+    position: a formula whose file holds its value is read like any value, one without
+    is named; a spreadsheet application saves `<f>` and `<v>` together (written here into
+    the sheet's XML, as openpyxl saves formulas without values)."""
+    import zipfile
+
+    import openpyxl
+
+    from pipeline.ingest import sheet_quirks
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "label"
+    ws["A1"], ws["B2"], ws["C3"] = "Subject", "=1+1", "=2+2"
+    plain = tmp_path / "plain.xlsx"
+    wb.save(plain)
+    saved = tmp_path / "saved.xlsx"
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(saved, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                assert b'<c r="C3"><f>2+2</f><v /></c>' in data
+                data = data.replace(b'<c r="C3"><f>2+2</f><v /></c>', b'<c r="C3"><f>2+2</f><v>4</v></c>')
+            zout.writestr(item, data)
+    got = sheet_quirks(saved, "label")
+    assert list(got) == [2] and "cell B2 holds the formula '=1+1' with no saved value" in got[2][0]
+    assert sorted(sheet_quirks(plain, "label")) == [2, 3]  # neither saved: both named
+
+
 def test_12_a_sheet_whose_rows_mostly_cannot_be_read_is_a_failed_run_not_a_commit(committed):
     from pipeline.runner import RunRefused
 
