@@ -5,11 +5,13 @@
 The demo's Part A (21 annotation rows, 3 subjects) is repeated until it has at least N
 clips: each repetition is a new subject whose folder holds hard links to one of the demo
 subjects' files (no disk cost, not symlinks: ingest refuses those as loops) and whose sheet rows are the demo's with that subject, so every
-clip is a real sample with its own id and the same cost as the demo's. Each size runs in
-its own process (`run()` on an empty store, LocalCluster of --workers), while a sampler
-reads every 0.2 s the resident memory (RSS) of the driver (the dask client) and of each
-worker process. Printed per size: clips, seconds, the driver's peak RSS and the largest
-worker's peak RSS, and the ratio of each to the smallest size's.
+clip is a real sample with its own id and the same cost as the demo's. The data is made
+here; each size then runs in a process of its own with the CLI's process settings
+(`import mepipe`: Arrow on the system allocator) - `run()` on an empty store, LocalCluster
+of --workers - while a sampler reads every 0.2 s the resident memory (RSS) of that
+driver (the dask client and scheduler) and of each worker process. Printed per size:
+clips, seconds, the driver's peak RSS and the largest worker's peak RSS, and the ratio of
+each to the smallest size's.
 
 Before the runner let go of a clip's result once its shard was written, the client held
 every clip future until the run ended (357 MB for the demo's 79 clips), so worker memory
@@ -31,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import mepipe  # noqa: E402,F401  the CLI's process settings, before pyarrow loads
 
 SHEET = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
 
@@ -74,19 +78,23 @@ def sample_rss(stop: threading.Event, peaks: dict) -> None:
         stop.wait(0.2)
 
 
-def one_size(clips: int, methods: list[str], workers: int, checkpoint_s: float = 120.0) -> dict:
-    """Run the repeated demo of `clips` clips once; its seconds and peak memory."""
+def demo_root() -> Path:
+    """The demo dataset's folder (generated on first use)."""
     from pipeline.catalog import load_catalog
     from pipeline.demo import ensure_demo
-    from pipeline.runner import run
-    from tests.conftest import write_catalog  # the suite's catalog of a CAS(ME)^3 Part A copy
 
     demo_cat = load_catalog(ROOT / "catalog.yaml")
     ensure_demo(demo_cat.dataset("demo"), log=lambda *a: None)
-    demo = demo_cat.dataset("demo").root()
+    return demo_cat.dataset("demo").root()
+
+
+def one_size(root: Path, methods: list[str], workers: int, checkpoint_s: float = 120.0) -> dict:
+    """Run the repeated demo at `root` once into a new store; its seconds and peak memory."""
+    from pipeline.catalog import load_catalog
+    from pipeline.runner import run
+    from tests.conftest import write_catalog  # the suite's catalog of a CAS(ME)^3 Part A copy
+
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "data"
-        rows = repeated_demo(demo, root, clips)
         os.environ["MEPIPE_BENCH_MEMORY_ROOT"] = str(root)
         cat = load_catalog(write_catalog(Path(tmp), env="MEPIPE_BENCH_MEMORY_ROOT"))  # dataset t
         peaks: dict = {}
@@ -108,7 +116,6 @@ def one_size(clips: int, methods: list[str], workers: int, checkpoint_s: float =
         t.join()
     workers_mb = [v for k, v in peaks.items() if k != "client"]
     return {
-        "rows": rows,
         "samples": int((res.manifest["status"] == "ok").sum()),
         "seconds": round(secs, 1),
         "client_mb": round(peaks["client"], 1),
@@ -122,18 +129,20 @@ def main() -> None:
     ap.add_argument("--methods", default="dvscl", help="comma-separated feeds (default dvscl: crop + depth)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--checkpoint-s", type=float, default=120.0, help="the run's checkpoint interval (as mepipe's)")
-    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # run one size, print JSON
+    ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # run the data at this folder, print JSON
     a = ap.parse_args()
     methods = [m for m in a.methods.split(",") if m]
     if a.one:
         print(json.dumps(one_size(a.one, methods, a.workers, a.checkpoint_s)))
         return
-    rows = []
-    for n in a.clips:  # one process per size: a peak is not carried over
-        cmd = [sys.executable, __file__, "--one", str(n), "--methods", a.methods, "--workers", str(a.workers)]
-        cmd += ["--checkpoint-s", str(a.checkpoint_s)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+    rows, demo = [], demo_root()
+    for n in a.clips:  # one process per size: a peak is not carried over, nor the making of the data
+        with tempfile.TemporaryDirectory() as tmp:
+            n_rows = repeated_demo(demo, Path(tmp) / "data", n)
+            cmd = [sys.executable, __file__, "--one", str(Path(tmp) / "data"), "--methods", a.methods]
+            cmd += ["--workers", str(a.workers), "--checkpoint-s", str(a.checkpoint_s)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows.append({"rows": n_rows, **json.loads(out.strip().splitlines()[-1])})
     base = rows[0]
     print(f"methods {a.methods}, {a.workers} LocalCluster workers, checkpoint every {a.checkpoint_s} s")
     print("sheet rows | ok samples | seconds | client peak MB (ratio) | largest worker peak MB (ratio)")
