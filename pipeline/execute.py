@@ -30,7 +30,7 @@ from schemas.arrays import ARRAYS, SHARD_SAMPLES
 from schemas.tables import CHECKPOINT, CHECKPOINT_SCHEMA, conform
 
 CHECKPOINT_TABLE = CHECKPOINT.removeprefix("tables/")
-CLIPS_PER_THREAD = 4  # clip tasks in flight per worker thread (_Execution.window)
+CLIPS_PER_THREAD = 4  # clip tasks in flight per thread the cluster can have (clip_window)
 # dask's developer logs (the last messages of each connection, the scheduler's transitions,
 # its profile cycles) keep 1000 entries by default; each message sent to a worker holds a
 # task's arguments (a sample row, the parameters, a store session), so with that default
