@@ -256,12 +256,13 @@ class _Execution:
             return None
         return Slot(p.index, p.action, p.old_index, self.plan.region(p.index), p.old_region())
 
-    def submit_writer(self, plans: list[SamplePlan], shard: int):
-        """Submit the writer of one shard (nothing when none of its samples is written).
-        The clip results go as a dict of futures, which dask resolves on the worker."""
+    def submit_writer(self, plans: list[SamplePlan], shard: int, ac) -> None:
+        """Submit the writer of one shard to `ac` (nothing when none of its samples is
+        written). The clip results go as a dict of futures, which dask resolves on the
+        worker. Only `writers` and `ac` hold its future (see `run`)."""
         slots = [s for s in map(self.slot, plans) if s is not None]
         if not slots:
-            return None
+            return
         w = self.client.submit(
             write_shard,
             self.session.fork(),
@@ -274,7 +275,7 @@ class _Execution:
             key=f"shard-{shard}-{self.run_id}",
         )
         self.writers[w] = [s.index for s in slots]
-        return w
+        ac.add(w)
 
     def computed(self, plans: list[SamplePlan], slots: list[Slot], shard: int):
         """What the writer of a shard gets for its computed samples: their clip results
@@ -344,21 +345,25 @@ class _Execution:
         bar = tqdm(total=len(queue), desc=f"{self.ds.name}: clips", unit="clip", disable=not progress)
         self.submit_clips(queue, futs, ac)
         for sh, pend in pending.items():
-            if not pend and (w := self.submit_writer(by_shard[sh], sh)) is not None:
-                ac.add(w)
+            if not pend:
+                self.submit_writer(by_shard[sh], sh, ac)
         last_ck = time.monotonic()
         for f in ac:
             if f in self.writers:
                 last_ck = self.shard_done(f, not ac.is_empty() or bool(queue), last_ck, checkpoint_s)
-                continue
-            p = futs.pop(f)  # from here only results[p.index] holds it, until its shard is written
-            self.clip_done(f, p)
-            bar.update(1)
-            sh = p.index // SHARD_SAMPLES
-            pending[sh].discard(p.index)
-            if not pending[sh] and (w := self.submit_writer(by_shard[sh], sh)) is not None:
-                ac.add(w)
-            self.submit_clips(queue, futs, ac)
+            else:
+                p = futs.pop(f)  # from here only results[p.index] holds it, until its shard is written
+                self.clip_done(f, p)
+                bar.update(1)
+                sh = p.index // SHARD_SAMPLES
+                pending[sh].discard(p.index)
+                if not pending[sh]:
+                    self.submit_writer(by_shard[sh], sh, ac)
+                self.submit_clips(queue, futs, ac)
+            # let go of the future now, not when the next one completes: a written shard's
+            # writer future kept its clips wanted, and a worker leaving meanwhile (walltime,
+            # scancel) made dask compute both again (tests/test_slurm.py)
+            del f
         bar.close()
 
 

@@ -123,3 +123,34 @@ def test_the_cli_puts_arrow_on_the_system_allocator_unless_told_otherwise(env, p
     code = "import mepipe.cli, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
     out = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == pool
+
+
+@pytest.mark.slow
+def test_a_written_shard_leaves_nothing_on_the_scheduler_for_a_departing_worker_to_redo(dataset_copy, monkeypatch):
+    """Once a shard's writer has been absorbed, its future is let go at once (not when the
+    next future completes): by the next clip's completion the scheduler has forgotten the
+    writer and its clips. A writer still wanted kept its clips' recipe too, and a worker
+    leaving meanwhile (walltime, scancel) made dask compute both again - found by the
+    SLURM walltime test when submission order changed."""
+    root, catalog = dataset_copy
+    cat = load_catalog(catalog)
+    to_check, seen = [], []
+    real_done, real_shard = execute._Execution.clip_done, execute._Execution.shard_done
+
+    def shard_done(self, f, *a):
+        to_check.append(list(self.writers[f]))
+        return real_shard(self, f, *a)
+
+    def clip_done(self, f, p):
+        tasks = self.client.cluster.scheduler.tasks
+        while to_check:
+            idx = to_check.pop()
+            keys = [f"shard-{idx[0] // SHARD_SAMPLES}-{self.run_id}"] + [f"clip-{i}-{self.run_id}" for i in idx]
+            seen.append({k: tasks[k].state if k in tasks else "forgotten" for k in keys})
+        return real_done(self, f, p)
+
+    monkeypatch.setattr(execute._Execution, "shard_done", shard_done)
+    monkeypatch.setattr(execute._Execution, "clip_done", clip_done)
+    res = run(cat, cat.dataset("t"), workers=2, log=lambda *a: None, progress=False, methods=["dvscl"])
+    assert res.committed and seen  # at least one shard was written before the last clip finished
+    assert all(set(s.values()) == {"forgotten"} for s in seen), seen
