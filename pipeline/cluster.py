@@ -34,6 +34,8 @@ PROFILE_KEYS = {
     "log_directory": (str, False),  # the worker jobs' output files (default: <run folder>/worker-logs)
 }
 DEFAULT_START_TIMEOUT_S = 600
+DEFAULT_CORES = 4  # threads per batch job when a profile names no `cores`
+DEFAULT_MAX_JOBS = 4  # batch jobs at most when a profile names no `max_jobs`
 
 
 class ClusterUnschedulable(RuntimeError):
@@ -67,7 +69,7 @@ def cluster_kwargs(p: dict) -> dict:
         "log_directory": p.get("log_directory"),
         "queue": p.get("queue"),
         "account": p.get("account"),
-        "cores": p.get("cores", 4),
+        "cores": p.get("cores", DEFAULT_CORES),
         "processes": p.get("processes", 1),
         "memory": p.get("memory", "8GB"),
         "walltime": walltime,
@@ -93,24 +95,30 @@ def gpu_resources(profile: dict | None, uses_gpu: bool) -> dict | None:
     return {"GPU": 1} if uses_gpu and (profile or {}).get("gpus") else None
 
 
+def local_workers(profile: dict, workers: int) -> int:
+    """The worker processes (one thread each) of a local profile: its `workers`, else the
+    run's `--workers`."""
+    return int(profile.get("workers", workers))
+
+
 def max_threads(profile: dict | None, workers: int = 2) -> int:
     """The most worker threads the cluster of `profile` can have at once (None: the
     LocalCluster of `workers`, one thread each; a batch profile: `max_jobs` jobs of
     `cores` threads)."""
-    p = profile or {"kind": "local", "workers": workers}
+    p = profile or {"kind": "local"}
     if p["kind"] == "local":
-        return int(p.get("workers", workers))
-    return int(p.get("max_jobs", 4)) * int(p.get("cores", 4))
+        return local_workers(p, workers)
+    return int(p.get("max_jobs", DEFAULT_MAX_JOBS)) * int(p.get("cores", DEFAULT_CORES))
 
 
 def make_cluster(profile: dict | None, workers: int = 2):
     """A started cluster for `profile` (None = the default LocalCluster of `workers`)."""
-    p = profile or {"kind": "local", "workers": workers}
+    p = profile or {"kind": "local"}
     if p["kind"] == "local":
         from dask.distributed import LocalCluster
 
         return LocalCluster(
-            n_workers=p.get("workers", workers),
+            n_workers=local_workers(p, workers),
             threads_per_worker=1,
             processes=True,
             dashboard_address=p.get("dashboard_address", DASHBOARD_ADDRESS),
@@ -126,7 +134,7 @@ def make_cluster(profile: dict | None, workers: int = 2):
     cluster = C(**cluster_kwargs(p))
     # at least one job: a cluster is started only when a run has tasks, and its first worker
     # is waited for (wait_for_first_worker) before they are submitted
-    cluster.adapt(minimum_jobs=max(1, p.get("min_jobs", 0)), maximum_jobs=p.get("max_jobs", 4))
+    cluster.adapt(minimum_jobs=max(1, p.get("min_jobs", 0)), maximum_jobs=p.get("max_jobs", DEFAULT_MAX_JOBS))
     return cluster
 
 
