@@ -70,22 +70,31 @@ def tim_interpolate(frames: np.ndarray, m: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------ Eulerian magnification (Wu et al. 2012)
-def laplacian_pyramid(img: np.ndarray, levels: int) -> list[np.ndarray]:
-    g = img.astype(np.float32)
+def up_to(g: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """cv2.pyrUp of g to the size of `like` (one pyramid level finer)."""
+    return cv2.pyrUp(g, dstsize=(like.shape[1], like.shape[0]))
+
+
+def laplacian_pyramid(img, levels: int, down=cv2.pyrDown, up=up_to) -> list:
+    """[finest band, ..., coarsest Gaussian level] of an image: float32 (H, W[, C]) numpy
+    (a numpy image of another dtype is converted), with OpenCV's pyramid steps; or, with
+    other `down(g)` and `up(g, like)` steps, what they take (stages.magnify_torch:
+    batches of (N, 3, H, W) tensors)."""
+    g = img.astype(np.float32) if isinstance(img, np.ndarray) else img
     pyr = []
     for _ in range(levels - 1):
-        down = cv2.pyrDown(g)
-        up = cv2.pyrUp(down, dstsize=(g.shape[1], g.shape[0]))
-        pyr.append(g - up)
-        g = down
+        down_g = down(g)
+        pyr.append(g - up(down_g, g))
+        g = down_g
     pyr.append(g)
     return pyr
 
 
-def collapse(pyr: list[np.ndarray]) -> np.ndarray:
+def collapse(pyr: list, up=up_to):
+    """The image a Laplacian pyramid encodes (`laplacian_pyramid`'s inverse)."""
     g = pyr[-1]
     for lap in reversed(pyr[:-1]):
-        g = cv2.pyrUp(g, dstsize=(lap.shape[1], lap.shape[0])) + lap
+        g = up(g, lap) + lap
     return g
 
 
@@ -127,15 +136,15 @@ def eulerian_magnify(
     return np.stack([collapse([out_levels[lv][t] for lv in range(levels)]) for t in range(T)])
 
 
-def magnify_pair(
-    onset: np.ndarray, apex: np.ndarray, alpha: float, levels: int = 4, lambda_c: float | None = None
-) -> np.ndarray:
+def magnify_pair(onset, apex, alpha: float, levels: int = 4, lambda_c: float | None = None, down=cv2.pyrDown, up=up_to):
     """Linear Eulerian magnification of the onset -> apex change with the onset as the
     static reference (the temporal filter keeps I_apex - I_onset per pyramid level, which
     is what an onset..apex band-pass leaves at the apex of a monotonic movement):
-    returns the magnified apex, float32, same shape (not clipped)."""
-    po, pa = laplacian_pyramid(onset, levels), laplacian_pyramid(apex, levels)
-    return collapse([a + k * (a - o) for o, a, k in zip(po, pa, level_alphas(alpha, levels, lambda_c))])
+    returns the magnified apex, float32, same shape (not clipped). `down`/`up`: the
+    pyramid steps (`laplacian_pyramid`)."""
+    po, pa = laplacian_pyramid(onset, levels, down, up), laplacian_pyramid(apex, levels, down, up)
+    ks = level_alphas(alpha, levels, lambda_c)
+    return collapse([a + k * (a - o) for o, a, k in zip(po, pa, ks)], up)
 
 
 def amplify_motion(flow: np.ndarray, gamma: float) -> np.ndarray:
