@@ -96,11 +96,17 @@ def one_thread_per_task(torch_too: bool) -> None:
 
 def flows_now(pending: list[PendingFlow], tvl1_params: dict, timings: dict) -> dict:
     """Compute a sample's pending TV-L1 flows one by one (params.tvl1, its backend
-    included); returns the arrays their products make of them."""
+    included), each pair prepared first where a product asks; returns the arrays their
+    products make of them."""
     out = {}
     for pf in pending:
+        src, dst = pf.src, pf.dst
+        if pf.prepare is not None:
+            t = time.perf_counter()
+            src, dst = pf.prepare.one(src, dst)
+            timings[pf.prepare.timing] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
-        out.update(pf.finish(tvl1(pf.src, pf.dst, **tvl1_params)))
+        out.update(pf.finish(tvl1(src, dst, **tvl1_params)))
         timings[pf.timing] = (time.perf_counter() - t) * 1e3
     return out
 
@@ -114,25 +120,46 @@ def _without_pending(res: dict) -> dict:
 
 def shard_flows(results: dict, tvl1_params: dict) -> dict:
     """The clip results of one write shard (index -> result) with their pending TV-L1
-    flows computed by the torch backend in one batch per image size (the 310x310 crops,
-    the 224x224 magnified pairs), on CUDA when this worker has it. Each sample's timing
-    is its share of its batch's time."""
+    flows computed by the torch backend in one batch per kind of pair (the 310x310 crops;
+    seed 004's pairs, magnified and shrunk to 224x224 in the same batch first), on CUDA
+    when this worker has it. Each sample's timings are its share of its batch's."""
+    import torch
+
     one_thread_per_task(torch_too=True)
     p = {k: v for k, v in tvl1_params.items() if k != "backend"}
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = {i: _without_pending(r) for i, r in results.items()}
     batches: dict[tuple, list] = {}
     for i, r in results.items():
         for pf in r.get("arrays", {}).get(PENDING, []) if r.get("status") == "ok" else []:
-            batches.setdefault((pf.src.shape, pf.dst.shape), []).append((i, pf))
-    for batch in batches.values():
+            batches.setdefault((pf.src.shape, pf.dst.shape, pf.prepare), []).append((i, pf))
+    for (_, _, prep), batch in batches.items():
+        src, dst = (
+            torch.from_numpy(np.stack([getattr(pf, side) for _, pf in batch])).to(dev) for side in ("src", "dst")
+        )
+        if prep is not None:
+            t = time.perf_counter()
+            src, dst = prep.batch(src, dst)
+            prep_ms = _synchronised_ms(t, dev) / len(batch)
         t = time.perf_counter()
-        flows = tvl1_batch(np.stack([pf.src for _, pf in batch]), np.stack([pf.dst for _, pf in batch]), **p)
+        flows = tvl1_batch(src, dst, **p)
         ms = (time.perf_counter() - t) * 1e3 / len(batch)
-        trace(f"flow_batch {len(batch)}x{batch[0][1].src.shape[0]}")  # tests only (MEPIPE_TRACE)
+        trace(f"flow_batch {len(batch)}x{src.shape[1]}")  # tests only (MEPIPE_TRACE)
         for (i, pf), f in zip(batch, flows):
             out[i]["arrays"].update(pf.finish(f))
             out[i]["timings"][pf.timing] = ms
+            if prep is not None:
+                out[i]["timings"][prep.timing] = prep_ms
     return out
+
+
+def _synchronised_ms(start: float, dev) -> float:
+    """Milliseconds since `start` once the device's queued work is done."""
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return (time.perf_counter() - start) * 1e3
 
 
 def learned_magnifier(path: str):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -49,18 +49,36 @@ class Excluded:
 PENDING = "_pending_flows"
 
 
+class PairPrep(Protocol):
+    """What turns a pending flow's (src, dst) into the pair the flow is computed on (seed
+    004: magnify the apex, shrink both), in two implementations that give the same
+    pixels: `one` with numpy/OpenCV for one pair in the clip task, `batch` with torch for
+    uint8 (N, H, W, C) tensors on the device of the shard's flow batch. Hashable and
+    compared by value: the engine batches the pairs of equal preps together. `timing`
+    is the ctx.timings key of its ms."""
+
+    timing: str
+
+    def one(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def batch(self, src, dst) -> tuple: ...
+
+
 @dataclass(frozen=True)
 class PendingFlow:
     """A TV-L1 flow src -> dst a product needs, computed by the engine after the products:
     at once in the clip task (`params.tvl1.backend` opencv, or torch without a GPU), or
-    with the other samples' of its write shard in one batch on a GPU. `finish(flow)` maps
-    the float32 (H, W, 2) flow (u, v in pixels) to the product's arrays; `timing` is the
-    ctx.timings key of its ms. src, dst: uint8 (H, W, 3) RGB or (H, W) gray, one size."""
+    with the other samples' of its write shard in one batch on a GPU. `prepare`, when
+    set, makes the flow's pair from (src, dst) first, where the flow is computed (on
+    the GPU with it). `finish(flow)` maps the float32 (H, W, 2) flow (u, v in pixels) to
+    the product's arrays; `timing` is the ctx.timings key of its ms. src, dst: uint8
+    (H, W, 3) RGB or (H, W) gray, one size."""
 
     src: np.ndarray
     dst: np.ndarray
     finish: Callable[[np.ndarray], dict]
     timing: str
+    prepare: PairPrep | None = None
 
 
 @dataclass

@@ -1,11 +1,15 @@
 """micro (seed 004): landmarks on the apex frame; the apex magnified x alpha against the
 onset (Eulerian, or Oh et al.'s learned network from a local state_dict,
 `params.magnify`); TV-L1 flow onset -> magnified apex at FLOW224 x FLOW224; the apex
-landmarks in that image. The learned magnifier is the one GPU stage."""
+landmarks in that image. The Eulerian magnification and the resize to 224 run where
+the flow does (`EulerianPair`: in the clip task, or on the GPU in its shard's flow
+batch with the torch backend, with the same pixels); the learned magnifier runs on the
+GPU in the clip task."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -41,24 +45,53 @@ def compute(ctx: Context) -> dict | Excluded:
             "no_face_apex",
             f"no face found on the apex frame {ctx.where(ctx.row['apex_path'])} (needed for seed 004's landmarks)",
         )
-    t = time.perf_counter()
-    alpha = params["magnify"]["alpha"]
-    if learned(params):
+    alpha, levels = params["magnify"]["alpha"], params["magnify"]["levels"]
+    if not learned(params):  # magnified where the flow is computed: on the GPU with the torch backend
+        pending = PendingFlow(on_c, ap_c, flow224_arrays, "micro_tvl1_ms", EulerianPair(alpha, levels, FLOW224))
+    else:
         from stages.magnet import magnify_pair_learned
 
+        t = time.perf_counter()
         s = LEARNED_SIZE
         mag = magnify_pair_learned(ctx.load_model(params["magnify"]["weights"]), on_c[:s, :s], ap_c[:s, :s], alpha)
         mag = np.pad(mag, ((0, CROP - s), (0, CROP - s), (0, 0)), mode="edge")
-    else:
-        mag = magnify_pair(on_c.astype(np.float32), ap_c.astype(np.float32), alpha, params["magnify"]["levels"])
-    mag = np.clip(np.rint(mag), 0, 255).astype(np.uint8)
-    tm["magnify_ms"] = (time.perf_counter() - t) * 1e3
-    # flow computed at the feed's 224x224 directly (half the TV-L1 cost of 310), by the engine
-    small = [cv2.resize(x, (FLOW224, FLOW224), interpolation=cv2.INTER_AREA) for x in (on_c, mag)]
-    return {
-        "micro/apex_landmarks224": landmarks_to_crop(lm, ctx.box, FLOW224),
-        PENDING: [PendingFlow(small[0], small[1], flow224_arrays, "micro_tvl1_ms")],
-    }
+        small = shrink(on_c, FLOW224), shrink(to_uint8(mag), FLOW224)
+        tm["magnify_ms"] = (time.perf_counter() - t) * 1e3
+        pending = PendingFlow(small[0], small[1], flow224_arrays, "micro_tvl1_ms")
+    return {"micro/apex_landmarks224": landmarks_to_crop(lm, ctx.box, FLOW224), PENDING: [pending]}
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """A magnified image (float, not clipped) as stored pixels: rounded half to even, clipped."""
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def shrink(img: np.ndarray, size: int) -> np.ndarray:
+    """The feed's size x size image: OpenCV's area resize (the flow is computed at 224
+    directly, half the TV-L1 cost of 310)."""
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class EulerianPair:
+    """Seed 004's flow pair from the crops (a products.base.PairPrep): the apex magnified
+    x alpha against the onset (linear Eulerian, `levels` Laplacian levels), rounded to
+    uint8, and both crops shrunk to size x size by area. `one`: numpy/OpenCV
+    (stages.temporal); `batch`: torch (stages.magnify_torch), the same pixels."""
+
+    alpha: float
+    levels: int
+    size: int
+    timing: str = "magnify_ms"
+
+    def one(self, onset: np.ndarray, apex: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mag = magnify_pair(onset.astype(np.float32), apex.astype(np.float32), self.alpha, self.levels)
+        return shrink(onset, self.size), shrink(to_uint8(mag), self.size)
+
+    def batch(self, onset, apex) -> tuple:
+        from stages.magnify_torch import magnified_pairs
+
+        return magnified_pairs(onset, apex, self.alpha, self.levels, self.size)
 
 
 def flow224_arrays(f: np.ndarray) -> dict:

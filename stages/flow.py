@@ -46,14 +46,17 @@ def tvl1(src: np.ndarray, dst: np.ndarray, backend: str = "opencv", **params) ->
     return algo.calc(_gray(src), _gray(dst), None)
 
 
-def tvl1_batch(src: np.ndarray, dst: np.ndarray, **params) -> np.ndarray:
+def tvl1_batch(src, dst, **params) -> np.ndarray:
     """Dual TV-L1 flows of a batch of pairs (uint8 (N, H, W) gray or (N, H, W, 3) RGB, one
-    size) -> float32 (N, H, W, 2), by the torch implementation (stages.flow_torch) on
-    CUDA when torch sees it, else on the CPU."""
+    size; numpy arrays, or torch tensors computed on their device) -> float32 numpy
+    (N, H, W, 2), by the torch implementation (stages.flow_torch): numpy input on CUDA
+    when torch sees it, else on the CPU."""
     import torch
 
     from stages.flow_torch import tvl1_torch
 
+    if isinstance(src, torch.Tensor):
+        return tvl1_torch(src, dst, **params).cpu().numpy()
     return tvl1_torch(src, dst, device="cuda" if torch.cuda.is_available() else "cpu", **params)
 
 

@@ -136,9 +136,10 @@ def test_the_torch_tvl1_and_the_shard_batch_keep_every_tensor_on_the_gpu(monkeyp
     """Device placement without a GPU (tests/fake_cuda.py): on a CUDA worker every tensor of
     the flow stays on the device (an op mixing devices raises naming its line), and the
     flows are those of the CPU run."""
-    from pipeline.tasks import shard_flows
+    from pipeline.tasks import flows_now, shard_flows
     from products.base import PENDING, PendingFlow
     from products.flow import tvl1_arrays
+    from products.micro import EulerianPair, flow224_arrays
     from stages.flow import TVL1_DEFAULTS
     from tests.fake_cuda import FakeCuda
 
@@ -149,8 +150,44 @@ def test_the_torch_tvl1_and_the_shard_batch_keep_every_tensor_on_the_gpu(monkeyp
         on_gpu = tvl1_torch(torch.from_numpy(a[None]).to("cuda"), torch.from_numpy(b[None]).to("cuda"), **fast)
         assert on_gpu.device.type == "cuda" and fc.checked > 100
         np.testing.assert_array_equal(on_gpu.cpu().numpy(), cpu)
+    rgb = [np.repeat(x[..., None], 3, -1) for x in (a, b)]  # and seed 004's pair, magnified on the device
+    micro = PendingFlow(*rgb, flow224_arrays, "micro_tvl1_ms", EulerianPair(3.0, 3, 32))
+    pending = [PendingFlow(a, b, tvl1_arrays, "tvl1_ms"), micro]
+    res = {0: {"status": "ok", "timings": {}, "arrays": {PENDING: pending}}}
+    params = {**TVL1_DEFAULTS, **fast, "backend": "torch"}
+    want = flows_now([micro], params, {})["micro/flow224"]  # the clip task's, on the CPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # what a GPU worker's shard_flows sees
-    res = {0: {"status": "ok", "timings": {}, "arrays": {PENDING: [PendingFlow(a, b, tvl1_arrays, "tvl1_ms")]}}}
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     with FakeCuda():
-        out = shard_flows(res, {**TVL1_DEFAULTS, **fast, "backend": "torch"})
+        out = shard_flows(res, params)
     np.testing.assert_array_equal(out[0]["arrays"]["pairs/flow_tvl1"], cpu[0].astype(np.float16))
+    np.testing.assert_array_equal(out[0]["arrays"]["micro/flow224"], want)
+
+
+def test_a_shard_batch_prepares_seed_004s_pairs_as_the_clip_task_does():
+    """Issue 18 point 4: the micro product's pending flow carries its 310 crops and an
+    EulerianPair; the shard batch magnifies and shrinks them in torch (on the GPU there)
+    before the flow, and stores what the clip task's numpy/OpenCV path stores."""
+    from pipeline.tasks import flows_now, shard_flows
+    from products.base import PENDING, PendingFlow
+    from products.micro import EulerianPair, flow224_arrays
+    from stages.flow import TVL1_DEFAULTS
+
+    params = {**TVL1_DEFAULTS, "backend": "torch", "nscales": 2, "warps": 2, "innnerIterations": 10}
+    prep = EulerianPair(3.0, 3, 48)
+    results = {}
+    for i in range(3):
+        a, b = _shifted(64, 0.3 * (i + 1), 7 + i)
+        rgb = [np.repeat(x[..., None], 3, -1) for x in (a, b)]
+        results[i] = {
+            "status": "ok",
+            "timings": {},
+            "arrays": {PENDING: [PendingFlow(*rgb, flow224_arrays, "m_ms", prep)]},
+        }
+    out = shard_flows(results, params)
+    for i in range(3):
+        timings: dict = {}
+        want = flows_now(results[i]["arrays"][PENDING], params, timings)
+        np.testing.assert_array_equal(out[i]["arrays"]["micro/flow224"], want["micro/flow224"], err_msg=f"sample {i}")
+        assert out[i]["arrays"]["micro/flow224"].shape == (48, 48, 2)
+        assert {"m_ms", "magnify_ms"} <= set(out[i]["timings"]) and {"m_ms", "magnify_ms"} <= set(timings)
