@@ -18,9 +18,12 @@ stored. What OpenCV 4.x computes (modules/imgproc/src/pyramids.cpp, resize.cpp):
   area-weighted mean of the source pixels it covers (OpenCV's computeResizeAreaTab
   weights, float32), summed tap by tap along x, then along y, rounded half to even.
 
-Bit-identical to OpenCV's results on an x86-64 build whose baseline SIMD is 4 floats
-(SSE, as the opencv-python wheels; ARM NEON is also 4); elsewhere they agree to float32
-rounding. Images are float32 (N, C, H, W) tensors in this module's pyramid functions;
+Bit-identical to OpenCV's results, on the CPU, for an OpenCV build whose baseline SIMD
+is 4 floats (SSE on x86-64, as the opencv-python wheels; NEON on ARM); with another
+build the pyramids agree to float32 rounding, so a rounded magnified pixel may differ by
+one level. On CUDA every step is the same elementwise float32 arithmetic (one
+operation per kernel, so nothing is fused); that it gives the same pixels there is
+what `benchmarks/gpu_flow.sh`'s "px differ" column measures, not yet run on a GPU. Images are float32 (N, C, H, W) tensors in this module's pyramid functions;
 `magnified_pairs` and `resize_area` take and return uint8 (N, H, W, C) channel-last.
 """
 
@@ -48,7 +51,8 @@ def _reflect101(i: np.ndarray, n: int) -> np.ndarray:
 def _taps(x: torch.Tensor, centres: np.ndarray, dim: int) -> list[torch.Tensor]:
     """The five taps (centre - 2 .. centre + 2, reflect-101) of `x` along `dim` (-1 or -2)."""
     n = x.shape[dim]
-    return [x.index_select(dim, torch.as_tensor(_reflect101(centres + k, n), device=x.device)) for k in range(-2, 3)]
+    idx = torch.as_tensor(np.stack([_reflect101(centres + k, n) for k in range(-2, 3)]), device=x.device)
+    return [x.index_select(dim, i) for i in idx]
 
 
 def _down_simd(t: list[torch.Tensor]) -> torch.Tensor:
@@ -85,11 +89,11 @@ def pyr_down(x: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
     tail = range(_CV_LANES * (dw * c // _CV_LANES), dw * c)
     if tail:
-        cols_t = torch.as_tensor(sorted({e // c for e in tail}), device=x.device)
+        cols = sorted({e // c for e in tail})
+        in_tail = [[(j * c + ch) in tail for j in cols] for ch in range(c)]  # (channel, column)
+        cols_t, chan = torch.as_tensor(cols, device=x.device), torch.as_tensor(in_tail, device=x.device)
         scal = _down_scalar([r.index_select(-1, cols_t) for r in rows])
-        part = out.index_select(-1, cols_t)
-        chan = torch.as_tensor([[(j * c + ch) in tail for j in cols_t.tolist()] for ch in range(c)], device=x.device)
-        out[..., cols_t] = torch.where(chan[:, None, :], scal, part)
+        out[..., cols_t] = torch.where(chan[:, None, :], scal, out.index_select(-1, cols_t))
     return out * (1.0 / 256)
 
 
@@ -178,12 +182,12 @@ def resize_area(x: torch.Tensor, size: int) -> torch.Tensor:
 def _weighted_sum(x: torch.Tensor, idx: np.ndarray, wts: np.ndarray, dim: int, weight_first: bool) -> torch.Tensor:
     """sum_k x[idx[k]] * w[k] along `dim`, added tap by tap (OpenCV's order: S * alpha
     along x, beta * buf along y)."""
+    idx_t, wts_t = torch.as_tensor(idx, device=x.device), torch.as_tensor(wts, device=x.device)
     total = None
-    for i, w in zip(idx, wts):
-        wt = torch.as_tensor(w, device=x.device)
-        wt = wt[:, None] if dim == -2 else wt
-        src = x.index_select(dim, torch.as_tensor(i, device=x.device))
-        term = wt * src if weight_first else src * wt
+    for i, w in zip(idx_t, wts_t):
+        w = w[:, None] if dim == -2 else w
+        src = x.index_select(dim, i)
+        term = w * src if weight_first else src * w
         total = term if total is None else total + term
     return total
 

@@ -150,9 +150,11 @@ def test_the_torch_tvl1_and_the_shard_batch_keep_every_tensor_on_the_gpu(monkeyp
         on_gpu = tvl1_torch(torch.from_numpy(a[None]).to("cuda"), torch.from_numpy(b[None]).to("cuda"), **fast)
         assert on_gpu.device.type == "cuda" and fc.checked > 100
         np.testing.assert_array_equal(on_gpu.cpu().numpy(), cpu)
-    rgb = [np.repeat(x[..., None], 3, -1) for x in (a, b)]  # and seed 004's pair, magnified on the device
+    # and seed 004's pair, magnified on the device; both pairs RGB of one size, so only the
+    # prep keeps them apart (the gray -> RGB copies have the same gray, so the same flow)
+    rgb = [np.repeat(x[..., None], 3, -1) for x in (a, b)]
     micro = PendingFlow(*rgb, flow224_arrays, "micro_tvl1_ms", EulerianPair(3.0, 3, 32))
-    pending = [PendingFlow(a, b, tvl1_arrays, "tvl1_ms"), micro]
+    pending = [PendingFlow(*rgb, tvl1_arrays, "tvl1_ms"), micro]
     res = {0: {"status": "ok", "timings": {}, "arrays": {PENDING: pending}}}
     params = {**TVL1_DEFAULTS, **fast, "backend": "torch"}
     want = flows_now([micro], params, {})["micro/flow224"]  # the clip task's, on the CPU
