@@ -103,25 +103,38 @@ def time_opencv(src: np.ndarray, dst: np.ndarray, threads: int) -> tuple[float, 
     return len(src) / (time.perf_counter() - t), flows
 
 
-def time_torch(src, dst, refs, batch: int, device: str) -> dict:
-    """pairs/s, EPE to `refs` and peak GPU memory (MiB) of tvl1_torch at one batch size."""
-    reps = -(-batch // len(src))
-    s, d, r = (np.concatenate([x] * reps)[:batch] for x in (src, dst, refs))
+def repeated(x: np.ndarray, batch: int) -> np.ndarray:
+    """The pairs of `x` repeated to fill a batch of `batch`."""
+    return np.concatenate([x] * -(-batch // len(x)))[:batch]
+
+
+def timed_batches(run_batch, n_pairs: int, batch: int, device: str) -> tuple[float, object]:
+    """(pairs/s, last output) of `run_batch()` (one batch of `batch` pairs) run
+    max(1, n_pairs // batch) times after one untimed warm-up (allocator, kernels), CUDA
+    synchronised around the timed runs; the GPU's peak memory counts from the warm-up's end."""
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    tvl1_torch(torch.from_numpy(s), torch.from_numpy(d), device=device)  # warm-up (allocator, kernels)
+    run_batch()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    n_batches = max(1, len(src) // batch)
+    n_batches = max(1, n_pairs // batch)
     sync()
     t = time.perf_counter()
     for _ in range(n_batches):
-        out = tvl1_torch(torch.from_numpy(s), torch.from_numpy(d), device=device)
+        out = run_batch()
     sync()
-    dt = time.perf_counter() - t
+    return n_batches * batch / (time.perf_counter() - t), out
+
+
+def time_torch(src, dst, refs, batch: int, device: str) -> dict:
+    """pairs/s, EPE to `refs` and peak GPU memory (MiB) of tvl1_torch at one batch size."""
+    s, d, r = (repeated(x, batch) for x in (src, dst, refs))
+    pairs_s, out = timed_batches(
+        lambda: tvl1_torch(torch.from_numpy(s), torch.from_numpy(d), device=device), len(src), batch, device
+    )
     mean, p99 = epe_stats(out.cpu().numpy(), r)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
-    return {"pairs_s": n_batches * batch / dt, "mean": mean, "p99": p99, "peak_mib": peak}
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
+    return {"pairs_s": pairs_s, "mean": mean, "p99": p99, "peak_mib": peak}
 
 
 def time_prep_opencv(prep, src: np.ndarray, dst: np.ndarray) -> tuple[float, list]:
@@ -134,21 +147,12 @@ def time_prep_opencv(prep, src: np.ndarray, dst: np.ndarray) -> tuple[float, lis
 
 def time_prep_torch(prep, src, dst, refs: list, batch: int, device: str) -> tuple[float, int]:
     """(pairs/s, output pixels differing from `refs`) of the torch version at one batch size."""
-    reps = -(-batch // len(src))
-    s, d = (torch.from_numpy(np.concatenate([x] * reps)[:batch]) for x in (src, dst))
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    prep.batch(s.to(device), d.to(device))  # warm-up
-    n_batches = max(1, len(src) // batch)
-    sync()
-    t = time.perf_counter()
-    for _ in range(n_batches):
-        out = prep.batch(s.to(device), d.to(device))
-    sync()
-    dt = time.perf_counter() - t
+    s, d = (torch.from_numpy(repeated(x, batch)) for x in (src, dst))
+    pairs_s, out = timed_batches(lambda: prep.batch(s.to(device), d.to(device)), len(src), batch, device)
     differ = 0
     for i in range(min(batch, len(src))):
         differ += sum(int((o[i].cpu().numpy() != r).sum()) for o, r in zip(out, refs[i]))
-    return n_batches * batch / dt, differ
+    return pairs_s, differ
 
 
 def bench_magnify(args, devices: list[str]) -> None:
