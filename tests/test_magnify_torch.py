@@ -45,6 +45,10 @@ def nchw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
 
 
+def nchw_batch(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a).permute(0, 3, 1, 2).to(torch.float32)
+
+
 def hwc(t: torch.Tensor) -> np.ndarray:
     return t[0].permute(1, 2, 0).numpy()
 
@@ -95,10 +99,6 @@ def test_magnification_equals_the_numpy_version_on_real_faces(face_crops, alpha,
     for i in range(len(on)):
         want = magnify_pair(on[i].astype(np.float32), ap[i].astype(np.float32), alpha, levels, lambda_c)
         assert_same(got[i], want, f"pair {i}")
-
-
-def nchw_batch(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(a).permute(0, 3, 1, 2).to(torch.float32)
 
 
 def test_magnification_by_zero_gives_back_the_apex_and_amplifies_the_change(face_crops):
