@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import fcntl
+import gc
 import hashlib
 import io
 import json
@@ -31,6 +33,13 @@ import pyarrow.parquet as pq
 import zarr
 
 from schemas.arrays import ARRAYS, SAMPLE_ID_DESCRIPTION, bytes_dims, coordinate_paths
+
+# Icechunk sessions and zarr groups left in reference cycles are otherwise collected
+# during interpreter shutdown, where their native code can crash the process after its
+# work is done (a segfault at exit: 8 in 270 runs of a script holding a Store here, 0 in
+# 480 with the cycles collected first). Collected at exit instead, while the runtime is
+# whole (atexit runs this before zarr's own clean-up, registered earlier).
+atexit.register(gc.collect)
 
 BRANCH = "main"
 
